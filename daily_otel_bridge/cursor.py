@@ -1,0 +1,217 @@
+"""The tie-safe cursor of one meeting session: pure arithmetic and bookkeeping, no I/O.
+
+How a session is read (DESIGN.md, "The cursor"):
+
+* The query window is `[watermark - lookback, now - settle_lag]`, in milliseconds, frozen for
+  the whole read and paged with `offset`, `order=ASC`. The overlap re-reads the last
+  `lookback` of already delivered records so that records Daily makes visible late are not
+  lost.
+* Every record delivered inside that overlap is remembered by its identity: the digest of
+  its content plus its occurrence number among byte-identical records of the same read.
+  Two identical records at the same `time` are therefore both delivered, exactly once each.
+* Each page request re-reads the last record of the previous page (`offset = consumed - 1`).
+  That record, the *anchor*, shows whether the server's list moved under us between two
+  requests (a late record inserted earlier in the window shifts every offset by one); we
+  then skip exactly the re-read records instead of delivering them twice. A page holding
+  only the anchor, or nothing, ends the read: a short page never does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from daily_otel_bridge.mapping import record_uid
+
+NS_PER_MS = 1_000_000
+
+
+@dataclass(slots=True)
+class SessionCursor:
+    """What is persisted per (domain, meeting session)."""
+
+    session_id: str
+    room: str
+    start_floor_ms: int  # where the first read starts, before anything was delivered
+    watermark_ns: int | None = None  # `time` of the latest delivered record
+    drained_until_ms: int | None = None  # endTime of the last complete, acknowledged read
+    ended_at_ms: int | None = None  # when the meeting ended, once known
+    seen: dict[str, int] = field(default_factory=dict)  # uid -> time_ns, inside the overlap
+    retired: bool = False
+    # Adaptive polling, in memory only: a restart polls every session once, promptly.
+    next_poll_at: float = 0.0
+    quiet_polls: int = 0
+
+
+def window_start_ms(cursor: SessionCursor, lookback_ms: int) -> int:
+    """First millisecond of the next read (inclusive; one ms earlier than strictly needed
+    because Daily does not document whether `startTime` is inclusive)."""
+    if cursor.watermark_ns is None:
+        return cursor.start_floor_ms
+    return cursor.watermark_ns // NS_PER_MS - lookback_ms - 1
+
+
+def prune_seen(seen: dict[str, int], horizon_ms: int) -> int:
+    """Forget identities older than the next read can return; returns how many went."""
+    horizon_ns = horizon_ms * NS_PER_MS
+    stale = [uid for uid, t in seen.items() if t < horizon_ns]
+    for uid in stale:
+        del seen[uid]
+    return len(stale)
+
+
+def next_page_offset(consumed: int) -> int:
+    """Offset of the next request: re-read the last record we have as the anchor."""
+    return consumed - 1 if consumed > 0 else 0
+
+
+@dataclass(frozen=True, slots=True)
+class PageCut:
+    """Which records of a page are new to this read, and whether the read is complete."""
+
+    take: Sequence[int]  # indices into the page, in order
+    finished: bool
+    shifted: bool  # the anchor was not where expected: the server's list moved
+    # Indices that may be records this read already consumed (the list moved backwards
+    # under us, or the server ignores `offset`): taken only if their content is new.
+    suspect: frozenset[int] = frozenset()
+
+
+def cut_page(anchor: bytes | None, digests: Sequence[bytes]) -> PageCut:
+    """Align a page with the anchor (the digest of the last record already consumed)."""
+    if anchor is None:
+        return PageCut(take=range(len(digests)), finished=not digests, shifted=False)
+    if not digests:
+        # Even the anchor is gone: records were removed before it. Nothing to align on,
+        # and nothing more to read in this window; the next read's overlap covers us.
+        return PageCut(take=(), finished=True, shifted=True)
+    if digests[0] == anchor:
+        return PageCut(take=range(1, len(digests)), finished=len(digests) == 1, shifted=False)
+    try:
+        at = list(digests).index(anchor)
+    except ValueError:
+        # The anchor moved by more than a page, or the tie order changed. Nothing can be
+        # aligned: records already read in this read are skipped by content, the rest taken.
+        everything = range(len(digests))
+        return PageCut(take=everything, finished=False, shifted=True, suspect=frozenset(everything))
+    # Records before the anchor are late arrivals inserted ahead of it, or re-reads.
+    take = [i for i in range(len(digests)) if i != at]
+    return PageCut(take=take, finished=False, shifted=True, suspect=frozenset(range(at)))
+
+
+@dataclass(slots=True)
+class SessionRead:
+    """The bookkeeping of one read of one session (one sweep)."""
+
+    cursor: SessionCursor
+    start_ms: int
+    end_ms: int
+    consumed: int = 0  # records of the server's list read so far (offset of the next page + 1)
+    anchor: bytes | None = None
+    occurrences: dict[bytes, int] = field(default_factory=dict)
+    delivered: int = 0
+    deduplicated: int = 0
+
+    @classmethod
+    def begin(cls, cursor: SessionCursor, *, now_ms: int, lookback_ms: int, settle_lag_ms: int) -> SessionRead:
+        start = window_start_ms(cursor, lookback_ms)
+        end = now_ms - settle_lag_ms
+        return cls(cursor=cursor, start_ms=start, end_ms=max(end, start))
+
+    @property
+    def offset(self) -> int:
+        return next_page_offset(self.consumed)
+
+    def accept_page(self, digests: Sequence[bytes]) -> PageCut:
+        """Record that a page arrived; returns the indices that are new to this read."""
+        cut = cut_page(self.anchor, digests)
+        if digests:
+            self.consumed = self.offset + len(digests)
+            self.anchor = digests[-1]
+        return cut
+
+    def identify(self, digest: bytes) -> str:
+        """The uid of the next occurrence of this content in the read."""
+        occurrence = self.occurrences.get(digest, 0) + 1
+        self.occurrences[digest] = occurrence
+        return record_uid(digest, occurrence)
+
+    def is_delivered(self, uid: str) -> bool:
+        return uid in self.cursor.seen
+
+    def mark(self, uid: str, time_ns: int) -> None:
+        """Remember a record handed to the exporter (not yet acknowledged)."""
+        self.cursor.seen[uid] = time_ns
+        if self.cursor.watermark_ns is None or time_ns > self.cursor.watermark_ns:
+            self.cursor.watermark_ns = time_ns
+        self.delivered += 1
+
+
+# A server that keeps answering pages made only of records we already have, without the
+# anchor where it belongs, is not honouring `offset`; stop that read rather than loop.
+MAX_STALLED_PAGES = 3
+
+
+@dataclass(slots=True)
+class DrainResult:
+    complete: bool = False
+    fetched: int = 0
+    delivered: int = 0
+    deduplicated: int = 0
+    stalled: bool = False
+
+
+async def drain(
+    read: SessionRead,
+    fetch_page: Callable[[int], Awaitable[Sequence[Any]]],
+    digest: Callable[[Any], bytes],
+    deliver: Callable[[Any, str], Awaitable[bool]],
+    should_stop: Callable[[], bool] = lambda: False,
+) -> DrainResult:
+    """Read one session's window to its end: page, align, identify, de-duplicate.
+
+    `fetch_page(offset)` returns the records of one page; `deliver(record, uid)` hands a
+    record that was not delivered before to the exporter and returns whether it was taken
+    (False for a malformed record); it must call `read.mark` for the records it takes.
+    Kept free of I/O of its own so that property tests drive it with any paging they like.
+    """
+    result = DrainResult()
+    stalled = 0
+    while not should_stop():
+        records = await fetch_page(read.offset)
+        result.fetched += len(records)
+        digests = [digest(r) for r in records]
+        cut = read.accept_page(digests)
+        fresh = 0
+        for i in cut.take:
+            if i in cut.suspect and digests[i] in read.occurrences:
+                # Probably a record this read consumed already. Should it really be a
+                # late byte-identical twin, the next read's overlap delivers it.
+                result.deduplicated += 1
+                read.deduplicated += 1
+                continue
+            uid = read.identify(digests[i])
+            if read.is_delivered(uid):
+                result.deduplicated += 1
+                read.deduplicated += 1
+                continue
+            if await deliver(records[i], uid):
+                fresh += 1
+        result.delivered += fresh
+        if cut.finished:
+            result.complete = True
+            return result
+        stalled = stalled + 1 if cut.shifted and fresh == 0 else 0
+        if stalled >= MAX_STALLED_PAGES:
+            result.stalled = True
+            return result
+    return result
+
+
+def multiset(uids: Iterable[str]) -> dict[str, int]:
+    """Count of each uid; a helper for tests and properties."""
+    counts: dict[str, int] = {}
+    for uid in uids:
+        counts[uid] = counts.get(uid, 0) + 1
+    return counts

@@ -1,0 +1,285 @@
+"""Daily's REST API: `GET /meetings` (discovery) and `GET /logs`, paced, retried, classified.
+
+Every failure leaves this module as one of two types, so the pipeline only has to decide
+"try again later" or "stop this domain / session":
+
+* `TransientError`: 429, 5xx, time-outs, broken connections, unreadable bodies. Retried here
+  with backoff first; raised once the attempts run out.
+* `PermanentError`: the request itself is wrong (400), the session is gone (404), or the key
+  is revoked (`AuthError`: 401/403). Never retried.
+
+Messages carry the endpoint, status and Daily's error *type*, never the key or headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from daily_otel_bridge.rate_limit import TokenBucket, backoff_delay, parse_retry_after
+from daily_otel_bridge.records import DailyRecord, Meeting
+from daily_otel_bridge.self_metrics import BridgeMetrics
+
+MEETINGS_PAGE_LIMIT = 100
+MAX_RETRY_AFTER = 120.0
+
+
+class DailyApiError(Exception):
+    def __init__(self, message: str, *, status: int | None = None, error_type: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+
+
+class TransientError(DailyApiError):
+    """Worth trying again later."""
+
+
+class PermanentError(DailyApiError):
+    """Trying again will not help."""
+
+
+class AuthError(PermanentError):
+    """The API key was refused (401/403): the domain stops until the key is fixed."""
+
+
+class NotFoundError(PermanentError):
+    """404: the session (or endpoint) does not exist any more."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogsPage:
+    logs: list[DailyRecord]
+    metrics: list[DailyRecord]
+
+
+def _ssl_context(ca_file: Path | None) -> ssl.SSLContext:
+    # Always verified; a custom CA bundle adds trust, it never turns verification off.
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    return context
+
+
+class DailyClient:
+    """One aiohttp session and one token bucket per domain."""
+
+    def __init__(
+        self,
+        *,
+        domain: str,
+        api_url: str,
+        api_key: str,
+        requests_per_second: float,
+        timeout: float = 30.0,
+        ca_file: Path | None = None,
+        max_attempts: int = 5,
+        metrics: BridgeMetrics | None = None,
+        backoff_cap: float = 30.0,
+    ) -> None:
+        self.domain = domain
+        self._base = api_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        self.bucket = TokenBucket(requests_per_second)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._ca_file = ca_file
+        self._max_attempts = max_attempts
+        self._metrics = metrics or BridgeMetrics()
+        self._backoff_cap = backoff_cap
+        self._session: aiohttp.ClientSession | None = None
+        self.requests_made = 0
+
+    async def __aenter__(self) -> DailyClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                ssl=_ssl_context(self._ca_file) if self._base.startswith("https:") else False,
+                limit=8,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, headers=self._headers
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def list_meetings(
+        self,
+        *,
+        timeframe_start: int | None = None,
+        ongoing: bool | None = None,
+        room: str | None = None,
+    ) -> list[Meeting]:
+        """Every meeting matching the filters, following `starting_after` paging."""
+        meetings: list[Meeting] = []
+        seen: set[str] = set()
+        starting_after: str | None = None
+        while True:
+            params: dict[str, str] = {"limit": str(MEETINGS_PAGE_LIMIT), "no_participants": "true"}
+            if timeframe_start is not None:
+                params["timeframe_start"] = str(timeframe_start)
+            if ongoing is not None:
+                params["ongoing"] = "true" if ongoing else "false"
+            if room is not None:
+                params["room"] = room
+            if starting_after is not None:
+                params["starting_after"] = starting_after
+            body = await self._get_json("meetings", params)
+            data = body.get("data") if isinstance(body, dict) else None
+            if not isinstance(data, list):
+                raise TransientError("GET /meetings: response has no 'data' list")
+            fresh = 0
+            for item in data:
+                meeting = _parse_meeting(item)
+                if meeting is None or meeting.id in seen:
+                    continue
+                seen.add(meeting.id)
+                meetings.append(meeting)
+                fresh += 1
+            # An empty page (or one that repeats what we had) ends the walk; a short page
+            # alone does not, for the same reason as with /logs.
+            if not data or fresh == 0:
+                return meetings
+            last = data[-1]
+            starting_after = str(last.get("id")) if isinstance(last, dict) else None
+            if starting_after is None:
+                return meetings
+
+    async def fetch_logs_page(
+        self,
+        *,
+        mtg_session_id: str,
+        start_ms: int,
+        end_ms: int,
+        offset: int,
+        limit: int,
+        log_level: str | None = None,
+        include_logs: bool = True,
+        include_metrics: bool = False,
+    ) -> LogsPage:
+        params = {
+            "mtgSessionId": mtg_session_id,
+            "order": "ASC",
+            "startTime": str(start_ms),
+            "endTime": str(end_ms),
+            "offset": str(offset),
+            "limit": str(limit),
+        }
+        if log_level is not None:
+            params["logLevel"] = log_level
+        if not include_logs:
+            params["includeLogs"] = "false"
+        if include_metrics:
+            params["includeMetrics"] = "true"
+        body = await self._get_json("logs", params)
+        if not isinstance(body, dict):
+            raise TransientError("GET /logs: response is not a JSON object")
+        logs = body.get("logs", [])
+        metrics = body.get("metrics", [])
+        if not isinstance(logs, list) or not isinstance(metrics, list):
+            raise TransientError("GET /logs: 'logs' or 'metrics' is not a list")
+        return LogsPage(logs=logs if include_logs else [], metrics=metrics)
+
+    async def _get_json(self, endpoint: str, params: Mapping[str, str]) -> Any:
+        url = f"{self._base}/{endpoint}"
+        last_error: DailyApiError | None = None
+        for attempt in range(self._max_attempts):
+            await self.bucket.acquire()
+            self.requests_made += 1
+            wait: float | None = None
+            try:
+                async with self._http().get(url, params=params) as resp:
+                    status = resp.status
+                    self._metrics.api_requests.labels(self.domain, endpoint, str(status)).inc()
+                    if status == 200:
+                        return await self._decode(resp, endpoint)
+                    error_type = await _error_type(resp)
+                    message = f"GET /{endpoint}: HTTP {status}" + (
+                        f" ({error_type})" if error_type else ""
+                    )
+                    if status in (401, 403):
+                        raise AuthError(
+                            f"{message}: Daily refused the API key of domain {self.domain!r}",
+                            status=status,
+                            error_type=error_type,
+                        )
+                    if status == 404:
+                        raise NotFoundError(message, status=status, error_type=error_type)
+                    if status == 429 or status >= 500 or status == 408:
+                        last_error = TransientError(message, status=status, error_type=error_type)
+                        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                        if status == 429:
+                            self._metrics.api_rate_limited.labels(self.domain).inc()
+                        if retry_after is not None:
+                            wait = min(retry_after, MAX_RETRY_AFTER)
+                    else:
+                        raise PermanentError(message, status=status, error_type=error_type)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                self._metrics.api_requests.labels(self.domain, endpoint, "error").inc()
+                last_error = TransientError(f"GET /{endpoint}: {type(exc).__name__}")
+            except TransientError as exc:  # undecodable body
+                last_error = exc
+            if attempt + 1 >= self._max_attempts:
+                break
+            if wait is None:
+                wait = backoff_delay(attempt, cap=self._backoff_cap)
+            if last_error is not None and last_error.status == 429:
+                self.bucket.pause(wait)
+            self._metrics.api_backoff_seconds.labels(self.domain).inc(wait)
+            await asyncio.sleep(wait)
+        assert last_error is not None
+        raise last_error
+
+    async def _decode(self, resp: aiohttp.ClientResponse, endpoint: str) -> Any:
+        content_type = resp.headers.get("Content-Type", "")
+        raw = await resp.read()
+        if "json" not in content_type:
+            raise TransientError(
+                f"GET /{endpoint}: expected JSON, got content type {content_type[:60]!r}"
+            )
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise TransientError(f"GET /{endpoint}: invalid JSON ({exc.__class__.__name__})") from None
+
+
+async def _error_type(resp: aiohttp.ClientResponse) -> str | None:
+    try:
+        body = json.loads(await resp.read())
+    except (ValueError, UnicodeDecodeError, aiohttp.ClientError, asyncio.TimeoutError):
+        return None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        # Only the stable `error` type, capped; `info` is free text we don't echo.
+        return str(body["error"])[:64]
+    return None
+
+
+def _parse_meeting(item: object) -> Meeting | None:
+    if not isinstance(item, dict):
+        return None
+    mid = item.get("id")
+    start = item.get("start_time")
+    if not isinstance(mid, str) or not mid or not isinstance(start, int | float):
+        return None
+    duration = item.get("duration")
+    room = item.get("room")
+    return Meeting(
+        id=mid,
+        room=room if isinstance(room, str) else "",
+        start_time=int(start),
+        duration=int(duration) if isinstance(duration, int | float) else None,
+        ongoing=bool(item.get("ongoing", False)),
+    )

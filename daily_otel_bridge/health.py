@@ -1,0 +1,98 @@
+"""Probes and self-metrics over HTTP (read-only): /healthz, /readyz, /metrics.
+
+The bodies carry states, times and error *types* only: an error's text can quote a URL or
+a server's message, and nothing here may ever show a secret.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from daily_otel_bridge.scheduler import DomainRunner
+from daily_otel_bridge.self_metrics import BridgeMetrics
+from daily_otel_bridge.settings import Settings
+
+
+def domain_report(runner: DomainRunner, staleness: float, now: float) -> dict[str, Any]:
+    pipeline = runner.pipeline
+    status = runner.status
+    last = status.last_success
+    fresh = last is not None and now - last <= staleness
+    lag = pipeline.cursor_lag_seconds()
+    return {
+        "state": status.state,
+        "ready": fresh,
+        "last_success": last,
+        "seconds_since_success": None if last is None else round(now - last, 3),
+        "staleness_bound": staleness,
+        "cursor_lag_seconds": None if lag is None else round(lag, 3),
+        "sessions_tracked": len(pipeline.active_cursors()),
+        "last_error_type": status.last_error_type,
+    }
+
+
+def readiness(
+    settings: Settings, runners: Sequence[DomainRunner], now: float | None = None
+) -> tuple[bool, dict[str, Any]]:
+    now = time.time() if now is None else now
+    domains: dict[str, Any] = {}
+    for runner in runners:
+        poll = runner.pipeline.settings.poll_interval
+        bound = settings.health.staleness if settings.health.staleness is not None else 3 * poll
+        domains[runner.pipeline.name] = domain_report(runner, bound, now)
+    ready = bool(domains) and all(d["ready"] for d in domains.values())
+    return ready, {"ready": ready, "domains": domains}
+
+
+class HealthServer:
+    def __init__(
+        self, settings: Settings, runners: Sequence[DomainRunner], metrics: BridgeMetrics
+    ) -> None:
+        self.settings = settings
+        self.runners = runners
+        self.metrics = metrics
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.health.host, self.settings.health.port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        # Answering at all proves the event loop is turning.
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        ready, body = readiness(self.settings, self.runners)
+        return web.json_response(body, status=200 if ready else 503)
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        for runner in self.runners:
+            lag = runner.pipeline.cursor_lag_seconds()
+            if lag is not None:
+                self.metrics.cursor_lag.labels(runner.pipeline.name).set(lag)
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,75 @@
+"""structlog configuration: JSON lines when not on a TTY, readable lines on one.
+
+A last processor masks every registered secret wherever it appears in an event, as a net
+under the rule that secrets are never passed to a logger in the first place.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+_SECRETS: set[str] = set()
+MASK = "***"
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Values that must never be printed (API keys, exporter header values)."""
+    for value in values:
+        # Very short values would mask ordinary words; real keys are long.
+        if value and len(value) >= 6:
+            _SECRETS.add(value)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        for secret in _SECRETS:
+            if secret in value:
+                value = value.replace(secret, MASK)
+        return value
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub(v) for v in value)
+    return value
+
+
+def mask_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    if not _SECRETS:
+        return event_dict
+    for key in list(event_dict):
+        event_dict[key] = _scrub(event_dict[key])
+    return event_dict
+
+
+def configure_logging(
+    level: str = "INFO", *, stream: TextIO | None = None, json_lines: bool | None = None
+) -> None:
+    out = stream or sys.stderr
+    as_json = json_lines if json_lines is not None else not out.isatty()
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            mask_secrets,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries that log through the stdlib (grpc, aiohttp) go to the same stream at WARNING.
+    logging.basicConfig(level=logging.WARNING, stream=out, format="%(levelname)s %(name)s %(message)s")

@@ -1,0 +1,94 @@
+"""Pacing and backoff arithmetic for calls to Daily (pure apart from the clock it is given)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+
+
+class TokenBucket:
+    """Spaces requests at `rate` per second with a small burst.
+
+    One bucket per domain, shared by every request of that domain, because Daily's limit is
+    per domain (and shared with the customer's own use of the key). A 429 pauses the whole
+    bucket, not just the request that met it.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] = asyncio.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.interval = 1.0 / rate
+        self.burst = max(burst, 1.0)
+        self._clock = clock
+        self._sleep = sleep
+        self._next_free = clock()
+        self._lock = asyncio.Lock()
+
+    def reserve(self) -> float:
+        """Take a token; returns how long the caller must wait before using it."""
+        now = self._clock()
+        earliest = now - (self.burst - 1.0) * self.interval
+        start = max(self._next_free, earliest)
+        self._next_free = start + self.interval
+        return max(0.0, start - now)
+
+    async def acquire(self) -> float:
+        async with self._lock:
+            wait = self.reserve()
+            if wait > 0:
+                await self._sleep(wait)  # type: ignore[misc]
+            return wait
+
+    def pause(self, seconds: float) -> None:
+        """Nobody in this domain calls Daily for `seconds` (after a 429)."""
+        self._next_free = max(self._next_free, self._clock() + seconds)
+
+
+def backoff_delay(
+    attempt: int, *, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None
+) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)].
+
+    Full jitter keeps several bridges (or domains) that failed together from retrying in
+    lockstep.
+    """
+    ceiling = min(cap, base * (2 ** max(attempt, 0)))
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds: either delta-seconds or an HTTP date (RFC 9110)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        current = now if now is not None else time.time()
+        return max(0.0, when.timestamp() - current)
+    if seconds != seconds or seconds < 0:  # NaN or negative
+        return None
+    return seconds
+
+
+def http_date(epoch: float) -> str:
+    """The HTTP-date form of an instant (for tests and the simulator)."""
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")

@@ -1,0 +1,118 @@
+"""Per-domain loops: when to sweep, how to back off, and keeping domains apart.
+
+Each domain runs in its own task with its own client, exporter and backoff, so a revoked key
+or a dead backend of one domain never delays another. Only a state store that cannot be
+written stops the process: shipping without a cursor would duplicate without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from daily_otel_bridge.cursor_store import StateError
+from daily_otel_bridge.daily_client import AuthError, DailyApiError
+from daily_otel_bridge.otlp import ExportError
+from daily_otel_bridge.pipeline import DomainPipeline, SweepStats
+from daily_otel_bridge.rate_limit import backoff_delay
+
+AUTH_RETRY_SECONDS = 300.0
+MIN_SLEEP = 0.05
+
+
+@dataclass(slots=True)
+class DomainStatus:
+    """What health checks and `--once` report about a domain (no secret-bearing text)."""
+
+    name: str
+    state: str = "starting"  # starting | ok | failing | auth_failed | stopped
+    last_success: float | None = None
+    last_error_type: str | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    sweeps: int = 0
+    totals: SweepStats | None = None
+
+
+def classify(exc: BaseException) -> tuple[str, str]:
+    """(state, error type) of a failed sweep."""
+    if isinstance(exc, AuthError):
+        return "auth_failed", "daily_auth"
+    if isinstance(exc, DailyApiError):
+        return "failing", "daily_api"
+    if isinstance(exc, ExportError):
+        return "failing", "export_transient" if exc.transient else "export_permanent"
+    return "failing", type(exc).__name__
+
+
+class DomainRunner:
+    def __init__(self, pipeline: DomainPipeline) -> None:
+        self.pipeline = pipeline
+        self.status = DomainStatus(name=pipeline.name, totals=SweepStats())
+        self.log = structlog.get_logger("daily_otel_bridge.scheduler").bind(domain=pipeline.name)
+
+    async def sweep_once(self, *, full: bool) -> bool:
+        """One sweep with error handling; True when it succeeded."""
+        try:
+            stats = await self.pipeline.sweep(full=full)
+        except StateError:
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            state, error_type = classify(exc)
+            changed = state != self.status.state or error_type != self.status.last_error_type
+            self.status.state = state
+            self.status.last_error_type = error_type
+            self.status.last_error = str(exc)
+            self.status.consecutive_failures += 1
+            if changed or self.status.consecutive_failures % 20 == 0:
+                # One clear line per kind of trouble, not one per retry.
+                if isinstance(exc, DailyApiError | ExportError):
+                    self.log.error("sweep failed", error_type=error_type, error=str(exc))
+                else:
+                    self.log.exception("sweep failed", error_type=error_type)
+            return False
+        self.status.sweeps += 1
+        assert self.status.totals is not None
+        self.status.totals.merge(stats)
+        if self.status.state != "ok" and self.status.consecutive_failures:
+            self.log.info("domain recovered", after_failures=self.status.consecutive_failures)
+        self.status.state = "ok"
+        self.status.last_error_type = None
+        self.status.last_error = None
+        self.status.consecutive_failures = 0
+        self.status.last_success = time.time()
+        if stats.exported or stats.malformed or stats.rejected:
+            self.log.info(
+                "sweep done",
+                sessions=stats.sessions_polled,
+                exported=stats.exported,
+                deduplicated=stats.deduplicated,
+                malformed=stats.malformed,
+                rejected=stats.rejected,
+                requests=stats.requests,
+            )
+        return True
+
+    def delay_after(self, ok: bool) -> float:
+        s = self.pipeline.settings
+        if ok:
+            return max(MIN_SLEEP, min(self.pipeline.next_due_in(), s.poll_interval))
+        if self.status.state == "auth_failed":
+            return AUTH_RETRY_SECONDS
+        return backoff_delay(self.status.consecutive_failures, base=1.0, cap=60.0)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            ok = await self.sweep_once(full=False)
+            if stop.is_set():
+                break
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.delay_after(ok))
+            except TimeoutError:
+                pass
+        self.status.state = "stopped"

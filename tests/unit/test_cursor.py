@@ -1,0 +1,228 @@
+"""Cursor arithmetic as tables, and the read algorithm against an in-memory server.
+
+The in-memory server keeps records sorted by (time, arrival) like Daily's `order=ASC`,
+answers `[start, end]` windows with `offset`/`limit`, and can make records visible late.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from daily_otel_bridge.cursor import (
+    NS_PER_MS,
+    PageCut,
+    SessionCursor,
+    SessionRead,
+    cut_page,
+    drain,
+    next_page_offset,
+    prune_seen,
+    window_start_ms,
+)
+from daily_otel_bridge.mapping import record_digest
+
+A, B, C, D = b"a", b"b", b"c", b"d"
+
+
+@pytest.mark.parametrize(
+    ("anchor", "digests", "take", "finished", "shifted"),
+    [
+        (None, [], [], True, False),
+        (None, [A, B], [0, 1], False, False),
+        (A, [A], [], True, False),  # only the anchor: the end
+        (A, [A, B, C], [1, 2], False, False),
+        (A, [], [], True, True),  # anchor vanished and nothing after
+        (B, [A, B, C], [0, 2], False, True),  # A was inserted before the anchor
+        (D, [A, B, C], [0, 1, 2], False, True),  # anchor not found: take all new content
+        (A, [A, A, B], [1, 2], False, False),  # identical twin right after the anchor
+    ],
+)
+def test_cut_page(
+    anchor: bytes | None, digests: list[bytes], take: list[int], finished: bool, shifted: bool
+) -> None:
+    cut = cut_page(anchor, digests)
+    assert cut == PageCut(take=cut.take, finished=finished, shifted=shifted, suspect=cut.suspect)
+    assert list(cut.take) == take
+
+
+@pytest.mark.parametrize(
+    ("anchor", "digests", "suspect"),
+    [(A, [A, B], set()), (B, [A, B, C], {0}), (D, [A, B, C], {0, 1, 2}), (C, [A, B, C], {0, 1})],
+)
+def test_cut_page_marks_possible_rereads(
+    anchor: bytes, digests: list[bytes], suspect: set[int]
+) -> None:
+    assert cut_page(anchor, digests).suspect == suspect
+
+
+@pytest.mark.parametrize(("consumed", "offset"), [(0, 0), (1, 0), (500, 499), (1000, 999)])
+def test_next_page_offset_rereads_the_anchor(consumed: int, offset: int) -> None:
+    assert next_page_offset(consumed) == offset
+
+
+@pytest.mark.parametrize(
+    ("watermark_ns", "floor_ms", "lookback_ms", "expected"),
+    [
+        (None, 1_000, 120_000, 1_000),
+        (10_000 * NS_PER_MS + 5, 0, 2_000, 7_999),
+        (10_000 * NS_PER_MS, 0, 0, 9_999),
+    ],
+)
+def test_window_start(watermark_ns: int | None, floor_ms: int, lookback_ms: int, expected: int) -> None:
+    cursor = SessionCursor("s", "r", start_floor_ms=floor_ms, watermark_ns=watermark_ns)
+    assert window_start_ms(cursor, lookback_ms) == expected
+
+
+def test_prune_keeps_the_overlap() -> None:
+    seen = {"old": 5 * NS_PER_MS - 1, "edge": 5 * NS_PER_MS, "new": 9 * NS_PER_MS}
+    assert prune_seen(seen, 5) == 1
+    assert set(seen) == {"edge", "new"}
+
+
+# -- the read algorithm against an in-memory server -------------------------------------
+
+
+@dataclass
+class FakeDaily:
+    """Sorted by (time, arrival); `visible_after_calls` delays records like late arrivals."""
+
+    rows: list[tuple[int, int, dict[str, Any]]] = field(default_factory=list)  # time_ms, seq, rec
+    hidden: list[tuple[int, int, dict[str, Any], int]] = field(default_factory=list)
+    calls: int = 0
+    max_limit: int = 1000
+    short: int | None = None  # answer at most this many per page
+
+    def add(self, time_ms: int, message: str, late_after_calls: int | None = None) -> dict[str, Any]:
+        rec = {"time": f"t{time_ms:012d}", "message": message, "t": time_ms}
+        seq = len(self.rows) + len(self.hidden)
+        if late_after_calls is None:
+            self.rows.append((time_ms, seq, rec))
+            self.rows.sort(key=lambda r: (r[0], r[1]))
+        else:
+            self.hidden.append((time_ms, seq, rec, late_after_calls))
+        return rec
+
+    def page(self, start_ms: int, end_ms: int, offset: int, limit: int) -> list[dict[str, Any]]:
+        self.calls += 1
+        for item in list(self.hidden):
+            if self.calls > item[3]:
+                self.hidden.remove(item)
+                self.rows.append(item[:3])
+        self.rows.sort(key=lambda r: (r[0], r[1]))
+        window = [r for t, _, r in self.rows if start_ms <= t <= end_ms]
+        size = min(limit, self.max_limit, self.short or limit)
+        return window[offset : offset + size]
+
+
+async def read_all(
+    server: FakeDaily, cursor: SessionCursor, now_ms: int, *, lookback_ms: int, limit: int
+) -> list[dict[str, Any]]:
+    read = SessionRead.begin(cursor, now_ms=now_ms, lookback_ms=lookback_ms, settle_lag_ms=0)
+    out: list[dict[str, Any]] = []
+
+    async def fetch(offset: int) -> Sequence[Any]:
+        return server.page(read.start_ms, read.end_ms, offset, limit)
+
+    async def deliver(rec: dict[str, Any], uid: str) -> bool:
+        out.append(rec)
+        read.mark(uid, rec["t"] * NS_PER_MS)
+        return True
+
+    result = await drain(read, fetch, record_digest, deliver)
+    assert result.complete
+    prune_seen(cursor.seen, window_start_ms(cursor, lookback_ms))
+    return out
+
+
+async def test_ties_across_page_boundaries_are_delivered_once() -> None:
+    server = FakeDaily()
+    for i in range(50):
+        for j in range(7):  # tie groups of 7 straddle pages of 5
+            server.add(1000 + i, f"m{i}-{j}")
+    cursor = SessionCursor("s", "r", start_floor_ms=0)
+    got = await read_all(server, cursor, 10_000, lookback_ms=100, limit=5)
+    assert len(got) == 350
+    assert len({(r["t"], r["message"]) for r in got}) == 350
+    again = await read_all(server, cursor, 10_000, lookback_ms=100, limit=5)
+    assert again == []
+
+
+async def test_byte_identical_twins_are_both_kept_exactly_once() -> None:
+    server = FakeDaily()
+    for _ in range(3):
+        server.add(1000, "same")
+    server.add(1001, "other")
+    cursor = SessionCursor("s", "r", start_floor_ms=0)
+    got = await read_all(server, cursor, 5_000, lookback_ms=100, limit=2)
+    assert [r["message"] for r in got] == ["same", "same", "same", "other"]
+    assert await read_all(server, cursor, 5_000, lookback_ms=100, limit=2) == []
+    server.add(1000, "same")  # a fourth copy arrives late: it is new
+    assert [r["message"] for r in await read_all(server, cursor, 5_000, lookback_ms=100, limit=2)] == [
+        "same"
+    ]
+
+
+async def test_late_record_inside_the_lookback_is_delivered_next_sweep() -> None:
+    server = FakeDaily()
+    for i in range(20):
+        server.add(1000 + i * 10, f"m{i}")
+    cursor = SessionCursor("s", "r", start_floor_ms=0)
+    assert len(await read_all(server, cursor, 2_000, lookback_ms=500, limit=4)) == 20
+    server.add(1150, "late")  # older than the watermark (1190), inside the lookback
+    got = await read_all(server, cursor, 2_000, lookback_ms=500, limit=4)
+    assert [r["message"] for r in got] == ["late"]
+
+
+async def test_record_inserted_during_paging_shifts_nothing_into_a_duplicate() -> None:
+    server = FakeDaily()
+    for i in range(30):
+        server.add(1000 + i, f"m{i}")
+    server.add(1001, "late", late_after_calls=2)  # appears between page 2 and page 3
+    cursor = SessionCursor("s", "r", start_floor_ms=0)
+    first = await read_all(server, cursor, 5_000, lookback_ms=100, limit=5)
+    assert "late" not in [r["message"] for r in first], "it appeared behind the read's offset"
+    # The next read's overlap finds it; nothing is delivered twice.
+    second = await read_all(server, cursor, 5_000, lookback_ms=100, limit=5)
+    assert [r["message"] for r in second] == ["late"]
+    messages = [r["message"] for r in first + second]
+    assert sorted(messages) == sorted([f"m{i}" for i in range(30)] + ["late"])
+    assert len(messages) == len(set(messages))
+
+
+async def test_short_pages_are_not_the_end() -> None:
+    server = FakeDaily(short=3)
+    for i in range(40):
+        server.add(1000 + i, f"m{i}")
+    cursor = SessionCursor("s", "r", start_floor_ms=0)
+    got = await read_all(server, cursor, 5_000, lookback_ms=100, limit=500)
+    assert len(got) == 40
+
+
+async def test_a_server_that_ignores_offset_does_not_loop_forever() -> None:
+    class Stuck(FakeDaily):
+        def page(self, start_ms: int, end_ms: int, offset: int, limit: int) -> list[dict[str, Any]]:
+            return super().page(start_ms, end_ms, 0, limit)
+
+    server = Stuck()
+    for i in range(10):
+        server.add(1000 + i, f"m{i}")
+    cursor = SessionCursor("s", "r", start_floor_ms=0)
+    read = SessionRead.begin(cursor, now_ms=5_000, lookback_ms=100, settle_lag_ms=0)
+    delivered: list[str] = []
+
+    async def fetch(offset: int) -> Sequence[Any]:
+        return server.page(read.start_ms, read.end_ms, offset, 4)
+
+    async def deliver(rec: dict[str, Any], uid: str) -> bool:
+        delivered.append(rec["message"])
+        read.mark(uid, rec["t"] * NS_PER_MS)
+        return True
+
+    result = await drain(read, fetch, record_digest, deliver)
+    assert result.stalled and not result.complete
+    assert delivered == ["m0", "m1", "m2", "m3"]
+    assert server.calls < 10

@@ -1,0 +1,689 @@
+"""The Daily API simulator: determinism, API semantics, faults and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import contextlib
+import itertools
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from daily_otel_bridge.simulator import (
+    SIM_KEY,
+    Simulator,
+    SimulatorConfig,
+    SimulatorThread,
+    create_app,
+    start_simulator,
+)
+
+BASE = 1_774_000_000.0  # a fixed base_time keeps every test deterministic
+KEY = "demo-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+ISO_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
+
+ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def cfg(**kw: Any) -> SimulatorConfig:
+    kw.setdefault("base_time", BASE)
+    return SimulatorConfig(**kw)
+
+
+async def make_client(
+    aiohttp_client: ClientFactory, config: SimulatorConfig, now: float = BASE
+) -> tuple[TestClient[Any, Any], FakeClock]:
+    clock = FakeClock(now)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    return client, clock
+
+
+async def get_json(
+    client: TestClient[Any, Any], path: str, expect: int = 200, **params: Any
+) -> Any:
+    resp = await client.get(path, params={k: str(v) for k, v in params.items()}, headers=AUTH)
+    assert resp.status == expect, await resp.text()
+    return await resp.json()
+
+
+async def meeting_ids(client: TestClient[Any, Any]) -> list[str]:
+    body = await get_json(client, "/v1/meetings")
+    return [m["id"] for m in body["data"]]
+
+
+async def truth(
+    client: TestClient[Any, Any], session: str | None = None, kind: str = "logs"
+) -> list[dict[str, Any]]:
+    params = {"domain": "demo", "kind": kind}
+    if session is not None:
+        params["session"] = session
+    resp = await client.get("/_sim/records", params=params)
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["count"] == len(body["records"])
+    return list(body["records"])
+
+
+async def page_all(
+    client: TestClient[Any, Any], mtg: str, limit: int, order: str = "ASC", **extra: Any
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    while True:
+        body = await get_json(
+            client, "/v1/logs", mtgSessionId=mtg, order=order, limit=limit, offset=len(out), **extra
+        )
+        if not body["logs"]:
+            return out
+        out.extend(body["logs"])
+
+
+def http_get_json(url: str, headers: dict[str, str]) -> Any:
+    assert url.startswith("http://127.0.0.1:")  # the simulator only ever binds loopback
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310
+    with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310
+        return json.loads(resp.read())
+
+
+def stable_desc(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(records, key=lambda r: r["time"], reverse=True)
+
+
+# --------------------------------------------------------------------------------------
+
+
+def test_determinism_from_seed() -> None:
+    def dump(config: SimulatorConfig) -> list[dict[str, Any]]:
+        sim = Simulator(config, clock=FakeClock(BASE))
+        return list(sim.ground_truth("demo")) + list(sim.ground_truth("demo", kind="metrics"))
+
+    a = dump(cfg(seed=7, duplicate_ratio=0.05, late_ratio=0.1, late_delay=5))
+    b = dump(cfg(seed=7, duplicate_ratio=0.05, late_ratio=0.1, late_delay=5))
+    c = dump(cfg(seed=8, duplicate_ratio=0.05, late_ratio=0.1, late_delay=5))
+    assert a == b
+    assert a != c
+    assert len(a) > 5 * 200 * 0.8
+
+
+def test_cache_eviction_regenerates_identically() -> None:
+    sim = Simulator(cfg(meetings_per_domain=4, cache_meetings=1), clock=FakeClock(BASE))
+    first = list(sim.ground_truth("demo"))
+    assert first == list(sim.ground_truth("demo"))
+
+
+def test_record_shape_and_layout() -> None:
+    sim = Simulator(cfg(duplicate_ratio=0.05), clock=FakeClock(BASE))
+    records = list(sim.ground_truth("demo"))
+    assert len(records) == 5 * 200
+    first = records[0]
+    assert list(first) == [
+        "time",
+        "clientTime",
+        "message",
+        "mtgSessionId",
+        "userSessionId",
+        "peerId",
+        "domainName",
+        "level",
+        "code",
+    ]
+    for r in records:
+        assert ISO_RE.match(r["time"])
+        assert ISO_RE.match(r["clientTime"])
+        assert r["level"] in (0, 1, 2)
+        assert r["code"] is None or isinstance(r["code"], int)
+        assert r["domainName"] == "demo"
+    assert any(r["peerId"] is None for r in records)
+    assert any(r["peerId"] is not None for r in records)
+    assert any(r["code"] is None for r in records)
+    assert len({r["message"] for r in records}) > 10
+    # byte-identical duplicates exist
+    dumped = [json.dumps(r) for r in records]
+    assert any(dumped[i] == dumped[i - 1] for i in range(1, len(dumped)))
+    # all within [base - history, base - 30 s]
+    lo = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(BASE - 1800))
+    hi = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(BASE - 30))
+    assert all(lo <= r["time"][:19] <= hi for r in records)
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="tie_ratio"):
+        SimulatorConfig(tie_ratio=1.5)
+    with pytest.raises(ValueError, match="unique"):
+        SimulatorConfig(domains={"a": "k", "b": "k"})
+
+
+async def test_logs_requires_session_id(aiohttp_client: ClientFactory) -> None:
+    client, _ = await make_client(aiohttp_client, cfg())
+    body = await get_json(client, "/v1/logs", expect=400)
+    assert body == {
+        "error": "invalid-request-error",
+        "info": "mtgSessionId or userSessionId is required",
+    }
+
+
+async def test_auth_errors(aiohttp_client: ClientFactory) -> None:
+    client, _ = await make_client(aiohttp_client, cfg())
+    resp = await client.get("/v1/meetings")
+    assert resp.status == 401
+    assert (await resp.json())["error"] == "authentication-error"
+    resp = await client.get("/v1/meetings", headers={"Authorization": "Bearer nope"})
+    assert resp.status == 401
+    resp = await client.get("/v1/meetings", headers={"Authorization": "Basic abc"})
+    assert resp.status == 400
+    assert (await resp.json())["error"] == "authorization-header-error"
+    # revoke / restore
+    assert (await client.post("/_sim/revoke", params={"domain": "demo"})).status == 200
+    assert (await client.get("/v1/meetings", headers=AUTH)).status == 401
+    assert (await client.post("/_sim/restore", params={"domain": "demo"})).status == 200
+    assert (await client.get("/v1/meetings", headers=AUTH)).status == 200
+
+
+async def test_keys_select_domains(aiohttp_client: ClientFactory) -> None:
+    client, _ = await make_client(aiohttp_client, cfg(domains={"demo": KEY, "other": "k2"}))
+    other = await client.get("/v1/meetings", headers={"Authorization": "Bearer k2"})
+    other_ids = {m["id"] for m in (await other.json())["data"]}
+    mine = await meeting_ids(client)
+    assert other_ids
+    assert not other_ids & set(mine)
+    # another domain's session id yields nothing
+    body = await get_json(client, "/v1/logs", mtgSessionId=next(iter(other_ids)))
+    assert body == {"logs": []}
+
+
+async def test_order_asc_desc_and_defaults(aiohttp_client: ClientFactory) -> None:
+    client, _ = await make_client(aiohttp_client, cfg())
+    mtg = (await meeting_ids(client))[0]
+    gt = await truth(client, mtg)
+    assert len(gt) == 200
+    asc = await get_json(client, "/v1/logs", mtgSessionId=mtg, order="asc", limit=1000)
+    assert asc["logs"] == gt
+    desc = await get_json(client, "/v1/logs", mtgSessionId=mtg, limit=1000)
+    assert desc["logs"] == stable_desc(gt)
+    default = await get_json(client, "/v1/logs", mtgSessionId=mtg)
+    assert default["logs"] == stable_desc(gt)[:20]
+    assert await get_json(client, "/v1/logs", 400, mtgSessionId=mtg, order="sideways")
+
+
+async def test_desc_ties_reversed_switch(aiohttp_client: ClientFactory) -> None:
+    client, _ = await make_client(aiohttp_client, cfg(desc_ties_reversed=True))
+    mtg = (await meeting_ids(client))[0]
+    gt = await truth(client, mtg)
+    desc = await get_json(client, "/v1/logs", mtgSessionId=mtg, limit=1000)
+    assert desc["logs"] == gt[::-1]
+
+
+async def test_user_session_and_level_filters(aiohttp_client: ClientFactory) -> None:
+    client, _ = await make_client(aiohttp_client, cfg())
+    meetings = (await get_json(client, "/v1/meetings"))["data"]
+    mtg = meetings[0]["id"]
+    user = meetings[0]["participants"][1]["participant_id"]
+    gt = await truth(client, mtg)
+    mine = await get_json(client, "/v1/logs", userSessionId=user, order="ASC", limit=1000)
+    assert mine["logs"] == [r for r in gt if r["userSessionId"] == user]
+    both = await get_json(
+        client, "/v1/logs", userSessionId=user, mtgSessionId=mtg, order="ASC", limit=1000
+    )
+    assert both["logs"] == mine["logs"]
+    assert mine["logs"] == await truth(client, user)
+    mismatch = await get_json(
+        client, "/v1/logs", userSessionId=user, mtgSessionId=meetings[1]["id"]
+    )
+    assert mismatch["logs"] == []
+    for name, level in (("ERROR", 0), ("info", 1), ("DEBUG", 2)):
+        body = await get_json(
+            client, "/v1/logs", mtgSessionId=mtg, logLevel=name, order="ASC", limit=1000
+        )
+        assert body["logs"] == [r for r in gt if r["level"] == level]
+    await get_json(client, "/v1/logs", 400, mtgSessionId=mtg, logLevel="TRACE")
+
+
+def _ms(iso: str) -> int:
+    head, frac = iso[:19], iso[20:23]
+    return calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S")) * 1000 + int(frac)
+
+
+@pytest.mark.parametrize(("start_inc", "end_inc"), [(True, True), (False, False)])
+async def test_window_inclusive_switches(
+    aiohttp_client: ClientFactory, start_inc: bool, end_inc: bool
+) -> None:
+    config = cfg(start_time_inclusive=start_inc, end_time_inclusive=end_inc)
+    client, _ = await make_client(aiohttp_client, config)
+    mtg = (await meeting_ids(client))[0]
+    gt = await truth(client, mtg)
+    times = [_ms(r["time"]) for r in gt]
+    # a time shared by several records: the boundary case that matters
+    t0 = next(t for i, t in enumerate(times[20:], 20) if times[i - 1] == t)
+    t1 = next(t for i, t in enumerate(times[120:], 120) if times[i - 1] == t)
+    body = await get_json(
+        client, "/v1/logs", mtgSessionId=mtg, order="ASC", limit=1000, startTime=t0, endTime=t1
+    )
+
+    def inside(t: int) -> bool:
+        return (t >= t0 if start_inc else t > t0) and (t <= t1 if end_inc else t < t1)
+
+    expected = [r for r, t in zip(gt, times, strict=True) if inside(t)]
+    assert body["logs"] == expected
+    assert any(_ms(r["time"]) == t0 for r in body["logs"]) == start_inc
+    assert any(_ms(r["time"]) == t1 for r in body["logs"]) == end_inc
+
+
+async def test_invalid_numbers_and_limit_cap(aiohttp_client: ClientFactory) -> None:
+    client, _ = await make_client(aiohttp_client, cfg(records_per_meeting=300, max_limit=250))
+    mtg = (await meeting_ids(client))[0]
+    for params in ({"limit": "ten"}, {"offset": "-1"}, {"startTime": "1.5"}, {"endTime": "x"}):
+        body = await get_json(client, "/v1/logs", 400, mtgSessionId=mtg, **params)
+        assert body["error"] == "invalid-request-error"
+    body = await get_json(client, "/v1/logs", mtgSessionId=mtg, limit=100000)
+    assert len(body["logs"]) == 250
+    body = await get_json(client, "/v1/logs", mtgSessionId=mtg, includeLogs="false")
+    assert body == {}
+    await get_json(client, "/v1/logs", 400, mtgSessionId=mtg, includeLogs="maybe")
+
+
+@pytest.mark.parametrize("order", ["ASC", "DESC"])
+async def test_offset_paging_reconstructs_ground_truth(
+    aiohttp_client: ClientFactory, order: str
+) -> None:
+    config = cfg(records_per_meeting=1000, meetings_per_domain=1, duplicate_ratio=0.02)
+    client, _ = await make_client(aiohttp_client, config)
+    mtg = (await meeting_ids(client))[0]
+    gt = await truth(client, mtg)
+    expected = gt if order == "ASC" else stable_desc(gt)
+    got = await page_all(client, mtg, 100, order)
+    assert got == expected
+    # ties straddle page boundaries of 100
+    straddling = [k for k in range(100, 1000, 100) if got[k - 1]["time"] == got[k]["time"]]
+    assert straddling
+
+
+async def test_short_pages_still_reconstruct(aiohttp_client: ClientFactory) -> None:
+    config = cfg(records_per_meeting=600, meetings_per_domain=1, short_pages=True)
+    client, _ = await make_client(aiohttp_client, config)
+    mtg = (await meeting_ids(client))[0]
+    gt = await truth(client, mtg)
+    sizes = []
+    out: list[dict[str, Any]] = []
+    while True:
+        body = await get_json(
+            client, "/v1/logs", mtgSessionId=mtg, order="ASC", limit=100, offset=len(out)
+        )
+        if not body["logs"]:
+            break
+        sizes.append(len(body["logs"]))
+        out.extend(body["logs"])
+    assert out == gt
+    assert any(s < 100 for s in sizes[:-1])
+    # same request, same page
+    a = await get_json(client, "/v1/logs", mtgSessionId=mtg, limit=100, offset=7)
+    b = await get_json(client, "/v1/logs", mtgSessionId=mtg, limit=100, offset=7)
+    assert a == b
+
+
+async def test_late_records_invisible_before_delay(aiohttp_client: ClientFactory) -> None:
+    config = cfg(late_ratio=0.3, late_delay=7200.0, meetings_per_domain=1)
+    client, _clock = await make_client(aiohttp_client, config)
+    mtg = (await meeting_ids(client))[0]
+    early = await truth(client, mtg)
+    api = await page_all(client, mtg, 1000)
+    assert api == early
+    assert 100 < len(early) < 180  # about 30 % of 200 withheld
+    resp = await client.post("/_sim/clock", params={"advance": "7200"})
+    assert resp.status == 200
+    late = await truth(client, mtg)
+    assert len(late) == 200
+    early_set = {json.dumps(r) for r in early}
+    assert early_set < {json.dumps(r) for r in late}
+
+
+async def test_live_meeting_produces_records_over_time(aiohttp_client: ClientFactory) -> None:
+    config = cfg(meetings_per_domain=1, live=True, live_records_per_second=10.0, live_duration=60.0)
+    client, clock = await make_client(aiohttp_client, config, now=BASE + 5)
+    live = await get_json(client, "/v1/meetings", ongoing="true")
+    assert live["total_count"] == 1
+    mtg = live["data"][0]["id"]
+    assert live["data"][0]["start_time"] == int(BASE + 5)
+    first = await truth(client, mtg)
+    assert len(first) == 1
+    clock.now += 10
+    second = await truth(client, mtg)
+    assert len(second) == 101
+    assert second[: len(first)] == first
+    body = await get_json(client, "/v1/logs", mtgSessionId=mtg, order="ASC", limit=1000)
+    assert body["logs"] == second
+    clock.now += 100
+    assert len(await truth(client, mtg)) == 600
+    ended = await get_json(client, "/v1/meetings", ongoing="false")
+    assert mtg in {m["id"] for m in ended["data"]}
+
+
+async def test_meetings_listing(aiohttp_client: ClientFactory) -> None:
+    client, _ = await make_client(aiohttp_client, cfg(meetings_per_domain=12))
+    body = await get_json(client, "/v1/meetings")
+    data = body["data"]
+    assert body["total_count"] == 12
+    assert len(data) == 12
+    keys = [(-m["start_time"], m["id"]) for m in data]
+    assert keys == sorted(keys)
+    m0 = data[0]
+    assert set(m0) == {
+        "id",
+        "room",
+        "start_time",
+        "duration",
+        "ongoing",
+        "max_participants",
+        "participants",
+    }
+    assert m0["ongoing"] is False
+    assert m0["duration"] > 0
+    assert set(m0["participants"][0]) == {
+        "user_id",
+        "participant_id",
+        "user_name",
+        "join_time",
+        "duration",
+    }
+    # cursor paging both ways
+    page1 = (await get_json(client, "/v1/meetings", limit=5))["data"]
+    page2 = (await get_json(client, "/v1/meetings", limit=5, starting_after=page1[-1]["id"]))[
+        "data"
+    ]
+    assert [m["id"] for m in page1 + page2] == [m["id"] for m in data[:10]]
+    back = (await get_json(client, "/v1/meetings", limit=3, ending_before=page2[0]["id"]))["data"]
+    assert [m["id"] for m in back] == [m["id"] for m in data[2:5]]
+    await get_json(client, "/v1/meetings", 400, starting_after="no-such-id")
+    # filters
+    mid = data[6]["start_time"]
+    newer = (await get_json(client, "/v1/meetings", timeframe_start=mid))["data"]
+    assert newer
+    assert all(m["start_time"] >= mid for m in newer)
+    older = (await get_json(client, "/v1/meetings", timeframe_end=mid))["data"]
+    assert older
+    assert all(m["start_time"] < mid for m in older)
+    assert len(newer) + len(older) == 12
+    room = data[0]["room"]
+    in_room = (await get_json(client, "/v1/meetings", room=room))["data"]
+    assert in_room
+    assert all(m["room"] == room for m in in_room)
+    assert (await get_json(client, "/v1/meetings", ongoing="true"))["data"] == []
+    bare = (await get_json(client, "/v1/meetings", no_participants="true"))["data"]
+    assert "participants" not in bare[0]
+    assert len((await get_json(client, "/v1/meetings", limit=500))["data"]) == 12
+
+
+async def test_future_meetings_appear_with_time(aiohttp_client: ClientFactory) -> None:
+    # base_time an hour ahead: every meeting still lies in the future
+    client, clock = await make_client(aiohttp_client, cfg(), now=BASE - 3600)
+    assert (await get_json(client, "/v1/meetings"))["total_count"] == 0
+    assert (await client.get("/_sim/records")).status == 200
+    assert await truth(client) == []
+    counts = []
+    for now in range(int(BASE) - 1800, int(BASE) + 1, 60):
+        clock.now = now
+        counts.append((await get_json(client, "/v1/meetings"))["total_count"])
+        start_times = [m["start_time"] for m in (await get_json(client, "/v1/meetings"))["data"]]
+        assert all(st <= now for st in start_times)
+    assert counts == sorted(counts)
+    assert counts[-1] == 5
+    ongoing = (await get_json(client, "/v1/meetings", ongoing="true"))["data"]
+    assert ongoing == []
+    # some meeting was ongoing at some point, with its elapsed duration
+    clock.now = BASE - 300
+    seen = await get_json(client, "/v1/meetings")
+    for m in seen["data"]:
+        if m["ongoing"]:
+            assert m["duration"] == int(BASE - 300) - m["start_time"]
+
+
+async def test_rate_limit_429_with_retry_after(aiohttp_client: ClientFactory) -> None:
+    client, clock = await make_client(aiohttp_client, cfg(rate_limit_per_second=2.0))
+    statuses = []
+    for _ in range(4):
+        resp = await client.get("/v1/meetings", headers=AUTH)
+        statuses.append(resp.status)
+        if resp.status == 429:
+            assert resp.headers["Retry-After"] == "1"
+            assert (await resp.json())["error"] == "rate-limit-error"
+    assert statuses == [200, 200, 429, 429]
+    clock.now += 1.0
+    assert (await client.get("/v1/meetings", headers=AUTH)).status == 200
+    stats = await (await client.get("/_sim/stats")).json()
+    assert stats["status_counts"] == {"200": 3, "429": 2}
+    assert stats["requests"] == {"meetings": 5, "logs": 0}
+    assert stats["requests_per_domain"] == {"demo": 5}
+
+
+async def test_rate_limit_without_retry_after(aiohttp_client: ClientFactory) -> None:
+    config = cfg(rate_limit_per_second=1.0, retry_after=False)
+    client, _ = await make_client(aiohttp_client, config)
+    await client.get("/v1/meetings", headers=AUTH)
+    resp = await client.get("/v1/meetings", headers=AUTH)
+    assert resp.status == 429
+    assert "Retry-After" not in resp.headers
+
+
+async def test_metrics_arrays(aiohttp_client: ClientFactory) -> None:
+    client, _ = await make_client(aiohttp_client, cfg(meetings_per_domain=1))
+    mtg = (await meeting_ids(client))[0]
+    gt = await truth(client, mtg, kind="metrics")
+    assert len(gt) > 10
+    body = await get_json(
+        client, "/v1/logs", mtgSessionId=mtg, includeMetrics="true", order="ASC", limit=5
+    )
+    assert len(body["logs"]) == 5
+    assert body["metrics"] == gt[:5]
+    sample = gt[0]
+    for key in (
+        "time",
+        "clientTime",
+        "mtgSessionId",
+        "userSessionId",
+        "roomName",
+        "domainName",
+        "videoRecvPacketLoss",
+        "userRecvBitsPerSecAvg",
+        "userRecvBitsPerSecMax",
+        "userRecvBitsPerSecMin",
+        "userSentBitsPerSecAvg",
+        "userSentBitsPerSecMax",
+        "userSentBitsPerSecMin",
+        "futureFieldScore",
+        "browserName",
+    ):
+        assert key in sample
+    assert isinstance(sample["browserName"], str)
+    recv = sample["metrics"]["sfu-recv"]
+    assert "rttAvg" in recv["transport"]
+    audio = [k for k in recv if k.startswith("inbound-cam-audio&")]
+    video = [k for k in recv if k.startswith("inbound-cam-video&")]
+    assert len(audio) == len(video) == 2  # the two other participants
+    assert set(recv[audio[0]]) >= {"jitterAvg", "packetsLostPct", "bitsReceivedPerSecAvg"}
+    send = sample["metrics"]["sfu-send"]
+    assert any(k.startswith("outbound-cam-video&") for k in send)
+    # samples every 15 s per participant
+    user = sample["userSessionId"]
+    own = [_ms(s["time"]) for s in gt if s["userSessionId"] == user]
+    gaps = [b - a for a, b in itertools.pairwise(own)]
+    assert all(14_000 <= g <= 16_000 for g in gaps)
+    # independent paging, DESC, logs omitted
+    page = await get_json(
+        client,
+        "/v1/logs",
+        mtgSessionId=mtg,
+        includeMetrics="true",
+        includeLogs="false",
+        limit=4,
+        offset=2,
+    )
+    assert "logs" not in page
+    assert page["metrics"] == stable_desc(gt)[2:6]
+    off = await get_json(client, "/v1/logs", mtgSessionId=mtg, includeLogs="false")
+    assert off == {}
+
+
+async def test_faults(aiohttp_client: ClientFactory) -> None:
+    client, _ = await make_client(aiohttp_client, cfg())
+    mtg = (await meeting_ids(client))[0]
+
+    async def post(body: dict[str, Any]) -> Any:
+        resp = await client.post("/_sim/faults", json=body)
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+    state = await post({"status": 503, "count": 2, "endpoint": "logs"})
+    assert state["queued"][0]["remaining"] == 2
+    # meetings requests do not consume a logs fault
+    assert (await client.get("/v1/meetings", headers=AUTH)).status == 200
+    for _ in range(2):
+        resp = await client.get("/v1/logs", params={"mtgSessionId": mtg}, headers=AUTH)
+        assert resp.status == 503
+        assert (await resp.json())["error"] == "server-error"
+        assert resp.headers["Retry-After"] == "1"
+    assert (await client.get("/v1/logs", params={"mtgSessionId": mtg}, headers=AUTH)).status == 200
+
+    await post({"retry_after": "http-date", "status": 429})
+    resp = await client.get("/v1/meetings", headers=AUTH)
+    assert resp.status == 429
+    assert resp.headers["Retry-After"].endswith("GMT")
+
+    await post({"invalid_json": True})
+    resp = await client.get("/v1/meetings", headers=AUTH)
+    assert resp.status == 200
+    with pytest.raises(json.JSONDecodeError, match="Unterminated string"):
+        json.loads(await resp.text())
+
+    await post({"hang_seconds": 0.3})
+    started = time.monotonic()
+    assert (await client.get("/v1/meetings", headers=AUTH)).status == 200
+    assert time.monotonic() - started >= 0.25
+
+    await post({"not_found_session": mtg})
+    resp = await client.get("/v1/logs", params={"mtgSessionId": mtg}, headers=AUTH)
+    assert resp.status == 404
+    state = await post({"clear": True})
+    assert state == {"queued": [], "retry_after": "seconds", "not_found_sessions": []}
+    assert (await client.get("/v1/logs", params={"mtgSessionId": mtg}, headers=AUTH)).status == 200
+
+    bad = await client.post("/_sim/faults", json={"statsu": 500})
+    assert bad.status == 400
+
+
+async def test_sim_meetings_and_domain_truth(aiohttp_client: ClientFactory) -> None:
+    client, _ = await make_client(aiohttp_client, cfg(meetings_per_domain=3))
+    listing = await (await client.get("/_sim/meetings")).json()
+    assert [m["visible_records"] for m in listing["meetings"]] == [200, 200, 200]
+    everything = await truth(client)
+    assert len(everything) == 600
+    assert [r["time"] for r in everything] == sorted(r["time"] for r in everything)
+    resp = await client.get("/_sim/records", params={"offset": "10", "limit": "5"})
+    assert (await resp.json())["records"] == everything[10:15]
+
+
+async def test_start_simulator_and_thread() -> None:
+    running = await start_simulator(cfg())
+    try:
+        assert running.url == f"http://127.0.0.1:{running.port}/v1"
+        assert running.port > 0
+        assert isinstance(running.app[SIM_KEY], Simulator)
+    finally:
+        await running.close()
+
+
+async def test_close_does_not_wait_for_hanging_requests() -> None:
+    import aiohttp
+
+    running = await start_simulator(cfg())
+    running.simulator.apply_faults({"hang_seconds": 30})
+    async with aiohttp.ClientSession() as session:
+        task = asyncio.create_task(session.get(f"{running.url}/meetings", headers=AUTH))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        await running.close()
+        assert time.monotonic() - started < 5
+        with contextlib.suppress(aiohttp.ClientError):
+            (await task).close()
+
+
+def test_simulator_thread_serves_sync_clients() -> None:
+    with SimulatorThread(cfg()) as sim:
+        body = http_get_json(f"{sim.url}/meetings", AUTH)
+        assert body["total_count"] == 5
+
+
+def test_cli_prints_listening_line() -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daily_otel_bridge.simulator",
+            "--port",
+            "0",
+            "--domain",
+            "acme=KEY1",
+            "--meetings",
+            "2",
+            "--records",
+            "50",
+            "--max-seconds",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.fullmatch(r"listening on (http://127\.0\.0\.1:(\d+)/v1)\n", line)
+        assert match, line
+        body = http_get_json(f"{match.group(1)}/meetings", {"Authorization": "Bearer KEY1"})
+        assert body["total_count"] == 2
+        proc.terminate()
+        assert proc.wait(timeout=5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_stops_after_max_seconds() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "daily_otel_bridge.simulator", "--max-seconds", "0.3"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.fullmatch(r"listening on http://127\.0\.0\.1:\d+/v1\n", proc.stdout)
+
+
+def test_cli_rejects_bad_domain_flag() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "daily_otel_bridge.simulator", "--domain", "nokey"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "NAME=KEY" in proc.stderr
