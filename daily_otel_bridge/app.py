@@ -8,6 +8,7 @@ then close the exporters, the Daily clients and last the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Mapping
 
@@ -91,7 +92,9 @@ class Bridge:
         finally:
             self.notifier.stopping()
             self.request_stop()
-            grace = max(r.pipeline.settings.export.timeout for r in self.runners) if self.runners else 0
+            grace = (
+                max(r.pipeline.settings.export.timeout for r in self.runners) if self.runners else 0
+            )
             pending = [t for t in tasks if not t.done()]
             if pending:
                 _, still = await asyncio.wait(pending, timeout=grace + SHUTDOWN_SLACK)
@@ -113,10 +116,8 @@ class Bridge:
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Unix
                 loop.add_signal_handler(sig, self._on_signal, sig)
-            except (NotImplementedError, RuntimeError):  # pragma: no cover - not on Unix
-                pass
 
     def _on_signal(self, sig: signal.Signals) -> None:
         if self.stop.is_set():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -28,7 +28,7 @@ def decode_any(value: AnyValue) -> Any:
 
 def _iso(ns: int) -> str:
     seconds, rest = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{rest:09d}Z"
 
 
@@ -75,7 +75,8 @@ def pretty_line(record: dict[str, Any]) -> str:
     if "metric" in record:
         attrs = record["attributes"]
         who = attrs.get("daily.user_session_id", "")[:8]
-        return f"\x1b[36m{record['time'][11:23]} METRIC {record['metric']}={record['value']} {who}{_RESET}"
+        value = f"{record['metric']}={record['value']}"
+        return f"\x1b[36m{record['time'][11:23]} METRIC {value} {who}{_RESET}"
     attrs = record["attributes"]
     severity = record["severity_text"] or "-"
     colour = _COLOURS.get(severity, "")

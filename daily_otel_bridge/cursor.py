@@ -114,7 +114,9 @@ class SessionRead:
     deduplicated: int = 0
 
     @classmethod
-    def begin(cls, cursor: SessionCursor, *, now_ms: int, lookback_ms: int, settle_lag_ms: int) -> SessionRead:
+    def begin(
+        cls, cursor: SessionCursor, *, now_ms: int, lookback_ms: int, settle_lag_ms: int
+    ) -> SessionRead:
         start = window_start_ms(cursor, lookback_ms)
         end = now_ms - settle_lag_ms
         return cls(cursor=cursor, start_ms=start, end_ms=max(end, start))

@@ -8,6 +8,7 @@ loop directly: one transaction per acknowledged export is far below a millisecon
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -158,7 +159,8 @@ class SqliteCursorStore:
         if row is not None:
             return DomainState(floor_ms=row[0], discovered_until_ms=row[1])
         self._write(
-            "INSERT INTO domains (domain, floor_ms, discovered_until_ms, updated_at) VALUES (?,?,?,?)",
+            "INSERT INTO domains (domain, floor_ms, discovered_until_ms, updated_at)"
+            " VALUES (?,?,?,?)",
             (domain, default_floor_ms, None, time.time()),
         )
         return DomainState(floor_ms=default_floor_ms, discovered_until_ms=None)
@@ -272,9 +274,7 @@ class SqliteCursorStore:
         return cur.rowcount > 0
 
     def dead_letters(self, domain: str | None = None, limit: int = 1000) -> list[DeadLetter]:
-        query = (
-            "SELECT domain, stream, session_id, uid, reason, raw, created_at FROM dead_letters"
-        )
+        query = "SELECT domain, stream, session_id, uid, reason, raw, created_at FROM dead_letters"
         args: tuple[object, ...] = ()
         if domain is not None:
             query += " WHERE domain=?"
@@ -340,7 +340,5 @@ class SqliteCursorStore:
             raise StateError(f"cannot write the state store at {self.path}: {exc}") from exc
 
     def _rollback(self) -> None:
-        try:
+        with contextlib.suppress(sqlite3.Error):
             self._db.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass

@@ -227,7 +227,7 @@ class DailyClient:
                             wait = min(retry_after, MAX_RETRY_AFTER)
                     else:
                         raise PermanentError(message, status=status, error_type=error_type)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 self._metrics.api_requests.labels(self.domain, endpoint, "error").inc()
                 last_error = TransientError(f"GET /{endpoint}: {type(exc).__name__}")
             except TransientError as exc:  # undecodable body
@@ -253,13 +253,15 @@ class DailyClient:
         try:
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise TransientError(f"GET /{endpoint}: invalid JSON ({exc.__class__.__name__})") from None
+            raise TransientError(
+                f"GET /{endpoint}: invalid JSON ({exc.__class__.__name__})"
+            ) from None
 
 
 async def _error_type(resp: aiohttp.ClientResponse) -> str | None:
     try:
         body = json.loads(await resp.read())
-    except (ValueError, UnicodeDecodeError, aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, ValueError, UnicodeDecodeError, aiohttp.ClientError):
         return None
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         # Only the stable `error` type, capped; `info` is free text we don't echo.

@@ -72,4 +72,6 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     # Libraries that log through the stdlib (grpc, aiohttp) go to the same stream at WARNING.
-    logging.basicConfig(level=logging.WARNING, stream=out, format="%(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, stream=out, format="%(levelname)s %(name)s %(message)s"
+    )

@@ -59,7 +59,9 @@ class SeverityTable:
 
     @classmethod
     def from_names(cls, names: Mapping[int, str]) -> SeverityTable:
-        return cls({lvl: (SEVERITY_NUMBERS[name.upper()], name.upper()) for lvl, name in names.items()})
+        return cls(
+            {lvl: (SEVERITY_NUMBERS[name.upper()], name.upper()) for lvl, name in names.items()}
+        )
 
     def lookup(self, level: int) -> tuple[int, str]:
         found = self.by_level.get(level)
@@ -75,7 +77,7 @@ DEFAULT_SEVERITY: Final = SeverityTable.from_names(DEFAULT_SEVERITY_MAP)
 def _epoch_seconds(prefix: str) -> int:
     # `YYYY-MM-DDTHH:MM:SS` is shared by every record of the same second, so caching it
     # removes the datetime parsing from the hot path almost entirely.
-    return calendar.timegm(
+    seconds: int = calendar.timegm(
         (
             int(prefix[0:4]),
             int(prefix[5:7]),
@@ -88,6 +90,7 @@ def _epoch_seconds(prefix: str) -> int:
             0,
         )
     )
+    return seconds
 
 
 def parse_time_ns(value: object) -> int:
@@ -117,7 +120,8 @@ def parse_time_ns(value: object) -> int:
             return seconds * 1_000_000_000
         if rest[0] == "." and 1 < len(rest) <= 10 and rest[1:].isdigit():
             digits = rest[1:]
-            return seconds * 1_000_000_000 + int(digits) * 10 ** (9 - len(digits))
+            scale: int = 10 ** (9 - len(digits))
+            return seconds * 1_000_000_000 + int(digits) * scale
     return _parse_time_slow(text)
 
 

@@ -13,6 +13,7 @@ stub) and aiohttp, and follow the OTLP specification's retry rules.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import ssl
@@ -121,7 +122,7 @@ def _retry_info_delay(error: grpc.aio.AioRpcError) -> float | None:
             info = error_details_pb2.RetryInfo()
             if detail.Unpack(info):
                 delay = info.retry_delay
-                return float(delay.seconds) + delay.nanos / 1e9
+                return float(delay.seconds) + float(delay.nanos) / 1e9
     return None
 
 
@@ -150,12 +151,14 @@ class GrpcTransport:
             )
             credentials = grpc.ssl_channel_credentials(root, key, chain)
             self._channel = grpc.aio.secure_channel(target, credentials, options=options)
-        self._logs = logs_service_pb2_grpc.LogsServiceStub(self._channel)
-        self._metrics = metrics_service_pb2_grpc.MetricsServiceStub(self._channel)
+        self._logs = logs_service_pb2_grpc.LogsServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._metrics = metrics_service_pb2_grpc.MetricsServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._metadata = tuple((k.lower(), v) for k, v in settings.header_items())
         self._timeout = settings.timeout
         self._compression = (
-            grpc.Compression.Gzip if settings.compression == "gzip" else grpc.Compression.NoCompression
+            grpc.Compression.Gzip
+            if settings.compression == "gzip"
+            else grpc.Compression.NoCompression
         )
 
     async def _call(self, method: Any, request: Message, rejected_field: str) -> ExportOutcome:
@@ -218,7 +221,9 @@ class HttpTransport:
             )
         return self._session
 
-    async def _post(self, url: str, request: Message, response: Message, field: str) -> ExportOutcome:
+    async def _post(
+        self, url: str, request: Message, response: Message, field: str
+    ) -> ExportOutcome:
         body = request.SerializeToString()
         if self._gzip:
             # Level 1: the payload is highly repetitive; higher levels cost CPU for little.
@@ -228,17 +233,16 @@ class HttpTransport:
                 payload = await resp.read()
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise ExportError(
                 f"OTLP HTTP export failed: {type(exc).__name__}", transient=True
             ) from None
         if 200 <= status < 300:
             if payload:
-                try:
+                # Success without a readable body still means acknowledged.
+                with contextlib.suppress(DecodeError):
                     response.ParseFromString(payload)
-                except DecodeError:
-                    pass  # Success without a readable body still means acknowledged.
-            partial = getattr(response, "partial_success")
+            partial: Any = getattr(response, "partial_success")  # noqa: B009
             return ExportOutcome(
                 rejected=int(getattr(partial, field)), error_message=partial.error_message
             )
@@ -267,7 +271,11 @@ class ConsoleTransport:
 
     name = "console"
 
-    def __init__(self, stream: IO[str] | None = None, formatter: Callable[[dict[str, Any]], str] | None = None):
+    def __init__(
+        self,
+        stream: IO[str] | None = None,
+        formatter: Callable[[dict[str, Any]], str] | None = None,
+    ):
         self._stream = stream or sys.stdout
         self._format = formatter or (lambda d: json.dumps(d, ensure_ascii=False))
 

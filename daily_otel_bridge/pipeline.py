@@ -90,8 +90,11 @@ class DomainPipeline:
         metrics: BridgeMetrics,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        persist: bool = True,
     ) -> None:
         self.settings = settings
+        # False for a backfill: records are exported but no cursor is written.
+        self.persist = persist
         self.name = settings.name
         self.client = client
         self.exporter = exporter
@@ -174,7 +177,11 @@ class DomainPipeline:
         # A tracked meeting that is neither ongoing nor recent has ended since we last saw
         # it; its exact end is unknown, so the grace period counts from now.
         for cursor in cursors.values():
-            if not cursor.retired and cursor.ended_at_ms is None and cursor.session_id not in listed:
+            if (
+                not cursor.retired
+                and cursor.ended_at_ms is None
+                and cursor.session_id not in listed
+            ):
                 cursor.ended_at_ms = now_s * 1000
         self.discovered_until_ms = int(now * 1000)
         self.store.save_discovery(self.name, self.discovered_until_ms)
@@ -198,11 +205,7 @@ class DomainPipeline:
             if full or mono >= self.next_discovery_at:
                 await self.discover()
                 self.next_discovery_at = mono + self.settings.poll_interval
-            due = [
-                c
-                for c in self.active_cursors()
-                if full or c.next_poll_at <= self.monotonic()
-            ]
+            due = [c for c in self.active_cursors() if full or c.next_poll_at <= self.monotonic()]
             due.sort(key=lambda c: c.next_poll_at)
             for cursor in due:
                 if self.stop_requested:
@@ -330,9 +333,8 @@ class DomainPipeline:
             cursor.next_poll_at = now_mono + max(backoff, s.poll_interval)
         if complete:
             cursor.drained_until_ms = read.end_ms
-            if (
-                cursor.ended_at_ms is not None
-                and read.end_ms >= cursor.ended_at_ms + int(s.session_grace * 1000)
+            if cursor.ended_at_ms is not None and read.end_ms >= cursor.ended_at_ms + int(
+                s.session_grace * 1000
             ):
                 cursor.retired = True
                 cursor.seen.clear()
@@ -382,9 +384,45 @@ class DomainPipeline:
                     rejected=outcome.rejected,
                     reason=outcome.error_message[:200],
                 )
-        if updates:
+        if updates and self.persist:
             self.store.commit(self.name, LOGS, updates)
         self.metrics.records_pending.labels(self.name).set(0)
+
+    async def backfill_session(
+        self, session_id: str, room: str, start_ms: int, end_ms: int
+    ) -> SweepStats:
+        """Re-export one session's records in `[start_ms, end_ms]`; no cursor moves.
+
+        Uses a throwaway cursor: the uids are the same as the live ones (they depend only
+        on the records), so a backend that de-duplicates on `log.record.uid` can.
+        """
+        stats = SweepStats(sessions_polled=1)
+        cursor = SessionCursor(session_id=session_id, room=room, start_floor_ms=start_ms)
+        read = SessionRead(cursor=cursor, start_ms=start_ms, end_ms=end_ms)
+        log = self.log.bind(session=session_id, backfill=True)
+
+        async def fetch_page(offset: int) -> list[Any]:
+            page = await self.client.fetch_logs_page(
+                mtg_session_id=session_id,
+                start_ms=start_ms,
+                end_ms=end_ms,
+                offset=offset,
+                limit=self.settings.page_size,
+                log_level=self.settings.log_level,
+            )
+            return page.logs
+
+        async def deliver(record: Any, uid: str) -> bool:
+            return await self._deliver(read, record, uid, stats, log)
+
+        try:
+            result = await drain(read, fetch_page, _digest, deliver)
+            stats.fetched += result.fetched
+            await self._flush(stats)
+        finally:
+            self._batch = None
+            self._pending = {}
+        return stats
 
     def _update_lag(self) -> None:
         drained = [c.drained_until_ms for c in self.active_cursors() if c.drained_until_ms]

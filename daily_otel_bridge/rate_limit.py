@@ -6,7 +6,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 
@@ -81,7 +81,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         except (TypeError, ValueError, IndexError):
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         current = now if now is not None else time.time()
         return max(0.0, when.timestamp() - current)
     if seconds != seconds or seconds < 0:  # NaN or negative
@@ -91,4 +91,4 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 def http_date(epoch: float) -> str:
     """The HTTP-date form of an instant (for tests and the simulator)."""
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")

@@ -8,6 +8,7 @@ written stops the process: shipping without a cursor would duplicate without bou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -111,8 +112,6 @@ class DomainRunner:
             ok = await self.sweep_once(full=False)
             if stop.is_set():
                 break
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.delay_after(ok))
-            except TimeoutError:
-                pass
         self.status.state = "stopped"

@@ -16,7 +16,10 @@ class BridgeMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.records_fetched = Counter(
-            f"{PREFIX}_records_fetched", "Records read from Daily.", ["domain", "stream"], registry=r
+            f"{PREFIX}_records_fetched",
+            "Records read from Daily.",
+            ["domain", "stream"],
+            registry=r,
         )
         self.records_exported = Counter(
             f"{PREFIX}_records_exported",

@@ -1052,7 +1052,8 @@ def parse_settings(
         for loc, message in _pydantic_problems(exc, Settings):
             problems.add(_loc_path("", loc)[0] or source, message)
         problems.raise_if_any()
-        raise  # unreachable: a ValidationError always carries at least one error
+        # Only reachable if every error was silenced; still never leak pydantic's text.
+        raise ConfigError([(source, "invalid configuration")]) from None
     problems.raise_if_any()
     return settings
 

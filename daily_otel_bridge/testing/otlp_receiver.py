@@ -61,8 +61,8 @@ import grpc
 from aiohttp import web
 
 # protobuf and googleapis-common-protos ship no py.typed; their classes are Any to mypy.
-from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
-from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2

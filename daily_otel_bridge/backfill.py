@@ -1,0 +1,100 @@
+"""`daily-otel-bridge backfill`: re-export a time range of sessions; the live cursor stays."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import structlog
+
+from daily_otel_bridge.cursor_store import SqliteCursorStore
+from daily_otel_bridge.daily_client import DailyClient
+from daily_otel_bridge.otlp import Exporter, build_transport
+from daily_otel_bridge.pipeline import DomainPipeline, room_selected
+from daily_otel_bridge.self_metrics import BridgeMetrics
+from daily_otel_bridge.settings import ConfigError, Settings, parse_duration
+
+log = structlog.get_logger("daily_otel_bridge.backfill")
+
+
+def parse_instant(value: str, *, now: float) -> float:
+    """An ISO-8601 time (UTC when no zone is given), or a duration meaning that long ago."""
+    try:
+        return now - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"{value!r}: expected an ISO-8601 time or a duration such as 2h"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+async def run_backfill(
+    settings: Settings,
+    *,
+    domain: str,
+    session: str | None,
+    room: str | None,
+    since: str,
+    until: str | None,
+) -> int:
+    chosen = next((d for d in settings.domains if d.name == domain), None)
+    if chosen is None:
+        raise ConfigError(f"--domain {domain!r} is not in the config")
+    now = time.time()
+    start = parse_instant(since, now=now)
+    end = parse_instant(until, now=now) if until else now
+    if end <= start:
+        raise ConfigError("--until must be after --since")
+    metrics = BridgeMetrics()
+    store = SqliteCursorStore(settings.state_path)
+    client = DailyClient(
+        domain=chosen.name,
+        api_url=chosen.api_url,
+        api_key=chosen.api_key.get_secret_value(),
+        requests_per_second=chosen.requests_per_second,
+        timeout=chosen.request_timeout,
+        ca_file=chosen.ca_file,
+        metrics=metrics,
+    )
+    exporter = Exporter(build_transport(chosen.export), max_retry_time=chosen.export.max_retry_time)
+    pipeline = DomainPipeline(
+        chosen, client=client, exporter=exporter, store=store, metrics=metrics, persist=False
+    )
+    try:
+        if session is not None:
+            targets = [(session, "")]
+            known = store.load_cursors(chosen.name, "logs").get(session)
+            if known is not None:
+                targets = [(session, known.room)]
+        else:
+            meetings = await client.list_meetings(timeframe_start=int(start) - 86_400, room=room)
+            targets = [
+                (m.id, m.room)
+                for m in meetings
+                if room is not None
+                and room_selected(m.room, [room])
+                and m.start_time <= end
+                and (m.end_time is None or m.end_time >= start - 3600)
+            ]
+        total = 0
+        for session_id, room_name in targets:
+            stats = await pipeline.backfill_session(
+                session_id, room_name, int(start * 1000), int(end * 1000)
+            )
+            total += stats.exported
+            log.info("session backfilled", session=session_id, exported=stats.exported)
+        log.info("backfill done", sessions=len(targets), exported=total)
+        return 0
+    except Exception as exc:
+        log.error("backfill failed", error_type=type(exc).__name__, error=str(exc))
+        return 1
+    finally:
+        await exporter.close()
+        await client.close()
+        store.close()
