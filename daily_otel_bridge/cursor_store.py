@@ -109,9 +109,15 @@ class SessionRow:
 
 class CursorStore(Protocol):
     def load_domain(self, domain: str, default_floor_ms: int) -> DomainState: ...
-    def save_discovery(self, domain: str, discovered_until_ms: int) -> None: ...
     def load_cursors(self, domain: str, stream: str) -> dict[str, SessionCursor]: ...
-    def commit(self, domain: str, stream: str, updates: Sequence[CursorUpdate]) -> None: ...
+    def commit(
+        self,
+        domain: str,
+        stream: str,
+        updates: Sequence[CursorUpdate],
+        *,
+        discovered_until_ms: int | None = None,
+    ) -> None: ...
     def add_dead_letter(self, letter: DeadLetter) -> bool: ...
     def close(self) -> None: ...
 
@@ -165,12 +171,6 @@ class SqliteCursorStore:
         )
         return DomainState(floor_ms=default_floor_ms, discovered_until_ms=None)
 
-    def save_discovery(self, domain: str, discovered_until_ms: int) -> None:
-        self._write(
-            "UPDATE domains SET discovered_until_ms=?, updated_at=? WHERE domain=?",
-            (discovered_until_ms, time.time(), domain),
-        )
-
     def load_cursors(self, domain: str, stream: str) -> dict[str, SessionCursor]:
         cursors: dict[str, SessionCursor] = {}
         for row in self._db.execute(
@@ -196,11 +196,28 @@ class SqliteCursorStore:
                 cursor.seen[uid] = time_ns
         return cursors
 
-    def commit(self, domain: str, stream: str, updates: Sequence[CursorUpdate]) -> None:
-        """Persist every session of one acknowledged export in a single transaction."""
+    def commit(
+        self,
+        domain: str,
+        stream: str,
+        updates: Sequence[CursorUpdate],
+        *,
+        discovered_until_ms: int | None = None,
+    ) -> None:
+        """Persist every session of one acknowledged export in a single transaction.
+
+        Discovery commits through here too: the sessions it found and the time it covered
+        are written together, so a crash can never record "discovered up to T" without the
+        sessions found before T.
+        """
         now = time.time()
         try:
             self._db.execute("BEGIN IMMEDIATE")
+            if discovered_until_ms is not None:
+                self._db.execute(
+                    "UPDATE domains SET discovered_until_ms=?, updated_at=? WHERE domain=?",
+                    (discovered_until_ms, now, domain),
+                )
             for update in updates:
                 c = update.cursor
                 self._db.execute(

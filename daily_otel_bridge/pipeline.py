@@ -156,7 +156,7 @@ class DomainPipeline:
         listed: dict[str, Meeting] = {m.id: m for m in recent}
         for meeting in ongoing:
             listed[meeting.id] = meeting
-        new = 0
+        new: list[SessionCursor] = []
         for meeting in listed.values():
             if not room_selected(meeting.room, self.settings.rooms):
                 continue
@@ -168,7 +168,7 @@ class DomainPipeline:
                     start_floor_ms=max(meeting.start_time * 1000 - START_MARGIN_MS, self.floor_ms),
                 )
                 cursors[meeting.id] = cursor
-                new += 1
+                new.append(cursor)
                 self.log.info("session discovered", session=meeting.id, room=meeting.room)
             if cursor.retired:
                 continue
@@ -184,9 +184,14 @@ class DomainPipeline:
             ):
                 cursor.ended_at_ms = now_s * 1000
         self.discovered_until_ms = int(now * 1000)
-        self.store.save_discovery(self.name, self.discovered_until_ms)
+        self.store.commit(
+            self.name,
+            LOGS,
+            [CursorUpdate(cursor=dataclasses.replace(c, seen={})) for c in new],
+            discovered_until_ms=self.discovered_until_ms,
+        )
         self.metrics.sessions_tracked.labels(self.name).set(len(self.active_cursors()))
-        return new
+        return len(new)
 
     # -- the sweep -----------------------------------------------------------------------
 

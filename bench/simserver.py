@@ -1,0 +1,131 @@
+"""The Daily API simulator, plus a per-request log for the benchmarks.
+
+Same simulator as `python -m daily_otel_bridge.simulator` (built with the public
+`SimulatorConfig` and `create_app`), with one addition: every `/v1/*` request is appended to an
+in-memory log (arrival time, endpoint, mtgSessionId, offset, status), served as JSON by
+`GET /_bench/requests?since=N`. The API-cost and rate benchmarks need it to split requests per
+session and to time them; `/_sim/stats` gives the same totals.
+
+    python bench/simserver.py --port 0 --domain acme=KEY --meetings 10 --records 100 \
+        [--live --live-meetings N --live-rate R] [--rate-limit R] [--history S] --max-seconds S
+
+prints `listening on http://127.0.0.1:PORT/v1` once ready; stops on SIGTERM/SIGINT or after
+--max-seconds. Binds to loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from typing import Any
+
+from aiohttp import web
+
+from daily_otel_bridge.simulator import SimulatorConfig, create_app
+
+LOG_KEY: web.AppKey[list[tuple[float, str, str, int, int]]] = web.AppKey("bench_log", list)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench/simserver.py")
+    p.add_argument("--host", default="127.0.0.1", choices=["127.0.0.1"])
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--domain", action="append", default=[], metavar="NAME=KEY")
+    p.add_argument("--meetings", type=int, default=5)
+    p.add_argument("--records", type=int, default=200)
+    p.add_argument("--history", type=float, default=1800.0)
+    p.add_argument("--live", action="store_true")
+    p.add_argument("--live-meetings", type=int, default=1)
+    p.add_argument("--live-rate", type=float, default=5.0)
+    p.add_argument("--live-duration", type=float, default=None)
+    p.add_argument("--rate-limit", type=float, default=None)
+    p.add_argument("--rate-burst", type=float, default=None)
+    p.add_argument("--max-seconds", type=float, default=600.0)
+    return p
+
+
+def build_app(args: argparse.Namespace) -> web.Application:
+    domains = dict(d.split("=", 1) for d in args.domain) or {"demo": "demo-key"}
+    config = SimulatorConfig(
+        seed=args.seed,
+        domains=domains,
+        meetings_per_domain=args.meetings,
+        records_per_meeting=args.records,
+        history=args.history,
+        live=args.live,
+        live_meetings=args.live_meetings,
+        live_records_per_second=args.live_rate,
+        live_duration=args.live_duration,
+        include_metrics_samples=False,
+        rate_limit_per_second=args.rate_limit,
+        rate_burst=args.rate_burst,
+        # Large backlogs: keep every meeting's records generated once.
+        cache_meetings=max(2048, args.meetings + args.live_meetings + 16),
+    )
+    app = create_app(config)
+    log: list[tuple[float, str, str, int, int]] = []
+    app[LOG_KEY] = log
+
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        path = request.path
+        if path.startswith("/v1/"):
+            q = request.query
+            try:
+                offset = int(q.get("offset", "0") or 0)
+            except ValueError:
+                offset = -1
+            log.append(
+                (time.time(), path[4:], q.get("mtgSessionId", ""), offset, response.status)
+            )
+
+    async def requests_since(request: web.Request) -> web.Response:
+        since = int(request.query.get("since", "0"))
+        rows = log[since:]
+        return web.json_response({"next": since + len(rows), "requests": rows})
+
+    app.on_response_prepare.append(on_prepare)
+    app.router.add_get("/_bench/requests", requests_since)
+    return app
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    app = build_app(args)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port)
+    await site.start()
+    port: Any = args.port
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            port = int(address[1])
+            break
+    print(f"listening on http://{args.host}:{port}/v1", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), args.max_seconds)
+    finally:
+        await runner.cleanup()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return asyncio.run(_serve(args))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
