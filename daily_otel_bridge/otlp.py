@@ -306,7 +306,10 @@ def build_transport(settings: ExportSettings) -> Transport:
         return GrpcTransport(settings)
     if settings.protocol == "http/protobuf":
         return HttpTransport(settings)
-    return ConsoleTransport()
+    # A person at a terminal gets coloured one-liners; a pipe gets JSON lines to parse.
+    from daily_otel_bridge.console import pretty_line
+
+    return ConsoleTransport(formatter=pretty_line if sys.stdout.isatty() else None)
 
 
 class Exporter:

@@ -40,7 +40,10 @@ class SimulatorProcess:
     def post(self, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else b""
         req = urllib.request.Request(  # noqa: S310
-            self.control + path, data=data, method="POST", headers={"Content-Type": "application/json"}
+            self.control + path,
+            data=data,
+            method="POST",
+            headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310
             return json.loads(resp.read() or b"null")
@@ -72,7 +75,9 @@ def simulator(args: Sequence[str], max_seconds: float = 600) -> Iterator[Simulat
         line = proc.stdout.readline()
         if not line.startswith("listening on "):
             proc.kill()
-            raise RuntimeError(f"simulator did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+            raise RuntimeError(
+                f"simulator did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}"
+            )
         yield SimulatorProcess(url=line.split()[-1], process=proc)
     finally:
         proc.terminate()
@@ -129,7 +134,9 @@ def bridge_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_once(config: Path, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_once(
+    config: Path, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [PYTHON, "-m", "daily_otel_bridge", "run", "--config", str(config), "--once"],
         capture_output=True,
@@ -140,7 +147,9 @@ def run_once(config: Path, timeout: float = 300, env: dict[str, str] | None = No
     )
 
 
-def start_daemon(config: Path, env: dict[str, str] | None = None, log_path: Path | None = None) -> subprocess.Popen[str]:
+def start_daemon(
+    config: Path, env: dict[str, str] | None = None, log_path: Path | None = None
+) -> subprocess.Popen[str]:
     out = open(log_path, "a") if log_path else subprocess.DEVNULL  # noqa: SIM115
     return subprocess.Popen(
         [PYTHON, "-m", "daily_otel_bridge", "run", "--config", str(config)],

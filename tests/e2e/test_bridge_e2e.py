@@ -95,8 +95,18 @@ def test_exactly_once_with_ties_then_nothing_more(tmp_path: Path, protocol: str)
     # 50 sessions x 2,000 records, 60% of them in tie groups that straddle 500-record pages.
     with (
         simulator(
-            ["--seed", "7", "--domain", f"acme={KEY}", "--meetings", "50", "--records", "2000",
-             "--tie-ratio", "0.6"]
+            [
+                "--seed",
+                "7",
+                "--domain",
+                f"acme={KEY}",
+                "--meetings",
+                "50",
+                "--records",
+                "2000",
+                "--tie-ratio",
+                "0.6",
+            ]
         ) as sim,
         OtlpReceiver(observe_grpc_compression=False) as receiver,
     ):
@@ -136,8 +146,9 @@ def test_exactly_once_with_ties_then_nothing_more(tmp_path: Path, protocol: str)
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 def test_rotel_receives_every_record(tmp_path: Path, protocol: str) -> None:
     with (
-        simulator(["--seed", "3", "--domain", f"acme={KEY}", "--meetings", "4", "--records", "150"])
-        as sim,
+        simulator(
+            ["--seed", "3", "--domain", f"acme={KEY}", "--meetings", "4", "--records", "150"]
+        ) as sim,
         RotelCollector() as rotel,
     ):
         endpoint = rotel.grpc_endpoint if protocol == "grpc" else rotel.http_endpoint
@@ -166,15 +177,31 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     batch_size = 300
     with (
         simulator(
-            ["--seed", "11", "--domain", f"acme={KEY}", "--meetings", "20", "--records", "2000",
-             "--tie-ratio", "0.5", "--duplicate-ratio", "0.02"]
+            [
+                "--seed",
+                "11",
+                "--domain",
+                f"acme={KEY}",
+                "--meetings",
+                "20",
+                "--records",
+                "2000",
+                "--tie-ratio",
+                "0.5",
+                "--duplicate-ratio",
+                "0.02",
+            ]
         ) as sim,
         OtlpReceiver(observe_grpc_compression=False) as receiver,
     ):
         bridge = BridgeConfig(
             path=tmp_path / "bridge.yaml",
             state_path=tmp_path / "state.db",
-            export={"protocol": "grpc", "endpoint": receiver.grpc_endpoint, "batch_size": batch_size},
+            export={
+                "protocol": "grpc",
+                "endpoint": receiver.grpc_endpoint,
+                "batch_size": batch_size,
+            },
             # A slow drain (5 requests/s, 200 records a page) so that kills land mid-way.
             domains=[domain("acme", KEY, sim.url, page_size=200, requests_per_second=5)],
         )
@@ -205,8 +232,18 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
 def test_revoked_key_fails_one_domain_the_other_delivers(tmp_path: Path) -> None:
     with (
         simulator(
-            ["--seed", "5", "--domain", f"acme={KEY}", "--domain", "beta=beta-key-0123456789",
-             "--meetings", "3", "--records", "100"]
+            [
+                "--seed",
+                "5",
+                "--domain",
+                f"acme={KEY}",
+                "--domain",
+                "beta=beta-key-0123456789",
+                "--meetings",
+                "3",
+                "--records",
+                "100",
+            ]
         ) as sim,
         OtlpReceiver(observe_grpc_compression=False) as receiver,
     ):
@@ -224,7 +261,8 @@ def test_revoked_key_fails_one_domain_the_other_delivers(tmp_path: Path) -> None
         assert result.returncode == 1
         errors = [line for line in result.stderr.splitlines() if '"level": "error"' in line]
         assert len(errors) == 1, result.stderr
-        assert "beta" in errors[0] and "401" in errors[0] and "daily_auth" in errors[0]
+        for part in ("beta", "401", "daily_auth"):
+            assert part in errors[0]
         assert "beta-key-0123456789" not in result.stderr + result.stdout
         assert received_uids(receiver.log_records()) == expected_uids(sim.ground_truth("acme"))
 
@@ -244,8 +282,9 @@ def _closed_port() -> int:
 def test_dead_receiver_one_error_nonzero_exit_nothing_lost(tmp_path: Path) -> None:
     port = _closed_port()
     with (
-        simulator(["--seed", "9", "--domain", f"acme={KEY}", "--meetings", "3", "--records", "300"])
-        as sim,
+        simulator(
+            ["--seed", "9", "--domain", f"acme={KEY}", "--meetings", "3", "--records", "300"]
+        ) as sim,
     ):
         config_path = tmp_path / "bridge.yaml"
         config = BridgeConfig(
@@ -264,7 +303,8 @@ def test_dead_receiver_one_error_nonzero_exit_nothing_lost(tmp_path: Path) -> No
         assert result.returncode == 1
         errors = [line for line in result.stderr.splitlines() if '"level": "error"' in line]
         assert len(errors) == 1, result.stderr
-        assert "UNAVAILABLE" in errors[0] and "export_transient" in errors[0]
+        assert "UNAVAILABLE" in errors[0]
+        assert "export_transient" in errors[0]
 
         with OtlpReceiver(grpc_port=port, observe_grpc_compression=False) as receiver:
             again = run_once(config_path)
@@ -274,8 +314,9 @@ def test_dead_receiver_one_error_nonzero_exit_nothing_lost(tmp_path: Path) -> No
 
 def test_sigterm_stops_cleanly_and_commits(tmp_path: Path) -> None:
     with (
-        simulator(["--seed", "2", "--domain", f"acme={KEY}", "--meetings", "10", "--records", "2000"])
-        as sim,
+        simulator(
+            ["--seed", "2", "--domain", f"acme={KEY}", "--meetings", "10", "--records", "2000"]
+        ) as sim,
         OtlpReceiver(observe_grpc_compression=False) as receiver,
     ):
         bridge = BridgeConfig(

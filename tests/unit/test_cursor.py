@@ -72,7 +72,9 @@ def test_next_page_offset_rereads_the_anchor(consumed: int, offset: int) -> None
         (10_000 * NS_PER_MS, 0, 0, 9_999),
     ],
 )
-def test_window_start(watermark_ns: int | None, floor_ms: int, lookback_ms: int, expected: int) -> None:
+def test_window_start(
+    watermark_ns: int | None, floor_ms: int, lookback_ms: int, expected: int
+) -> None:
     cursor = SessionCursor("s", "r", start_floor_ms=floor_ms, watermark_ns=watermark_ns)
     assert window_start_ms(cursor, lookback_ms) == expected
 
@@ -96,7 +98,9 @@ class FakeDaily:
     max_limit: int = 1000
     short: int | None = None  # answer at most this many per page
 
-    def add(self, time_ms: int, message: str, late_after_calls: int | None = None) -> dict[str, Any]:
+    def add(
+        self, time_ms: int, message: str, late_after_calls: int | None = None
+    ) -> dict[str, Any]:
         rec = {"time": f"t{time_ms:012d}", "message": message, "t": time_ms}
         seq = len(self.rows) + len(self.hidden)
         if late_after_calls is None:
@@ -161,9 +165,9 @@ async def test_byte_identical_twins_are_both_kept_exactly_once() -> None:
     assert [r["message"] for r in got] == ["same", "same", "same", "other"]
     assert await read_all(server, cursor, 5_000, lookback_ms=100, limit=2) == []
     server.add(1000, "same")  # a fourth copy arrives late: it is new
-    assert [r["message"] for r in await read_all(server, cursor, 5_000, lookback_ms=100, limit=2)] == [
-        "same"
-    ]
+    assert [
+        r["message"] for r in await read_all(server, cursor, 5_000, lookback_ms=100, limit=2)
+    ] == ["same"]
 
 
 async def test_late_record_inside_the_lookback_is_delivered_next_sweep() -> None:
@@ -223,6 +227,7 @@ async def test_a_server_that_ignores_offset_does_not_loop_forever() -> None:
         return True
 
     result = await drain(read, fetch, record_digest, deliver)
-    assert result.stalled and not result.complete
+    assert result.stalled
+    assert not result.complete
     assert delivered == ["m0", "m1", "m2", "m3"]
     assert server.calls < 10

@@ -53,8 +53,17 @@ def test_parse_time_keeps_nanoseconds(text: str, expected: int) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [None, 12, "", "yesterday", "2026-03-23", "2026-13-23T16:32:55Z", "2026-03-23T16:32:55",
-     "2026-03-23T16:32:55.1234567890Z", "2026-03-23T16:32:55.abcZ"],
+    [
+        None,
+        12,
+        "",
+        "yesterday",
+        "2026-03-23",
+        "2026-13-23T16:32:55Z",
+        "2026-03-23T16:32:55",
+        "2026-03-23T16:32:55.1234567890Z",
+        "2026-03-23T16:32:55.abcZ",
+    ],
 )
 def test_parse_time_rejects(bad: object) -> None:
     with pytest.raises(MalformedRecord):
