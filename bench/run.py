@@ -122,9 +122,10 @@ def run_throughput(args: argparse.Namespace, workdir: Path, summary: Summary,
                                            "throughput-rotel", None, other_pid=collector.pid)
                 rows.append(_throughput_row("bridge -> rotel (gRPC)", via_rotel, startup_cpu))
         with in_process_sink() as sink:
+            naive_idle = measure_naive(workdir, sim, sink, since=2**31 - 1)
             naive = measure_naive(workdir, sim, sink)
             rows.append(_throughput_row("naive: SDK BatchLogRecordProcessor + OTLPLogExporter",
-                                        naive, None))
+                                        naive, naive_idle["result"].cpu))
     print_table(
         "Throughput (each row: one process draining the same records from the simulator)",
         ["path", "records acked", "wall s", "records/s", "CPU s", "CPU s/100k",
@@ -132,21 +133,26 @@ def run_throughput(args: argparse.Namespace, workdir: Path, summary: Summary,
          "API floor s", "simulator CPU s", "receiver CPU s"],
         rows,
     )
-    print(f"\nstart-up + discovery alone (no session selected): {startup_cpu:.2f} CPU s, "
-          f"{idle['result'].wall:.2f} s wall. 'API floor' = requests / {MAX_RPS} rps: the "
-          "shortest wall time the request budget allows.")
+    print(f"\nstart-up + discovery alone (no session selected): bridge {startup_cpu:.2f} CPU s, "
+          f"naive {naive_idle['result'].cpu:.2f} CPU s. 'API floor' = requests / {MAX_RPS} "
+          "rps: the shortest wall time the request budget allows.")
     r_ours = ours["records"] / ours["result"].wall
     r_naive = naive["records"] / naive["result"].wall
     cpu_ours = ours["result"].cpu / ours["records"]
     cpu_naive = naive["result"].cpu / max(1, naive["emitted"])
+    # Per-record CPU without the fixed start-up cost (imports, config, channel set-up).
+    cpu_ours_x = (ours["result"].cpu - startup_cpu) / ours["records"]
+    cpu_naive_x = (naive["result"].cpu - naive_idle["result"].cpu) / max(1, naive["emitted"])
     lost = naive["emitted"] - naive["records"]
     print(f"naive: emitted {naive['emitted']:,}, acked {naive['records']:,} "
           f"(lost in the SDK queue: {lost:,}); {naive['requests']} API requests")
     print_table(
         "Bridge vs naive SDK path (same simulator, same records, same 20 req/s budget)",
         ["ratio", "value"],
-        [["records/s acked (bridge / naive)", f"{r_ours / r_naive:.2f}x"],
-         ["CPU per record (naive / bridge)", f"{cpu_naive / cpu_ours:.2f}x"],
+        [["records/s acked, wall clock (bridge / naive)", f"{r_ours / r_naive:.2f}x"],
+         ["CPU per record incl. start-up (naive / bridge)", f"{cpu_naive / cpu_ours:.2f}x"],
+         ["CPU per record excl. start-up (naive / bridge) = CPU-bound records/s ratio",
+          f"{cpu_naive_x / cpu_ours_x:.2f}x"],
          ["records lost by the naive path", f"{lost:,} of {naive['emitted']:,}"]],
     )
     summary.add("1. throughput, bridge -> sink", f"{r_ours:,.0f} rec/s, "
@@ -156,10 +162,10 @@ def run_throughput(args: argparse.Namespace, workdir: Path, summary: Summary,
                     f"{via_rotel['records'] / via_rotel['result'].wall:,.0f} rec/s, "
                     f"{100_000 * via_rotel['result'].cpu / via_rotel['records']:.2f} CPU s/100k",
                     "(report)", None)
-    summary.add("2. bridge / naive, records/s", f"{r_ours / r_naive:.2f}x", ">= 3x",
-                r_ours / r_naive >= 3)
-    summary.add("2. naive / bridge, CPU per record", f"{cpu_naive / cpu_ours:.2f}x", "(report)",
-                None)
+    summary.add("2. bridge / naive, records/s (wall, same API budget)",
+                f"{r_ours / r_naive:.2f}x", ">= 3x", r_ours / r_naive >= 3)
+    summary.add("2. bridge / naive, records per CPU-second (excl. start-up)",
+                f"{cpu_naive_x / cpu_ours_x:.2f}x", ">= 3x", cpu_naive_x / cpu_ours_x >= 3)
 
 
 def _throughput_row(label: str, m: dict[str, Any], startup_cpu: float | None) -> list[Any]:
@@ -171,10 +177,11 @@ def _throughput_row(label: str, m: dict[str, Any], startup_cpu: float | None) ->
             m["receiver_cpu"]]
 
 
-def measure_naive(workdir: Path, sim: Simulator, sink: Any) -> dict[str, Any]:
+def measure_naive(workdir: Path, sim: Simulator, sink: Any, since: int = 0) -> dict[str, Any]:
     stats0, sim_cpu0, self0, count0 = sim.stats(), sim.cpu(), self_cpu(), sink.count()
     cmd = [PYTHON, str(BENCH_DIR / "naive_sdk.py"), "--api-url", sim.url, "--api-key", API_KEY,
-           "--endpoint", sink.grpc_endpoint, "--rps", str(MAX_RPS), "--page-size", "1000"]
+           "--endpoint", sink.grpc_endpoint, "--rps", str(MAX_RPS), "--page-size", "1000",
+           "--since", str(since)]
     result = Child(cmd, log_path=workdir / "naive.log", max_seconds=600, capture_stdout=True).run()
     if result.rc != 0:
         raise RuntimeError(f"naive baseline exited {result.rc}:\n{result.tail()}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Mapping
 
 import structlog
 
@@ -80,6 +79,9 @@ class Bridge:
             await self.health.start()
         self.notifier.ready()
         watchdog = asyncio.create_task(self.notifier.run_watchdog(self.stop))
+        background = [watchdog]
+        if self.settings.self_telemetry.otlp:
+            background.append(asyncio.create_task(self._push_self_telemetry()))
         tasks = [asyncio.create_task(r.run(self.stop), name=r.pipeline.name) for r in self.runners]
         log.info("bridge started", domains=[r.pipeline.name for r in self.runners])
         stop_waiter = asyncio.create_task(self.stop.wait())
@@ -101,12 +103,34 @@ class Bridge:
                 for task in still:
                     task.cancel()
                 await asyncio.gather(*still, return_exceptions=True)
-            watchdog.cancel()
-            stop_waiter.cancel()
-            await asyncio.gather(watchdog, stop_waiter, return_exceptions=True)
+            for task in (*background, stop_waiter):
+                task.cancel()
+            await asyncio.gather(*background, stop_waiter, return_exceptions=True)
             if self.health is not None:
                 await self.health.stop()
             log.info("bridge stopped")
+
+    async def _push_self_telemetry(self) -> None:
+        from opentelemetry.sdk.resources import Resource
+
+        from daily_otel_bridge.encoding import resource_to_proto
+        from daily_otel_bridge.self_telemetry import push_forever
+
+        export = self.settings.export
+        if export.protocol == "console":
+            return
+        exporter = Exporter(build_transport(export), max_retry_time=export.timeout)
+        resource = resource_to_proto(Resource.create({"service.name": "daily-otel-bridge"}))
+        try:
+            await push_forever(
+                self.metrics.registry,
+                exporter,
+                resource,
+                self.settings.self_telemetry.interval,
+                self.stop,
+            )
+        finally:
+            await exporter.close()
 
     def request_stop(self) -> None:
         self.stop.set()
@@ -130,8 +154,3 @@ class Bridge:
             await runner.pipeline.exporter.close()
             await runner.pipeline.client.close()
         self.store.close()
-
-
-def environ_summary(environ: Mapping[str, str]) -> dict[str, str]:
-    """OTEL_* variables that shaped the config, names only (values may hold secrets)."""
-    return {k: "set" for k in environ if k.startswith("OTEL_")}

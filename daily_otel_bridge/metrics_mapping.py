@@ -43,6 +43,7 @@ from daily_otel_bridge.mapping import (
     ValidRecord,
     parse_time_ns,
 )
+from daily_otel_bridge.records import DailyRecord
 
 ATTR_CONNECTION: Final = "daily.connection"
 ATTR_TRACK_DIRECTION: Final = "daily.track.direction"
@@ -70,7 +71,7 @@ IDENTITY_FIELDS: Final = frozenset(
 )
 
 # Bounds on what one sample may produce, so a pathological sample (a huge or deeply nested
-# object) costs bounded CPU and memory; what lies beyond is counted in `truncated`. A real
+# object) costs bounded CPU and memory; what is cut off is counted in `truncated`. A real
 # sample of a 50-person call has a few hundred numbers, nested four levels deep.
 MAX_DEPTH: Final = 16
 MAX_POINTS_PER_SAMPLE: Final = 4096
@@ -272,7 +273,7 @@ class SampleMapping:
 
     points: list[Point]
     ignored_non_numeric: int  # strings, booleans, nulls, NaN/Infinity, numbers too large
-    truncated: int = 0  # values beyond MAX_DEPTH or MAX_POINTS_PER_SAMPLE
+    truncated: int = 0  # points past MAX_POINTS_PER_SAMPLE, subtrees past MAX_DEPTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,7 +387,7 @@ class _Collector:
             return
         if isinstance(value, dict):
             for key, child in value.items():
-                self.walk(child, f"{path}.{key}" if path else str(key), attributes, depth + 1)
+                self.walk(child, f"{path}.{key}", attributes, depth + 1)
             return
         if isinstance(value, list):
             for index, child in enumerate(value):
@@ -461,7 +462,7 @@ def session_attributes(sample: Mapping[str, Any], room: str | None) -> dict[str,
     return attrs
 
 
-def map_sample(sample: Mapping[str, Any], *, room: str | None) -> SampleMapping:
+def map_sample(sample: DailyRecord, *, room: str | None) -> SampleMapping:
     """One Daily metrics sample -> its gauge points, all at the sample's `time`.
 
     `room` is the room discovery knows, used when the sample has no `roomName`. Raises
@@ -540,7 +541,7 @@ class MetricsBatch:
 
 def fill_sample_log_record(
     target: LogRecord,
-    sample: Mapping[str, Any],
+    sample: DailyRecord,
     *,
     time_ns: int,
     observed_ns: int,
