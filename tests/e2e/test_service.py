@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shlex
@@ -94,7 +95,7 @@ def test_readyz_follows_the_backend(tmp_path: Path) -> None:
         try:
             assert wait_until(lambda: http_get(base + "/readyz")[0] == 200, timeout=30)
             assert http_get(base + "/healthz")[0] == 200
-            status, body = http_get(base + "/readyz")
+            _status, body = http_get(base + "/readyz")
             report = json.loads(body)["domains"]["acme"]
             assert report["state"] == "ok"
             assert report["sessions_tracked"] >= 2
@@ -188,10 +189,8 @@ def test_systemd_notify_ready_watchdog_stopping(tmp_path: Path) -> None:
         deadline = time.monotonic() + 20
         try:
             while time.monotonic() < deadline:
-                try:
+                with contextlib.suppress(TimeoutError):
                     messages.append(listener.recv(4096).decode())
-                except TimeoutError:
-                    pass
                 if sum("WATCHDOG=1" in m for m in messages) >= 4:
                     break
             proc.send_signal(signal.SIGTERM)
