@@ -168,14 +168,17 @@ async def drain(
     read: SessionRead,
     fetch_page: Callable[[int], Awaitable[Sequence[Any]]],
     digest: Callable[[Any], bytes],
-    deliver: Callable[[Any, str], Awaitable[bool]],
+    deliver: Callable[[Any, str], bool | Awaitable[bool]],
     should_stop: Callable[[], bool] = lambda: False,
+    after_page: Callable[[], Awaitable[None]] | None = None,
 ) -> DrainResult:
     """Read one session's window to its end: page, align, identify, de-duplicate.
 
     `fetch_page(offset)` returns the records of one page; `deliver(record, uid)` hands a
     record that was not delivered before to the exporter and returns whether it was taken
-    (False for a malformed record); it must call `read.mark` for the records it takes.
+    (False for a malformed record); it must call `read.mark` for the records it takes. It
+    may be a plain function (the hot path: no coroutine per record) or a coroutine.
+    `after_page()` runs once per page, e.g. to export a batch that became full.
     Kept free of I/O of its own so that property tests drive it with any paging they like.
     """
     result = DrainResult()
@@ -198,9 +201,14 @@ async def drain(
                 result.deduplicated += 1
                 read.deduplicated += 1
                 continue
-            if await deliver(records[i], uid):
+            taken = deliver(records[i], uid)
+            if not isinstance(taken, bool):
+                taken = await taken
+            if taken:
                 fresh += 1
         result.delivered += fresh
+        if after_page is not None:
+            await after_page()
         if cut.finished:
             result.complete = True
             return result

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 
 from daily_otel_bridge.rate_limit import TokenBucket, backoff_delay, parse_retry_after
 from daily_otel_bridge.records import DailyRecord, Meeting
@@ -250,6 +251,10 @@ class DailyClient:
             raise TransientError(
                 f"GET /{endpoint}: expected JSON, got content type {content_type[:60]!r}"
             )
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # e.g. an integer beyond 64 bits, which the standard parser accepts
         try:
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:

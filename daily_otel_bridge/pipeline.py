@@ -115,6 +115,7 @@ class DomainPipeline:
         self.last_success: float | None = None
         self._batch: LogBatch | None = None
         self._pending: dict[str, CursorUpdate] = {}
+        self._observed_ns = 0  # when the page being mapped was fetched
 
     # -- state ---------------------------------------------------------------------------
 
@@ -255,15 +256,24 @@ class DomainPipeline:
                 log_level=s.log_level,
             )
             self.metrics.records_fetched.labels(self.name, LOGS).inc(len(page.logs))
+            self._observed_ns = time.time_ns()
             return page.logs
 
-        async def deliver(record: Any, uid: str) -> bool:
-            return await self._deliver(read, record, uid, stats, log)
+        def deliver(record: Any, uid: str) -> bool:
+            return self._deliver(read, record, uid, stats, log)
+
+        async def after_page() -> None:
+            await self._flush_if_full(stats)
 
         complete = False
         try:
             result = await drain(
-                read, fetch_page, _digest, deliver, should_stop=lambda: self.stop_requested
+                read,
+                fetch_page,
+                _digest,
+                deliver,
+                should_stop=lambda: self.stop_requested,
+                after_page=after_page,
             )
             complete = result.complete
             stats.fetched += result.fetched
@@ -282,7 +292,7 @@ class DomainPipeline:
         self._after_read(cursor, read, complete)
         return stats
 
-    async def _deliver(
+    def _deliver(
         self, read: SessionRead, record: Any, uid: str, stats: SweepStats, log: Any
     ) -> bool:
         try:
@@ -297,7 +307,7 @@ class DomainPipeline:
                 target,
                 record,
                 time_ns=valid.time_ns,
-                observed_ns=time.time_ns(),
+                observed_ns=self._observed_ns,
                 uid=uid,
                 room=read.cursor.room or None,
                 severity=self.severity,
@@ -311,9 +321,13 @@ class DomainPipeline:
         if update is None:
             update = self._pending[read.cursor.session_id] = CursorUpdate(cursor=read.cursor)
         update.new_seen.append((uid, valid.time_ns))
-        if batch.size >= self.settings.export.batch_size:
-            await self._flush(stats)
         return True
+
+    async def _flush_if_full(self, stats: SweepStats) -> None:
+        # Checked once per page rather than per record: a batch may exceed `batch_size` by
+        # at most one page, and the per-record path stays free of coroutines.
+        if self._batch is not None and self._batch.size >= self.settings.export.batch_size:
+            await self._flush(stats)
 
     def _dead_letter(
         self, cursor: SessionCursor, uid: str, reason: str, record: Any, stats: SweepStats, log: Any
@@ -415,13 +429,17 @@ class DomainPipeline:
                 limit=self.settings.page_size,
                 log_level=self.settings.log_level,
             )
+            self._observed_ns = time.time_ns()
             return page.logs
 
-        async def deliver(record: Any, uid: str) -> bool:
-            return await self._deliver(read, record, uid, stats, log)
+        def deliver(record: Any, uid: str) -> bool:
+            return self._deliver(read, record, uid, stats, log)
+
+        async def after_page() -> None:
+            await self._flush_if_full(stats)
 
         try:
-            result = await drain(read, fetch_page, _digest, deliver)
+            result = await drain(read, fetch_page, _digest, deliver, after_page=after_page)
             stats.fetched += result.fetched
             await self._flush(stats)
         finally:

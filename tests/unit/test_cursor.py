@@ -131,7 +131,7 @@ async def read_all(
     async def fetch(offset: int) -> Sequence[Any]:
         return server.page(read.start_ms, read.end_ms, offset, limit)
 
-    async def deliver(rec: dict[str, Any], uid: str) -> bool:
+    def deliver(rec: dict[str, Any], uid: str) -> bool:
         out.append(rec)
         read.mark(uid, rec["t"] * NS_PER_MS)
         return True
@@ -221,7 +221,7 @@ async def test_a_server_that_ignores_offset_does_not_loop_forever() -> None:
     async def fetch(offset: int) -> Sequence[Any]:
         return server.page(read.start_ms, read.end_ms, offset, 4)
 
-    async def deliver(rec: dict[str, Any], uid: str) -> bool:
+    def deliver(rec: dict[str, Any], uid: str) -> bool:
         delivered.append(rec["message"])
         read.mark(uid, rec["t"] * NS_PER_MS)
         return True
