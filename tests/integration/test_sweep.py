@@ -150,8 +150,8 @@ async def test_one_sweep_delivers_everything_once(tmp_path: Path, variant: dict[
 
 
 async def test_late_records_inside_the_lookback_arrive_next_sweep(tmp_path: Path) -> None:
-    # 10% of records become visible 20 s after their time: beyond settle_lag, inside lookback.
-    config = sim_config(late_ratio=0.1, late_delay=20.0, history=60.0)
+    # 10% of records become visible 45 s after their time: beyond settle_lag, inside lookback.
+    config = sim_config(late_ratio=0.1, late_delay=45.0, history=60.0)
     async for rig in rig_for(config, tmp_path):
         # Put "now" in the middle of the late window so that some are still hidden.
         pipeline = rig.pipeline(rig.settings())
