@@ -18,7 +18,7 @@ How a session is read (DESIGN.md, "The cursor"):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,6 +164,96 @@ class DrainResult:
     stalled: bool = False
 
 
+@dataclass(slots=True)
+class StreamDrain:
+    """One stream (logs, metrics) of a combined read, with its own cursor and handler."""
+
+    read: SessionRead
+    deliver: Callable[[Any, str], bool | Awaitable[bool]]
+    result: DrainResult = field(default_factory=DrainResult)
+    stalled_pages: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.result.complete or self.result.stalled
+
+
+async def _take_page(
+    stream: StreamDrain, records: Sequence[Any], digest: Callable[[Any], bytes]
+) -> None:
+    read, result = stream.read, stream.result
+    result.fetched += len(records)
+    digests = [digest(r) for r in records]
+    cut = read.accept_page(digests)
+    fresh = 0
+    for i in cut.take:
+        if i in cut.suspect and digests[i] in read.occurrences:
+            # Probably a record this read consumed already. Should it really be a late
+            # byte-identical twin, the next read's overlap delivers it.
+            result.deduplicated += 1
+            read.deduplicated += 1
+            continue
+        uid = read.identify(digests[i])
+        if read.is_delivered(uid):
+            result.deduplicated += 1
+            read.deduplicated += 1
+            continue
+        taken = stream.deliver(records[i], uid)
+        if not isinstance(taken, bool):
+            taken = await taken
+        if taken:
+            fresh += 1
+    result.delivered += fresh
+    if cut.finished:
+        result.complete = True
+        return
+    stream.stalled_pages = stream.stalled_pages + 1 if cut.shifted and fresh == 0 else 0
+    if stream.stalled_pages >= MAX_STALLED_PAGES:
+        result.stalled = True
+
+
+async def drain_streams(
+    streams: Mapping[str, StreamDrain],
+    fetch_page: Callable[[int, Sequence[str]], Awaitable[Mapping[str, Sequence[Any]]]],
+    digest: Callable[[Any], bytes],
+    should_stop: Callable[[], bool] = lambda: False,
+    after_page: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Read several streams of one session with shared requests, each to its own end.
+
+    Daily pages `logs` and `metrics` of one response independently with the same `offset`
+    and `limit`, so one request can serve both while their positions are within a page of
+    each other. Each request asks from the lowest position among the unfinished streams;
+    a stream further ahead takes its slice of the page from its own position, or waits for
+    a later request when the page does not reach it. Streams share one window, so they
+    must have been begun with the same `start_ms`/`end_ms`.
+
+    `fetch_page(offset, names)` returns the page of each named stream; `deliver(record,
+    uid)` hands on a record not delivered before and returns whether it was taken (False
+    for a malformed one); it must call `read.mark` for what it takes. It may be a plain
+    function (no coroutine per record on the hot path) or a coroutine. `after_page()` runs
+    once per request, e.g. to export a batch that became full. No I/O of its own, so that
+    property tests can drive it with any paging they like.
+    """
+    while not should_stop():
+        open_names = [name for name, stream in streams.items() if not stream.done]
+        if not open_names:
+            return
+        offset = min(streams[name].read.offset for name in open_names)
+        pages = await fetch_page(offset, open_names)
+        for name in open_names:
+            stream = streams[name]
+            records = pages.get(name, ())
+            ahead = stream.read.offset - offset
+            if ahead > 0:
+                if ahead >= len(records):
+                    continue  # this page ends before the stream's position
+                records = records[ahead:]
+            await _take_page(stream, records, digest)
+        if after_page is not None:
+            await after_page()
+
+
 async def drain(
     read: SessionRead,
     fetch_page: Callable[[int], Awaitable[Sequence[Any]]],
@@ -174,49 +264,15 @@ async def drain(
 ) -> DrainResult:
     """Read one session's window to its end: page, align, identify, de-duplicate.
 
-    `fetch_page(offset)` returns the records of one page; `deliver(record, uid)` hands a
-    record that was not delivered before to the exporter and returns whether it was taken
-    (False for a malformed record); it must call `read.mark` for the records it takes. It
-    may be a plain function (the hot path: no coroutine per record) or a coroutine.
-    `after_page()` runs once per page, e.g. to export a batch that became full.
-    Kept free of I/O of its own so that property tests drive it with any paging they like.
+    The single-stream form of `drain_streams` (see there for the contract).
     """
-    result = DrainResult()
-    stalled = 0
-    while not should_stop():
-        records = await fetch_page(read.offset)
-        result.fetched += len(records)
-        digests = [digest(r) for r in records]
-        cut = read.accept_page(digests)
-        fresh = 0
-        for i in cut.take:
-            if i in cut.suspect and digests[i] in read.occurrences:
-                # Probably a record this read consumed already. Should it really be a
-                # late byte-identical twin, the next read's overlap delivers it.
-                result.deduplicated += 1
-                read.deduplicated += 1
-                continue
-            uid = read.identify(digests[i])
-            if read.is_delivered(uid):
-                result.deduplicated += 1
-                read.deduplicated += 1
-                continue
-            taken = deliver(records[i], uid)
-            if not isinstance(taken, bool):
-                taken = await taken
-            if taken:
-                fresh += 1
-        result.delivered += fresh
-        if after_page is not None:
-            await after_page()
-        if cut.finished:
-            result.complete = True
-            return result
-        stalled = stalled + 1 if cut.shifted and fresh == 0 else 0
-        if stalled >= MAX_STALLED_PAGES:
-            result.stalled = True
-            return result
-    return result
+    stream = StreamDrain(read=read, deliver=deliver)
+
+    async def fetch(offset: int, names: Sequence[str]) -> Mapping[str, Sequence[Any]]:
+        return {"only": await fetch_page(offset)}
+
+    await drain_streams({"only": stream}, fetch, digest, should_stop, after_page)
+    return stream.result
 
 
 def multiset(uids: Iterable[str]) -> dict[str, int]:

@@ -263,6 +263,11 @@ class SqliteCursorStore:
         except sqlite3.Error as exc:
             self._rollback()
             raise StateError(f"cannot write the state store at {self.path}: {exc}") from exc
+        except BaseException:
+            # Whatever else went wrong (a value SQLite cannot take, a cancellation), never
+            # leave the transaction open: every later BEGIN would fail.
+            self._rollback()
+            raise
 
     def forget_retired(self, domain: str, stream: str, started_before_floor_ms: int) -> int:
         """Drop rows of retired sessions that discovery can no longer return."""
@@ -281,10 +286,10 @@ class SqliteCursorStore:
             (
                 letter.domain,
                 letter.stream,
-                letter.session_id,
+                _storable(letter.session_id),
                 letter.uid,
-                letter.reason,
-                letter.raw,
+                _storable(letter.reason),
+                _storable(letter.raw),
                 letter.created_at,
             ),
         )
@@ -359,3 +364,14 @@ class SqliteCursorStore:
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("ROLLBACK")
+
+
+def _storable(text: str) -> str:
+    """`text` as valid UTF-8 for SQLite: a lone surrogate (JSON allows `\\ud800`, Python
+    decodes it, UTF-8 cannot hold it) becomes its `\\uXXXX` escape instead of an error that
+    would fail every sweep at the same record forever."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text

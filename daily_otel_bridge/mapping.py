@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Final
 
@@ -77,20 +77,19 @@ DEFAULT_SEVERITY: Final = SeverityTable.from_names(DEFAULT_SEVERITY_MAP)
 @lru_cache(maxsize=4096)
 def _epoch_seconds(prefix: str) -> int:
     # `YYYY-MM-DDTHH:MM:SS` is shared by every record of the same second, so caching it
-    # removes the datetime parsing from the hot path almost entirely.
-    seconds: int = calendar.timegm(
-        (
-            int(prefix[0:4]),
-            int(prefix[5:7]),
-            int(prefix[8:10]),
-            int(prefix[11:13]),
-            int(prefix[14:16]),
-            int(prefix[17:19]),
-            0,
-            0,
-            0,
-        )
+    # removes the datetime parsing from the hot path almost entirely. `datetime` checks every
+    # field: `calendar.timegm` alone would turn 30 February or hour 25 into a real instant
+    # days away, and one such record would throw a session's watermark into the future.
+    parsed = datetime(
+        int(prefix[0:4]),
+        int(prefix[5:7]),
+        int(prefix[8:10]),
+        int(prefix[11:13]),
+        int(prefix[14:16]),
+        int(prefix[17:19]),
+        tzinfo=UTC,
     )
+    seconds: int = calendar.timegm(parsed.utctimetuple())
     return seconds
 
 

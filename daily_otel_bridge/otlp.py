@@ -44,6 +44,8 @@ from daily_otel_bridge.settings import ExportSettings
 LOGS_PATH = "/v1/logs"
 METRICS_PATH = "/v1/metrics"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+RECONNECT_BACKOFF_MIN_MS = 500
+RECONNECT_BACKOFF_MAX_MS = 5000
 
 _RETRYABLE_GRPC = {
     grpc.StatusCode.CANCELLED,
@@ -138,6 +140,13 @@ class GrpcTransport:
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             # Our retry loop follows the OTLP rules; grpc's own would retry behind our back.
             ("grpc.enable_retries", 0),
+            # After the backend was unreachable, grpc waits before reconnecting, growing the
+            # wait up to 120 s by default: calls fail at once with UNAVAILABLE meanwhile, so
+            # delivery would resume up to two minutes after the backend is back. Our own
+            # backoff already paces the calls; keep the channel's own wait short.
+            ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MIN_MS),
+            ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MIN_MS),
+            ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
         ]
         if insecure:
             self._channel = grpc.aio.insecure_channel(target, options=options)

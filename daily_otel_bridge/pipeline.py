@@ -4,9 +4,10 @@ Invariants that make delivery at-least-once with harmless duplicates:
 
 * A session's cursor (watermark, identities) is written only in `_flush`, after the backend
   acknowledged every record mapped before it, and all sessions of that export in a single
-  transaction.
-* At most one batch per domain is held in memory; fetching waits while it is exported, so a
-  slow or absent backend cannot make memory grow with the backlog.
+  transaction. Logs and call-quality samples have a cursor each (two "streams"), read with
+  shared requests, exported in their own requests and committed after their own ack.
+* At most one batch per stream and domain is held in memory; fetching waits while it is
+  exported, so a slow or absent backend cannot make memory grow with the backlog.
 * Any failure of a sweep throws the in-memory cursors away; the next sweep reloads them from
   the store, i.e. from what was acknowledged.
 """
@@ -17,17 +18,17 @@ import dataclasses
 import fnmatch
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from daily_otel_bridge.cursor import (
-    NS_PER_MS,
     SessionCursor,
     SessionRead,
-    drain,
+    StreamDrain,
+    drain_streams,
     prune_seen,
     window_start_ms,
 )
@@ -41,17 +42,26 @@ from daily_otel_bridge.mapping import (
     record_digest,
     validate,
 )
+from daily_otel_bridge.metrics_mapping import (
+    MetricsBatch,
+    fill_sample_log_record,
+    map_sample,
+    validate_sample,
+)
 from daily_otel_bridge.otlp import Exporter
 from daily_otel_bridge.records import Meeting
 from daily_otel_bridge.self_metrics import BridgeMetrics
 from daily_otel_bridge.settings import DomainSettings
 
 LOGS = "logs"
+METRICS = "metrics"
 # Meeting start times are accurate to about 15 s, and a client may upload its first lines a
 # little before Daily records the meeting as started.
 START_MARGIN_MS = 60_000
 # Discovery re-lists a little more than strictly needed, for the same 15 s inaccuracy.
 DISCOVERY_MARGIN_S = 120
+# A metrics sample carries a few dozen data points: flush the metrics request by points.
+POINTS_PER_RECORD = 10
 
 
 @dataclass(slots=True)
@@ -62,6 +72,9 @@ class SweepStats:
     deduplicated: int = 0
     malformed: int = 0
     rejected: int = 0
+    samples_exported: int = 0
+    points_exported: int = 0
+    points_rejected: int = 0
     requests: int = 0
     session_errors: list[str] = field(default_factory=list)
 
@@ -75,6 +88,11 @@ class SweepStats:
 
 def room_selected(room: str, patterns: Sequence[str]) -> bool:
     return not patterns or any(fnmatch.fnmatchcase(room, p) for p in patterns)
+
+
+# session id -> stream -> cursor. The first stream's cursor also carries the session's
+# polling schedule (next_poll_at, quiet_polls), which is kept in memory only.
+Sessions = dict[str, dict[str, SessionCursor]]
 
 
 class DomainPipeline:
@@ -107,46 +125,78 @@ class DomainPipeline:
             build_resource(settings.name, settings.resource_attributes)
         )
         self.log = structlog.get_logger("daily_otel_bridge.pipeline").bind(domain=self.name)
-        self.cursors: dict[str, SessionCursor] | None = None
+        streams = [LOGS] if settings.include_logs else []
+        if settings.include_metrics or settings.metrics_as_logs:
+            streams.append(METRICS)
+        self.streams: tuple[str, ...] = tuple(streams) or (LOGS,)
+        self.sessions: Sessions | None = None
         self.floor_ms = 0
         self.discovered_until_ms: int | None = None
         self.next_discovery_at = 0.0
         self.stop_requested = False
         self.last_success: float | None = None
-        self._batch: LogBatch | None = None
-        self._pending: dict[str, CursorUpdate] = {}
+        self._log_batch: LogBatch | None = None
+        self._metrics_batch: MetricsBatch | None = None
+        # Cursor updates waiting for the ack of the request that carries their records.
+        self._pending: dict[str, dict[str, CursorUpdate]] = {s: {} for s in self.streams}
         self._observed_ns = 0  # when the page being mapped was fetched
+        self._m_fetched = {s: metrics.records_fetched.labels(self.name, s) for s in self.streams}
 
     # -- state ---------------------------------------------------------------------------
 
-    def _load(self) -> dict[str, SessionCursor]:
-        if self.cursors is None:
+    def _load(self) -> Sessions:
+        if self.sessions is None:
             now_ms = int(self.clock() * 1000)
             state = self.store.load_domain(
                 self.name, default_floor_ms=now_ms - int(self.settings.initial_lookback * 1000)
             )
             self.floor_ms = state.floor_ms
             self.discovered_until_ms = state.discovered_until_ms
-            self.cursors = self.store.load_cursors(self.name, LOGS)
-        return self.cursors
+            sessions: Sessions = {}
+            for stream in self.streams:
+                for session_id, cursor in self.store.load_cursors(self.name, stream).items():
+                    sessions.setdefault(session_id, {})[stream] = cursor
+            for by_stream in sessions.values():
+                # A stream enabled after the session was first seen starts where it would
+                # have started then; a retired session stays retired for it too.
+                model = next(iter(by_stream.values()))
+                for stream in self.streams:
+                    if stream not in by_stream:
+                        by_stream[stream] = SessionCursor(
+                            session_id=model.session_id,
+                            room=model.room,
+                            start_floor_ms=model.start_floor_ms,
+                            ended_at_ms=model.ended_at_ms,
+                            retired=model.retired,
+                        )
+            self.sessions = sessions
+        return self.sessions
 
     def forget_memory(self) -> None:
         """After a failure: drop in-memory cursors so the next sweep starts from the store."""
-        self.cursors = None
-        self._batch = None
-        self._pending = {}
+        self.sessions = None
+        self._log_batch = None
+        self._metrics_batch = None
+        self._pending = {s: {} for s in self.streams}
         self.metrics.records_pending.labels(self.name).set(0)
 
+    def _primary(self, by_stream: Mapping[str, SessionCursor]) -> SessionCursor:
+        return by_stream[self.streams[0]]
+
     def active_cursors(self) -> list[SessionCursor]:
-        return [c for c in (self.cursors or {}).values() if not c.retired]
+        """The primary cursor of every session still being read."""
+        return [
+            self._primary(by_stream)
+            for by_stream in (self.sessions or {}).values()
+            if not all(c.retired for c in by_stream.values())
+        ]
 
     # -- discovery -----------------------------------------------------------------------
 
     async def discover(self) -> int:
         """Track every meeting that may still have logs to read; returns how many are new."""
-        cursors = self._load()
+        sessions = self._load()
         now = self.clock()
-        now_s = int(now)
         if self.discovered_until_ms is None:
             since_s = self.floor_ms // 1000
         else:
@@ -157,42 +207,48 @@ class DomainPipeline:
         listed: dict[str, Meeting] = {m.id: m for m in recent}
         for meeting in ongoing:
             listed[meeting.id] = meeting
-        new: list[SessionCursor] = []
+        new: list[tuple[str, SessionCursor]] = []
         for meeting in listed.values():
             if not room_selected(meeting.room, self.settings.rooms):
                 continue
-            cursor = cursors.get(meeting.id)
-            if cursor is None:
-                cursor = SessionCursor(
-                    session_id=meeting.id,
-                    room=meeting.room,
-                    start_floor_ms=max(meeting.start_time * 1000 - START_MARGIN_MS, self.floor_ms),
-                )
-                cursors[meeting.id] = cursor
-                new.append(cursor)
+            by_stream = sessions.get(meeting.id)
+            if by_stream is None:
+                start = max(meeting.start_time * 1000 - START_MARGIN_MS, self.floor_ms)
+                by_stream = sessions[meeting.id] = {
+                    s: SessionCursor(session_id=meeting.id, room=meeting.room, start_floor_ms=start)
+                    for s in self.streams
+                }
+                new.extend(by_stream.items())
                 self.log.info("session discovered", session=meeting.id, room=meeting.room)
-            if cursor.retired:
-                continue
             end = meeting.end_time
-            cursor.ended_at_ms = end * 1000 if end is not None else None
+            for cursor in by_stream.values():
+                if not cursor.retired:
+                    cursor.ended_at_ms = end * 1000 if end is not None else None
         # A tracked meeting that is neither ongoing nor recent has ended since we last saw
         # it; its exact end is unknown, so the grace period counts from now.
-        for cursor in cursors.values():
-            if (
-                not cursor.retired
-                and cursor.ended_at_ms is None
-                and cursor.session_id not in listed
-            ):
-                cursor.ended_at_ms = now_s * 1000
+        for session_id, by_stream in sessions.items():
+            if session_id in listed:
+                continue
+            for cursor in by_stream.values():
+                if not cursor.retired and cursor.ended_at_ms is None:
+                    cursor.ended_at_ms = int(now) * 1000
         self.discovered_until_ms = int(now * 1000)
-        self.store.commit(
-            self.name,
-            LOGS,
-            [CursorUpdate(cursor=dataclasses.replace(c, seen={})) for c in new],
-            discovered_until_ms=self.discovered_until_ms,
-        )
+        # The sessions found and the time covered are committed together: a crash can never
+        # record "discovered up to T" without the sessions found before T.
+        if self.persist:
+            for index, stream in enumerate(self.streams):
+                self.store.commit(
+                    self.name,
+                    stream,
+                    [
+                        CursorUpdate(cursor=dataclasses.replace(c, seen={}))
+                        for s, c in new
+                        if s == stream
+                    ],
+                    discovered_until_ms=self.discovered_until_ms if index == 0 else None,
+                )
         self.metrics.sessions_tracked.labels(self.name).set(len(self.active_cursors()))
-        return len(new)
+        return len(new) // len(self.streams)
 
     # -- the sweep -----------------------------------------------------------------------
 
@@ -206,17 +262,22 @@ class DomainPipeline:
         stats = SweepStats()
         requests_before = self.client.requests_made
         try:
-            self._load()
+            sessions = self._load()
             mono = self.monotonic()
             if full or mono >= self.next_discovery_at:
                 await self.discover()
                 self.next_discovery_at = mono + self.settings.poll_interval
-            due = [c for c in self.active_cursors() if full or c.next_poll_at <= self.monotonic()]
-            due.sort(key=lambda c: c.next_poll_at)
-            for cursor in due:
+            due = [
+                by_stream
+                for by_stream in sessions.values()
+                if not all(c.retired for c in by_stream.values())
+                and (full or self._primary(by_stream).next_poll_at <= self.monotonic())
+            ]
+            due.sort(key=lambda b: self._primary(b).next_poll_at)
+            for by_stream in due:
                 if self.stop_requested:
                     break
-                stats.merge(await self._drain_session(cursor))
+                stats.merge(await self._drain_session(by_stream))
             await self._flush(stats)
         except BaseException:
             self.forget_memory()
@@ -235,72 +296,98 @@ class DomainPipeline:
         times = [self.next_discovery_at] + [c.next_poll_at for c in self.active_cursors()]
         return max(0.0, min(times) - mono)
 
-    async def _drain_session(self, cursor: SessionCursor) -> SweepStats:
+    async def _drain_session(self, by_stream: dict[str, SessionCursor]) -> SweepStats:
         stats = SweepStats(sessions_polled=1)
         s = self.settings
-        read = SessionRead.begin(
-            cursor,
-            now_ms=int(self.clock() * 1000),
-            lookback_ms=int(s.lookback * 1000),
-            settle_lag_ms=int(s.settle_lag * 1000),
-        )
-        log = self.log.bind(session=cursor.session_id)
+        primary = self._primary(by_stream)
+        session_id = primary.session_id
+        log = self.log.bind(session=session_id)
+        open_streams = {name: c for name, c in by_stream.items() if not c.retired}
+        now_ms = int(self.clock() * 1000)
+        lookback_ms = int(s.lookback * 1000)
+        # One window for the streams read together (see cursor.drain_streams).
+        start_ms = min(window_start_ms(c, lookback_ms) for c in open_streams.values())
+        end_ms = max(now_ms - int(s.settle_lag * 1000), start_ms)
+        drains: dict[str, StreamDrain] = {}
+        for name, cursor in open_streams.items():
+            read = SessionRead(cursor=cursor, start_ms=start_ms, end_ms=end_ms)
+            drains[name] = StreamDrain(read=read, deliver=self._deliverer(name, read, stats, log))
+        await self._read(session_id, drains, stats, log)
+        delivered = 0
+        for name, drain in drains.items():
+            delivered += drain.result.delivered
+            self._after_read(name, drain.read, drain.result.complete)
+        self._schedule(primary, delivered)
+        return stats
 
-        async def fetch_page(offset: int) -> list[Any]:
+    async def _read(
+        self, session_id: str, drains: dict[str, StreamDrain], stats: SweepStats, log: Any
+    ) -> None:
+        s = self.settings
+        any_read = next(iter(drains.values())).read
+
+        async def fetch_page(offset: int, names: Sequence[str]) -> Mapping[str, Sequence[Any]]:
             page = await self.client.fetch_logs_page(
-                mtg_session_id=cursor.session_id,
-                start_ms=read.start_ms,
-                end_ms=read.end_ms,
+                mtg_session_id=session_id,
+                start_ms=any_read.start_ms,
+                end_ms=any_read.end_ms,
                 offset=offset,
                 limit=s.page_size,
                 log_level=s.log_level,
+                include_logs=LOGS in names,
+                include_metrics=METRICS in names,
             )
-            self.metrics.records_fetched.labels(self.name, LOGS).inc(len(page.logs))
             self._observed_ns = time.time_ns()
-            return page.logs
-
-        def deliver(record: Any, uid: str) -> bool:
-            return self._deliver(read, record, uid, stats, log)
+            if LOGS in names:
+                self._m_fetched[LOGS].inc(len(page.logs))
+            if METRICS in names:
+                self._m_fetched[METRICS].inc(len(page.metrics))
+            return {LOGS: page.logs, METRICS: page.metrics}
 
         async def after_page() -> None:
             await self._flush_if_full(stats)
 
-        complete = False
         try:
-            result = await drain(
-                read,
+            await drain_streams(
+                drains,
                 fetch_page,
                 _digest,
-                deliver,
                 should_stop=lambda: self.stop_requested,
                 after_page=after_page,
             )
-            complete = result.complete
-            stats.fetched += result.fetched
-            stats.deduplicated += result.deduplicated
-            if result.deduplicated:
-                self.metrics.records_deduplicated.labels(self.name, LOGS).inc(result.deduplicated)
-            if result.stalled:
-                log.warning("read stopped: the server does not page consistently")
         except NotFoundError as exc:
             # The session is gone at Daily (or never had logs). Others go on; it is tried
             # again after a quiet interval and retired after its grace period.
             log.warning("session not found at Daily", error=str(exc))
-            stats.session_errors.append(f"{cursor.session_id}: {exc}")
-            if cursor.ended_at_ms is None:
-                cursor.ended_at_ms = int(self.clock() * 1000)
-        self._after_read(cursor, read, complete)
-        return stats
+            stats.session_errors.append(f"{session_id}: {exc}")
+            for drain in drains.values():
+                if drain.read.cursor.ended_at_ms is None:
+                    drain.read.cursor.ended_at_ms = int(self.clock() * 1000)
+        for name, drain in drains.items():
+            result = drain.result
+            stats.fetched += result.fetched
+            stats.deduplicated += result.deduplicated
+            if result.deduplicated:
+                self.metrics.records_deduplicated.labels(self.name, name).inc(result.deduplicated)
+            if result.stalled:
+                log.warning("read stopped: the server does not page consistently", stream=name)
 
-    def _deliver(
+    def _deliverer(
+        self, stream: str, read: SessionRead, stats: SweepStats, log: Any
+    ) -> Callable[[Any, str], bool]:
+        if stream == LOGS:
+            return lambda record, uid: self._deliver_log(read, record, uid, stats, log)
+        return lambda record, uid: self._deliver_sample(read, record, uid, stats, log)
+
+    def _deliver_log(
         self, read: SessionRead, record: Any, uid: str, stats: SweepStats, log: Any
     ) -> bool:
         try:
             valid = validate(record)
         except MalformedRecord as exc:
-            self._dead_letter(read.cursor, uid, str(exc), record, stats, log)
+            self._dead_letter(LOGS, read.cursor, uid, str(exc), record, stats, log)
             return False
-        batch = self._current_batch()
+        batch = self._logs()
         target = batch.add()
         try:
             fill_log_record(
@@ -314,42 +401,70 @@ class DomainPipeline:
             )
         except (ValueError, TypeError) as exc:  # e.g. an int beyond int64 for `code`
             batch.discard_last()
-            self._dead_letter(read.cursor, uid, f"cannot encode: {exc}", record, stats, log)
+            self._dead_letter(LOGS, read.cursor, uid, f"cannot encode: {exc}", record, stats, log)
             return False
         read.mark(uid, valid.time_ns)
-        update = self._pending.get(read.cursor.session_id)
-        if update is None:
-            update = self._pending[read.cursor.session_id] = CursorUpdate(cursor=read.cursor)
-        update.new_seen.append((uid, valid.time_ns))
+        self._pending_update(LOGS, read.cursor).new_seen.append((uid, valid.time_ns))
         return True
 
-    async def _flush_if_full(self, stats: SweepStats) -> None:
-        # Checked once per page rather than per record: a batch may exceed `batch_size` by
-        # at most one page, and the per-record path stays free of coroutines.
-        if self._batch is not None and self._batch.size >= self.settings.export.batch_size:
-            await self._flush(stats)
+    def _deliver_sample(
+        self, read: SessionRead, sample: Any, uid: str, stats: SweepStats, log: Any
+    ) -> bool:
+        room = read.cursor.room or None
+        try:
+            valid = validate_sample(sample)
+            mapped = map_sample(sample, room=room) if self.settings.include_metrics else None
+        except MalformedRecord as exc:
+            self._dead_letter(METRICS, read.cursor, uid, str(exc), sample, stats, log)
+            return False
+        if mapped is not None:
+            self._samples().add(mapped)
+            if mapped.ignored_non_numeric:
+                self.metrics.metric_fields_ignored.labels(self.name).inc(mapped.ignored_non_numeric)
+        if self.settings.metrics_as_logs:
+            batch = self._logs()
+            fill_sample_log_record(
+                batch.add(),
+                sample,
+                time_ns=valid.time_ns,
+                observed_ns=self._observed_ns,
+                uid=uid,
+                room=room,
+            )
+        read.mark(uid, valid.time_ns)
+        self._pending_update(METRICS, read.cursor).new_seen.append((uid, valid.time_ns))
+        return True
+
+    def _pending_update(self, stream: str, cursor: SessionCursor) -> CursorUpdate:
+        pending = self._pending[stream]
+        update = pending.get(cursor.session_id)
+        if update is None:
+            update = pending[cursor.session_id] = CursorUpdate(cursor=cursor)
+        return update
 
     def _dead_letter(
-        self, cursor: SessionCursor, uid: str, reason: str, record: Any, stats: SweepStats, log: Any
+        self,
+        stream: str,
+        cursor: SessionCursor,
+        uid: str,
+        reason: str,
+        record: Any,
+        stats: SweepStats,
+        log: Any,
     ) -> None:
         stats.malformed += 1
         raw = json.dumps(record, ensure_ascii=False, default=str)
-        letter = DeadLetter(self.name, LOGS, cursor.session_id, uid, reason, raw, self.clock())
+        letter = DeadLetter(self.name, stream, cursor.session_id, uid, reason, raw, self.clock())
         if self.store.add_dead_letter(letter):
             # Logged and counted once; re-reads inside the overlap find it kept already.
-            self.metrics.records_malformed.labels(self.name, LOGS).inc()
-            log.warning("malformed record kept as a dead letter", reason=reason, uid=uid)
+            self.metrics.records_malformed.labels(self.name, stream).inc()
+            log.warning(
+                "malformed record kept as a dead letter", stream=stream, reason=reason, uid=uid
+            )
 
-    def _after_read(self, cursor: SessionCursor, read: SessionRead, complete: bool) -> None:
+    def _after_read(self, stream: str, read: SessionRead, complete: bool) -> None:
         s = self.settings
-        now_mono = self.monotonic()
-        if read.delivered:
-            cursor.quiet_polls = 0
-            cursor.next_poll_at = now_mono + s.poll_interval
-        else:
-            cursor.quiet_polls += 1
-            backoff = min(s.poll_interval * (2**cursor.quiet_polls), s.max_quiet_interval)
-            cursor.next_poll_at = now_mono + max(backoff, s.poll_interval)
+        cursor = read.cursor
         if complete:
             cursor.drained_until_ms = read.end_ms
             if cursor.ended_at_ms is not None and read.end_ms >= cursor.ended_at_ms + int(
@@ -357,102 +472,150 @@ class DomainPipeline:
             ):
                 cursor.retired = True
                 cursor.seen.clear()
-                self.log.info("session retired", session=cursor.session_id)
+                self.log.info("session retired", session=cursor.session_id, stream=stream)
         horizon = window_start_ms(cursor, int(s.lookback * 1000))
         prune_seen(cursor.seen, horizon)
-        update = self._pending.get(cursor.session_id)
-        if update is None:
-            update = self._pending[cursor.session_id] = CursorUpdate(cursor=cursor)
-        update.prune_before_ms = horizon
+        self._pending_update(stream, cursor).prune_before_ms = horizon
 
-    def _current_batch(self) -> LogBatch:
-        if self._batch is None:
-            self._batch = LogBatch(self.resource)
-        return self._batch
+    def _schedule(self, primary: SessionCursor, delivered: int) -> None:
+        """Adaptive polling: busy sessions every poll_interval, quiet ones less often."""
+        s = self.settings
+        now_mono = self.monotonic()
+        if delivered:
+            primary.quiet_polls = 0
+            primary.next_poll_at = now_mono + s.poll_interval
+        else:
+            primary.quiet_polls += 1
+            backoff = min(s.poll_interval * (2**primary.quiet_polls), s.max_quiet_interval)
+            primary.next_poll_at = now_mono + max(backoff, s.poll_interval)
 
-    async def _flush(self, stats: SweepStats) -> None:
-        """Export the batch, then commit every touched session's cursor in one transaction."""
-        batch, self._batch = self._batch, None
+    def _logs(self) -> LogBatch:
+        if self._log_batch is None:
+            self._log_batch = LogBatch(self.resource)
+        return self._log_batch
+
+    def _samples(self) -> MetricsBatch:
+        if self._metrics_batch is None:
+            self._metrics_batch = MetricsBatch(self.resource)
+        return self._metrics_batch
+
+    async def _flush_if_full(self, stats: SweepStats) -> None:
+        # Checked once per page rather than per record: a batch may exceed `batch_size` by
+        # at most one page, and the per-record path stays free of coroutines.
+        limit = self.settings.export.batch_size
+        logs, samples = self._log_batch, self._metrics_batch
+        if (logs is not None and logs.size >= limit) or (
+            samples is not None and samples.size >= limit * POINTS_PER_RECORD
+        ):
+            await self._flush(stats)
+
+    def _take_updates(self, stream: str) -> list[CursorUpdate]:
         updates = [
             CursorUpdate(
                 cursor=dataclasses.replace(u.cursor, seen={}),
                 new_seen=u.new_seen,
                 prune_before_ms=u.prune_before_ms,
             )
-            for u in self._pending.values()
+            for u in self._pending[stream].values()
         ]
-        self._pending = {}
-        if batch is not None and batch.size:
-            started = self.monotonic()
-            try:
-                outcome = await self.exporter.export_logs(batch.request)
-            except Exception:
-                self.metrics.export_failures.labels(self.name, "export").inc()
-                raise
-            self.metrics.export_duration.labels(self.name, self.exporter.protocol).observe(
-                self.monotonic() - started
-            )
-            accepted = batch.size - outcome.rejected
-            stats.exported += accepted
-            self.metrics.records_exported.labels(self.name, LOGS).inc(accepted)
-            if outcome.rejected:
-                stats.rejected += outcome.rejected
-                self.metrics.records_rejected.labels(self.name, LOGS).inc(outcome.rejected)
-                self.log.warning(
-                    "backend rejected records (partial success); they are not retried",
-                    rejected=outcome.rejected,
-                    reason=outcome.error_message[:200],
-                )
-        if updates and self.persist:
-            self.store.commit(self.name, LOGS, updates)
+        self._pending[stream] = {}
+        return updates
+
+    async def _flush(self, stats: SweepStats) -> None:
+        """Export what is batched, then commit the cursors it covers, one transaction each.
+
+        Samples exported as logs (`metrics_as_logs`) ride in the logs request; when they are
+        also exported as metrics, the samples' cursor waits for both acknowledgements.
+        """
+        log_batch, self._log_batch = self._log_batch, None
+        metrics_batch, self._metrics_batch = self._metrics_batch, None
+        log_updates = self._take_updates(LOGS) if LOGS in self._pending else []
+        sample_updates = self._take_updates(METRICS) if METRICS in self._pending else []
+        if log_batch is not None and log_batch.size:
+            self.metrics.records_pending.labels(self.name).set(log_batch.size)
+            await self._export_logs(log_batch, stats)
+        if log_updates and self.persist:
+            self.store.commit(self.name, LOGS, log_updates)
+        if metrics_batch is not None and metrics_batch.size:
+            await self._export_samples(metrics_batch, stats)
+        if sample_updates:
+            stats.samples_exported += sum(len(u.new_seen) for u in sample_updates)
+            if self.persist:
+                self.store.commit(self.name, METRICS, sample_updates)
         self.metrics.records_pending.labels(self.name).set(0)
+
+    async def _export_logs(self, batch: LogBatch, stats: SweepStats) -> None:
+        started = self.monotonic()
+        try:
+            outcome = await self.exporter.export_logs(batch.request)
+        except Exception:
+            self.metrics.export_failures.labels(self.name, "logs").inc()
+            raise
+        self.metrics.export_duration.labels(self.name, self.exporter.protocol).observe(
+            self.monotonic() - started
+        )
+        accepted = batch.size - outcome.rejected
+        stats.exported += accepted
+        self.metrics.records_exported.labels(self.name, LOGS).inc(accepted)
+        if outcome.rejected:
+            stats.rejected += outcome.rejected
+            self.metrics.records_rejected.labels(self.name, LOGS).inc(outcome.rejected)
+            self.log.warning(
+                "backend rejected records (partial success); they are not retried",
+                rejected=outcome.rejected,
+                reason=outcome.error_message[:200],
+            )
+
+    async def _export_samples(self, batch: MetricsBatch, stats: SweepStats) -> None:
+        started = self.monotonic()
+        try:
+            outcome = await self.exporter.export_metrics(batch.request)
+        except Exception:
+            self.metrics.export_failures.labels(self.name, "metrics").inc()
+            raise
+        self.metrics.export_duration.labels(self.name, self.exporter.protocol).observe(
+            self.monotonic() - started
+        )
+        accepted = batch.size - outcome.rejected
+        stats.points_exported += accepted
+        self.metrics.records_exported.labels(self.name, METRICS).inc(accepted)
+        if outcome.rejected:
+            stats.points_rejected += outcome.rejected
+            self.metrics.records_rejected.labels(self.name, METRICS).inc(outcome.rejected)
+            self.log.warning(
+                "backend rejected data points (partial success); they are not retried",
+                rejected=outcome.rejected,
+                reason=outcome.error_message[:200],
+            )
 
     async def backfill_session(
         self, session_id: str, room: str, start_ms: int, end_ms: int
     ) -> SweepStats:
         """Re-export one session's records in `[start_ms, end_ms]`; no cursor moves.
 
-        Uses a throwaway cursor: the uids are the same as the live ones (they depend only
+        Uses throwaway cursors: the uids are the same as the live ones (they depend only
         on the records), so a backend that de-duplicates on `log.record.uid` can.
         """
         stats = SweepStats(sessions_polled=1)
-        cursor = SessionCursor(session_id=session_id, room=room, start_floor_ms=start_ms)
-        read = SessionRead(cursor=cursor, start_ms=start_ms, end_ms=end_ms)
         log = self.log.bind(session=session_id, backfill=True)
-
-        async def fetch_page(offset: int) -> list[Any]:
-            page = await self.client.fetch_logs_page(
-                mtg_session_id=session_id,
-                start_ms=start_ms,
-                end_ms=end_ms,
-                offset=offset,
-                limit=self.settings.page_size,
-                log_level=self.settings.log_level,
-            )
-            self._observed_ns = time.time_ns()
-            return page.logs
-
-        def deliver(record: Any, uid: str) -> bool:
-            return self._deliver(read, record, uid, stats, log)
-
-        async def after_page() -> None:
-            await self._flush_if_full(stats)
-
+        drains: dict[str, StreamDrain] = {}
+        for name in self.streams:
+            cursor = SessionCursor(session_id=session_id, room=room, start_floor_ms=start_ms)
+            read = SessionRead(cursor=cursor, start_ms=start_ms, end_ms=end_ms)
+            drains[name] = StreamDrain(read=read, deliver=self._deliverer(name, read, stats, log))
         try:
-            result = await drain(read, fetch_page, _digest, deliver, after_page=after_page)
-            stats.fetched += result.fetched
+            await self._read(session_id, drains, stats, log)
             await self._flush(stats)
         finally:
-            self._batch = None
-            self._pending = {}
+            self._log_batch = None
+            self._metrics_batch = None
+            self._pending = {s: {} for s in self.streams}
         return stats
 
     def _update_lag(self) -> None:
-        drained = [c.drained_until_ms for c in self.active_cursors() if c.drained_until_ms]
-        if drained:
-            self.metrics.cursor_lag.labels(self.name).set(
-                max(0.0, self.clock() - min(drained) / 1000)
-            )
+        lag = self.cursor_lag_seconds()
+        if lag is not None:
+            self.metrics.cursor_lag.labels(self.name).set(lag)
         self.metrics.sessions_tracked.labels(self.name).set(len(self.active_cursors()))
 
     def cursor_lag_seconds(self) -> float | None:
@@ -471,4 +634,4 @@ def _digest(record: Any) -> bytes:
     return record_digest({"__raw__": repr(record)})
 
 
-__all__ = ["LOGS", "NS_PER_MS", "DomainPipeline", "SweepStats", "room_selected"]
+__all__ = ["LOGS", "METRICS", "DomainPipeline", "SweepStats", "room_selected"]

@@ -45,6 +45,12 @@ class BridgeMetrics:
             ["domain", "stream"],
             registry=r,
         )
+        self.metric_fields_ignored = Counter(
+            f"{PREFIX}_metric_fields_ignored",
+            "Non-numeric fields of call-quality samples, skipped (not data points).",
+            ["domain"],
+            registry=r,
+        )
         self.export_duration = Histogram(
             f"{PREFIX}_export_duration_seconds",
             "Time from sending an export request to its acknowledgement, retries included.",

@@ -1,0 +1,291 @@
+"""The "done when" run: the real daemon against a Daily written apart from this project that
+misbehaves in every documented-or-undocumented way, and an OTLP receiver that keeps failing.
+
+Zero well-formed records lost, every malformed one in the dead-letter table and logged once
+with its session and reason, a session going 404 and a key revoked mid-run hurting nobody
+else, the daemon never giving up.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from daily_otel_bridge.testing.otlp_receiver import Fault, OtlpReceiver
+from tests.e2e.harness import BridgeConfig, domain, start_daemon, stop
+from tests.faults import hostile_data
+from tests.faults._support import (
+    dead_letters,
+    events,
+    expected_uids,
+    wait_for,
+)
+from tests.faults.hostile_daily import HostileDaily, Hostility
+
+KEYS = {"acme": "hostile-acme-key-0123456789abcdef", "beta": "hostile-beta-key-fedcba9876543210"}
+
+
+@contextmanager
+def flaky(receiver: OtlpReceiver, period: float = 2.5) -> Iterator[list[str]]:
+    """Cycle the receiver through failures until the block ends; yields the log of what it did.
+
+    Each failure is short enough for the exporter's own retries (max_retry_time 4 s) to ride
+    out most of the time; when they do not, the sweep fails and the scheduler backs off.
+    """
+    done = threading.Event()
+    happened: list[str] = []
+    faults = itertools.cycle(
+        [
+            ("unavailable", Fault(grpc_status="UNAVAILABLE", http_status=503, count=2)),
+            (
+                "exhausted+retryinfo",
+                Fault(
+                    grpc_status="RESOURCE_EXHAUSTED",
+                    http_status=429,
+                    retry_after_seconds=0.3,
+                    count=2,
+                ),
+            ),
+            ("slow", Fault(delay_seconds=1.0, count=2)),
+            ("down", None),
+            ("times out after storing", Fault(delay_seconds=4.0, count=1)),
+            ("deadline", Fault(grpc_status="DEADLINE_EXCEEDED", http_status=504, count=1)),
+        ]
+    )
+
+    def run() -> None:
+        while not done.wait(period):
+            name, fault = next(faults)
+            happened.append(name)
+            if fault is None:
+                receiver.stop_serving()
+                done.wait(2.0)
+                receiver.resume_serving()
+            else:
+                receiver.set_fault(fault)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield happened
+    finally:
+        done.set()
+        thread.join(10)
+        receiver.set_fault(None)
+
+
+def populate(server: HostileDaily, rng: random.Random) -> dict[str, Any]:
+    """Sessions of two domains; returns what the test needs to know about them."""
+    now_ms = int(time.time() * 1000)
+    info: dict[str, Any] = {"malformed": [], "gone": None, "live": []}
+    for name, key in KEYS.items():
+        server.add_domain(name, key)
+    plan = [("acme", 6, False), ("acme", 2, True), ("beta", 3, False)]
+    for dom, count, live in plan:
+        for n in range(count):
+            sid = str(uuid.UUID(int=rng.getrandbits(128)))
+            users = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(3)]
+            if live:
+                start_ms = now_ms - 5_000
+                server.add_session(dom, sid, f"live-{n}", start_ms // 1000, None, users)
+                info["live"].append((dom, sid))
+            else:
+                start_ms = now_ms - rng.randint(20, 50) * 60_000
+                end_s = (start_ms + 10 * 60_000) // 1000
+                server.add_session(dom, sid, f"room-{n % 3}", start_ms // 1000, end_s, users)
+            fill_session(server, rng, dom, sid, users, start_ms, live, info)
+    return info
+
+
+def fill_session(
+    server: HostileDaily,
+    rng: random.Random,
+    dom: str,
+    sid: str,
+    users: list[str],
+    start_ms: int,
+    live: bool,
+    info: dict[str, Any],
+) -> None:
+    t = start_ms + 1000
+    count = 120 if live else 300
+    for i in range(count):
+        t += rng.choice([0, 0, 1, 3, 40, 250])  # many ties
+        user = rng.choice(users)
+        visible = None
+        if live:
+            t = start_ms + 1000 + i * 120  # spread over about 15 s from now
+            # Late arrivals: visible up to 8 s after their own time (clients upload in batches).
+            visible = t / 1000 + rng.choice([0, 0, 0.5, 3, 8])
+        body = hostile_data.good(rng, dom, sid, user, t)
+        if rng.random() < 0.05:
+            # Out of order: Daily sorts on its own clock, `time` a few ms off it.
+            body["time"] = hostile_data.iso_ns(t + rng.randint(-3, 3))
+        server.add_record(dom, sid, t, body, visible_from=visible)
+        if rng.random() < 0.04:  # a byte-identical twin
+            server.add_record(dom, sid, t, dict(body), visible_from=visible)
+        if i == 100:
+            for weird in hostile_data.weird_but_valid(rng, dom, sid, user, t):
+                server.add_record(dom, sid, t, weird, visible_from=visible)
+            for bad, reason in hostile_data.malformed(rng, dom, sid, user, t):
+                server.add_record(dom, sid, t, bad, good=False, visible_from=visible)
+                info["malformed"].append((dom, sid, bad, reason))
+        if i == 50 and not live and rng.random() < 0.5:
+            big = "x" * (hostile_data.MIB - 10) + "\u00e9\u672b\U0001f600"
+            server.add_record(dom, sid, t, hostile_data.good(rng, dom, sid, user, t, message=big))
+
+
+def good_bodies(server: HostileDaily, dom: str, sid: str) -> list[Any]:
+    return [r.body for r in server.records(dom, sid) if r.good]
+
+
+def by_session(receiver: OtlpReceiver) -> dict[str, Counter[str]]:
+    out: dict[str, Counter[str]] = {}
+    for log in receiver.log_records():
+        sid = str(log.attributes["daily.mtg_session_id"])
+        out.setdefault(sid, Counter())[str(log.attributes["log.record.uid"])] += 1
+    return out
+
+
+def test_hostile_daily_and_flaky_receiver_lose_nothing(tmp_path: Path) -> None:
+    rng = random.Random(20260323)
+    hostility = Hostility(seed=7)
+    with (
+        HostileDaily(hostility) as server,
+        OtlpReceiver(observe_grpc_compression=False) as receiver,
+    ):
+        info = populate(server, rng)
+        want = {
+            (dom, sid): expected_uids(good_bodies(server, dom, sid))
+            for dom in KEYS
+            for sid in server.domains[dom].sessions
+        }
+        live = {sid for _, sid in info["live"]}
+        ended = [s for s in server.domains["acme"].sessions if s not in live]
+        gone = ""  # chosen below: the first ended acme session that delivered something
+        bridge = BridgeConfig(
+            path=tmp_path / "bridge.yaml",
+            state_path=tmp_path / "state.db",
+            export={
+                "protocol": "grpc",
+                "endpoint": receiver.grpc_endpoint,
+                "batch_size": 50,
+                "timeout": "3s",
+                "max_retry_time": "4s",
+            },
+            domains=[
+                domain(
+                    name,
+                    key,
+                    server.url,
+                    page_size=200,
+                    request_timeout="1500ms",
+                    max_quiet_interval="2s",
+                    **(
+                        {
+                            "export": {
+                                "protocol": "http/protobuf",
+                                "endpoint": receiver.http_endpoint,
+                            }
+                        }
+                        if name == "beta"
+                        else {}
+                    ),
+                )
+                for name, key in KEYS.items()
+            ],
+        )
+        config = bridge.write()
+        log_path = tmp_path / "daemon.log"
+
+        def complete(dom: str, sid: str | None = None) -> bool:
+            got = by_session(receiver)
+            return all(
+                not (w - got.get(s, Counter()))
+                for (d, s), w in want.items()
+                if d == dom and (sid is None or s == sid) and s != gone
+            )
+
+        def started(dom: str, sid: str | None = None) -> bool:
+            got = by_session(receiver)
+            return any(
+                w & got.get(s, Counter())
+                for (d, s), w in want.items()
+                if d == dom and (sid is None or s == sid)
+            )
+
+        daemon = start_daemon(config, log_path=log_path)
+        try:
+            with flaky(receiver) as happened:
+                # A session that starts answering 404, once some of it is through.
+                assert wait_for(lambda: any(started("acme", s) for s in ended), 60, 0.5), _tail(
+                    log_path
+                )
+                gone = next(s for s in ended if started("acme", s))
+                server.make_gone("acme", gone)
+                # The key of beta revoked mid-run.
+                assert wait_for(lambda: started("beta"), 60, 0.3), _tail(log_path)
+                server.revoke("beta")
+                # Everything else keeps flowing.
+                assert wait_for(lambda: complete("acme"), 120, 0.5), _tail(log_path)
+                assert daemon.poll() is None, "the daemon gave up"
+            # The key is fixed: a restart (the operator's move after rotating a key) resumes.
+            server.restore("beta")
+            assert stop(daemon, signal.SIGTERM) == 0
+            daemon = start_daemon(config, log_path=log_path)
+            assert wait_for(lambda: complete("beta"), 90, 0.5), _tail(log_path)
+        finally:
+            code = stop(daemon, signal.SIGTERM)
+        assert code == 0
+
+        got = by_session(receiver)
+        for (dom, sid), w in want.items():
+            mine = got.get(sid, Counter())
+            if sid == gone:
+                # What it served before the 404; nothing it never served is invented.
+                assert mine
+                assert set(mine) <= set(w)
+                continue
+            missing = w - mine
+            assert not missing, (dom, sid, sum(missing.values()))
+            assert set(mine) <= set(w), "a record nobody sent arrived"
+        print("receiver faults:", Counter(happened), "server faults:", server.counts)
+        assert {"429", "5xx", "reset", "truncated", "html", "401", "404"} <= set(server.counts)
+
+        # Every malformed record: one dead letter, logged once, with its session and reason.
+        text = log_path.read_text()
+        letters = dead_letters(config)
+        logged = events(text, "malformed record kept as a dead letter")
+        planted = Counter((d, s) for d, s, _, _ in info["malformed"] if s != gone)
+        kept = Counter((x["domain"], x["session"]) for x in letters if x["session"] != gone)
+        assert kept == planted
+        once = Counter((e["session"], e["uid"]) for e in logged)
+        assert max(once.values()) == 1, "a malformed record was logged twice"
+        assert {(x["session"], x["uid"]) for x in letters} == set(once)
+        for entry in logged:
+            assert entry["session"]
+            assert entry["reason"]
+            assert entry["domain"]
+        for _, sid, body, word in info["malformed"]:
+            if sid == gone:
+                continue
+            mine = [x for x in letters if x["session"] == sid and json.loads(x["raw"]) == body]
+            assert len(mine) == 1, body
+            assert word in mine[0]["reason"], (word, mine[0]["reason"])
+        # It said what went wrong, in words an operator can act on.
+        assert events(text, "session not found at Daily")
+        assert [e for e in events(text, "sweep failed") if e.get("error_type") == "daily_auth"]
+
+
+def _tail(path: Path) -> str:
+    return path.read_text()[-5000:] if path.exists() else ""
