@@ -560,7 +560,7 @@ def run_profile(args: argparse.Namespace, workdir: Path, summary: Summary) -> No
         if not Path(spy).exists():
             raise SystemExit("py-spy is not installed: pip install py-spy")
         out = out_dir / "daemon.pyspy.txt"
-        wrap = [spy, "record", "--format", "raw", "--rate", "200", "--subprocesses",
+        wrap = [spy, "record", "--format", "raw", "--rate", "250",
                 "--output", str(out), "--"]
     else:
         out = out_dir / "daemon.pyinstrument.txt"

@@ -112,6 +112,10 @@ class SessionRead:
     occurrences: dict[bytes, int] = field(default_factory=dict)
     delivered: int = 0
     deduplicated: int = 0
+    # When streams share a window that starts before this stream's own, records older than
+    # its own start were delivered before (or are beyond its lookback) and must be skipped:
+    # their identities may already be pruned.
+    own_start_ns: int = 0
 
     @classmethod
     def begin(

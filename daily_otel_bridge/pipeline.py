@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 
 from daily_otel_bridge.cursor import (
+    NS_PER_MS,
     SessionCursor,
     SessionRead,
     StreamDrain,
@@ -311,6 +312,7 @@ class DomainPipeline:
         drains: dict[str, StreamDrain] = {}
         for name, cursor in open_streams.items():
             read = SessionRead(cursor=cursor, start_ms=start_ms, end_ms=end_ms)
+            read.own_start_ns = window_start_ms(cursor, lookback_ms) * NS_PER_MS
             drains[name] = StreamDrain(read=read, deliver=self._deliverer(name, read, stats, log))
         await self._read(session_id, drains, stats, log)
         delivered = 0
@@ -387,6 +389,9 @@ class DomainPipeline:
         except MalformedRecord as exc:
             self._dead_letter(LOGS, read.cursor, uid, str(exc), record, stats, log)
             return False
+        if valid.time_ns < read.own_start_ns:
+            stats.deduplicated += 1
+            return False
         batch = self._logs()
         target = batch.add()
         try:
@@ -413,10 +418,13 @@ class DomainPipeline:
         room = read.cursor.room or None
         try:
             valid = validate_sample(sample)
-            mapped = map_sample(sample, room=room) if self.settings.include_metrics else None
         except MalformedRecord as exc:
             self._dead_letter(METRICS, read.cursor, uid, str(exc), sample, stats, log)
             return False
+        if valid.time_ns < read.own_start_ns:
+            stats.deduplicated += 1
+            return False
+        mapped = map_sample(sample, room=room) if self.settings.include_metrics else None
         if mapped is not None:
             self._samples().add(mapped)
             if mapped.ignored_non_numeric:
