@@ -560,7 +560,7 @@ def run_profile(args: argparse.Namespace, workdir: Path, summary: Summary) -> No
         if not Path(spy).exists():
             raise SystemExit("py-spy is not installed: pip install py-spy")
         out = out_dir / "daemon.pyspy.txt"
-        wrap = [spy, "record", "--format", "raw", "--rate", "250",
+        wrap = [spy, "record", "--format", "raw", "--rate", "250", *(["--native"] if args.native else []),
                 "--output", str(out), "--"]
     else:
         out = out_dir / "daemon.pyinstrument.txt"
@@ -634,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tool", choices=["pyinstrument", "py-spy"], default="pyinstrument",
                         help="profiler for `profile`")
     parser.add_argument("--profile-dir", help="where `profile` writes its output")
+    parser.add_argument("--native", action="store_true",
+                        help="py-spy: include native (C) frames, e.g. inside grpc")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
     names = ALL if args.benchmark == "all" else [args.benchmark]

@@ -62,7 +62,7 @@ def prune_seen(seen: dict[str, int], horizon_ms: int) -> int:
 
 
 def next_page_offset(consumed: int) -> int:
-    """Offset of the next request: re-read the last record we have as the anchor."""
+    """Offset of an overlapping request: re-read the last record we have as the anchor."""
     return consumed - 1 if consumed > 0 else 0
 
 
@@ -78,16 +78,45 @@ class PageCut:
     suspect: frozenset[int] = frozenset()
 
 
-def cut_page(anchor: bytes | None, digests: Sequence[bytes]) -> PageCut:
-    """Align a page with the anchor (the digest of the last record already consumed)."""
+def cut_page(
+    anchor: bytes | None,
+    digests: Sequence[bytes],
+    *,
+    overlap: bool = True,
+    tail: Sequence[bytes] = (),
+) -> PageCut:
+    """Align a page with what this read consumed before.
+
+    `anchor` is the digest of the last record consumed and `tail` the digests of the last
+    page (ending with the anchor). An `overlap` request started at the anchor's position,
+    so the anchor is expected first; any other request started just after it.
+    """
     if anchor is None:
         return PageCut(take=range(len(digests)), finished=not digests, shifted=False)
+    if not overlap:
+        if not digests:
+            # Asked just past everything consumed and got nothing: the end, whatever the
+            # sizes of earlier pages were.
+            return PageCut(take=(), finished=True, shifted=False)
+        try:
+            at = list(digests).index(anchor)
+        except ValueError:
+            return PageCut(take=range(len(digests)), finished=False, shifted=False)
+        span = at + 1
+        if at >= 1 and list(digests[:span]) == list(tail[-span:]):
+            # The last `span` records consumed came again: records were inserted ahead of
+            # them. A lone repeat of the anchor is taken as a byte-identical twin instead:
+            # a possible duplicate is better than a certain loss.
+            return PageCut(take=range(span, len(digests)), finished=False, shifted=True)
+        return PageCut(take=range(len(digests)), finished=False, shifted=False)
     if not digests:
         # Even the anchor is gone: records were removed before it. Nothing to align on,
         # and nothing more to read in this window; the next read's overlap covers us.
         return PageCut(take=(), finished=True, shifted=True)
     if digests[0] == anchor:
-        return PageCut(take=range(1, len(digests)), finished=len(digests) == 1, shifted=False)
+        # Only the anchor does not end the read: a server may answer short pages although
+        # more records exist, so the next request (just past the anchor) must come back empty.
+        return PageCut(take=range(1, len(digests)), finished=False, shifted=False)
     try:
         at = list(digests).index(anchor)
     except ValueError:
@@ -102,13 +131,22 @@ def cut_page(anchor: bytes | None, digests: Sequence[bytes]) -> PageCut:
 
 @dataclass(slots=True)
 class SessionRead:
-    """The bookkeeping of one read of one session (one sweep)."""
+    """The bookkeeping of one read of one session (one sweep).
+
+    Requests overlap the previous page by one record (the anchor) while pages come back
+    full, so that a list shifting under us is seen and a byte-identical twin of the anchor
+    is told apart from a re-read. After a short page the next request starts just past
+    what was consumed: an empty answer there is the only end of a read.
+    """
 
     cursor: SessionCursor
     start_ms: int
     end_ms: int
-    consumed: int = 0  # records of the server's list read so far (offset of the next page + 1)
+    limit: int = 0  # the page size asked for; 0: unknown, overlap until an anchor-only page
+    consumed: int = 0  # records of the server's list read so far
     anchor: bytes | None = None
+    tail: list[bytes] = field(default_factory=list)  # digests of the last page
+    overlap_next: bool = True
     occurrences: dict[bytes, int] = field(default_factory=dict)
     delivered: int = 0
     deduplicated: int = 0
@@ -119,22 +157,36 @@ class SessionRead:
 
     @classmethod
     def begin(
-        cls, cursor: SessionCursor, *, now_ms: int, lookback_ms: int, settle_lag_ms: int
+        cls,
+        cursor: SessionCursor,
+        *,
+        now_ms: int,
+        lookback_ms: int,
+        settle_lag_ms: int,
+        limit: int = 0,
     ) -> SessionRead:
         start = window_start_ms(cursor, lookback_ms)
         end = now_ms - settle_lag_ms
-        return cls(cursor=cursor, start_ms=start, end_ms=max(end, start))
+        return cls(cursor=cursor, start_ms=start, end_ms=max(end, start), limit=limit)
 
     @property
     def offset(self) -> int:
-        return next_page_offset(self.consumed)
+        if self.overlap_next:
+            return next_page_offset(self.consumed)
+        return self.consumed
 
     def accept_page(self, digests: Sequence[bytes]) -> PageCut:
         """Record that a page arrived; returns the indices that are new to this read."""
-        cut = cut_page(self.anchor, digests)
+        overlap = self.overlap_next and self.consumed > 0
+        cut = cut_page(self.anchor, digests, overlap=overlap, tail=self.tail)
         if digests:
             self.consumed = self.offset + len(digests)
             self.anchor = digests[-1]
+            self.tail = list(digests)
+            if self.limit > 0:
+                self.overlap_next = len(digests) >= self.limit
+            else:
+                self.overlap_next = not (overlap and len(digests) == 1)
         return cut
 
     def identify(self, digest: bytes) -> str:

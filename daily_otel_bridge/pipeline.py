@@ -311,7 +311,7 @@ class DomainPipeline:
         end_ms = max(now_ms - int(s.settle_lag * 1000), start_ms)
         drains: dict[str, StreamDrain] = {}
         for name, cursor in open_streams.items():
-            read = SessionRead(cursor=cursor, start_ms=start_ms, end_ms=end_ms)
+            read = SessionRead(cursor=cursor, start_ms=start_ms, end_ms=end_ms, limit=s.page_size)
             read.own_start_ns = window_start_ms(cursor, lookback_ms) * NS_PER_MS
             drains[name] = StreamDrain(read=read, deliver=self._deliverer(name, read, stats, log))
         await self._read(session_id, drains, stats, log)
@@ -609,7 +609,9 @@ class DomainPipeline:
         drains: dict[str, StreamDrain] = {}
         for name in self.streams:
             cursor = SessionCursor(session_id=session_id, room=room, start_floor_ms=start_ms)
-            read = SessionRead(cursor=cursor, start_ms=start_ms, end_ms=end_ms)
+            read = SessionRead(
+                cursor=cursor, start_ms=start_ms, end_ms=end_ms, limit=self.settings.page_size
+            )
             drains[name] = StreamDrain(read=read, deliver=self._deliverer(name, read, stats, log))
         try:
             await self._read(session_id, drains, stats, log)

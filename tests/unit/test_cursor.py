@@ -33,7 +33,7 @@ A, B, C, D = b"a", b"b", b"c", b"d"
     [
         (None, [], [], True, False),
         (None, [A, B], [0, 1], False, False),
-        (A, [A], [], True, False),  # only the anchor: the end
+        (A, [A], [], False, False),  # only the anchor: maybe a short page, not the end
         (A, [A, B, C], [1, 2], False, False),
         (A, [], [], True, True),  # anchor vanished and nothing after
         (B, [A, B, C], [0, 2], False, True),  # A was inserted before the anchor
@@ -47,6 +47,29 @@ def test_cut_page(
     cut = cut_page(anchor, digests)
     assert cut == PageCut(take=cut.take, finished=finished, shifted=shifted, suspect=cut.suspect)
     assert list(cut.take) == take
+
+
+@pytest.mark.parametrize(
+    ("anchor", "tail", "digests", "take", "finished", "shifted"),
+    [
+        (A, [B, A], [], [], True, False),  # just past the anchor, nothing: the end
+        (A, [B, A], [C, D], [0, 1], False, False),  # more records after a short page
+        (A, [B, A], [A, C], [0, 1], False, False),  # a lone repeat is a twin: kept
+        (A, [C, B, A], [B, A, D], [2], False, True),  # the last two came again: a shift
+        (A, [C, A], [B, A, D], [0, 1, 2], False, False),  # no matching tail: not a shift
+    ],
+)
+def test_cut_page_just_past_the_anchor(
+    anchor: bytes,
+    tail: list[bytes],
+    digests: list[bytes],
+    take: list[int],
+    finished: bool,
+    shifted: bool,
+) -> None:
+    cut = cut_page(anchor, digests, overlap=False, tail=tail)
+    assert list(cut.take) == take
+    assert (cut.finished, cut.shifted) == (finished, shifted)
 
 
 @pytest.mark.parametrize(
@@ -197,7 +220,31 @@ async def test_record_inserted_during_paging_shifts_nothing_into_a_duplicate() -
     assert len(messages) == len(set(messages))
 
 
-async def test_short_pages_are_not_the_end() -> None:
+@pytest.mark.parametrize("short", [1, 2, 3])
+@pytest.mark.parametrize("limit", [0, 5, 500])
+async def test_short_pages_are_not_the_end(short: int, limit: int) -> None:
+    server = FakeDaily(short=short)
+    for i in range(40):
+        server.add(1000 + i // 3, f"m{i}")
+    server.add(1005, "m15")  # a byte-identical twin
+    cursor = SessionCursor("s", "r", start_floor_ms=0)
+    read = SessionRead.begin(cursor, now_ms=5_000, lookback_ms=100, settle_lag_ms=0, limit=limit)
+    got: list[str] = []
+
+    async def fetch(offset: int) -> Sequence[Any]:
+        return server.page(read.start_ms, read.end_ms, offset, limit or 500)
+
+    def deliver(rec: dict[str, Any], uid: str) -> bool:
+        got.append(rec["message"])
+        read.mark(uid, rec["t"] * NS_PER_MS)
+        return True
+
+    result = await drain(read, fetch, record_digest, deliver)
+    assert result.complete
+    assert sorted(got) == sorted([f"m{i}" for i in range(40)] + ["m15"])
+
+
+async def test_short_pages_of_three_are_not_the_end() -> None:
     server = FakeDaily(short=3)
     for i in range(40):
         server.add(1000 + i, f"m{i}")
