@@ -14,11 +14,10 @@ import signal
 import structlog
 
 from daily_otel_bridge.cursor_store import SqliteCursorStore
-from daily_otel_bridge.daily_client import DailyClient
 from daily_otel_bridge.health import HealthServer
 from daily_otel_bridge.logging_setup import register_secrets
 from daily_otel_bridge.otlp import Exporter, build_transport
-from daily_otel_bridge.pipeline import DomainPipeline
+from daily_otel_bridge.pipeline import build_pipeline
 from daily_otel_bridge.scheduler import DomainRunner
 from daily_otel_bridge.self_metrics import BridgeMetrics
 from daily_otel_bridge.settings import Settings
@@ -47,21 +46,7 @@ class Bridge:
         for domain in settings.domains:
             if not domain.enabled:
                 continue
-            client = DailyClient(
-                domain=domain.name,
-                api_url=domain.api_url,
-                api_key=domain.api_key.get_secret_value(),
-                requests_per_second=domain.requests_per_second,
-                timeout=domain.request_timeout,
-                ca_file=domain.ca_file,
-                metrics=self.metrics,
-            )
-            exporter = Exporter(
-                build_transport(domain.export), max_retry_time=domain.export.max_retry_time
-            )
-            pipeline = DomainPipeline(
-                domain, client=client, exporter=exporter, store=self.store, metrics=self.metrics
-            )
+            pipeline = build_pipeline(domain, store=self.store, metrics=self.metrics)
             self.runners.append(DomainRunner(pipeline))
         self.stop = asyncio.Event()
         self.health: HealthServer | None = None

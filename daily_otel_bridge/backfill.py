@@ -8,9 +8,7 @@ from datetime import UTC, datetime
 import structlog
 
 from daily_otel_bridge.cursor_store import SqliteCursorStore
-from daily_otel_bridge.daily_client import DailyClient
-from daily_otel_bridge.otlp import Exporter, build_transport
-from daily_otel_bridge.pipeline import DomainPipeline, room_selected
+from daily_otel_bridge.pipeline import build_pipeline, room_selected
 from daily_otel_bridge.self_metrics import BridgeMetrics
 from daily_otel_bridge.settings import ConfigError, Settings, parse_duration
 
@@ -53,19 +51,8 @@ async def run_backfill(
         raise ConfigError("--until must be after --since")
     metrics = BridgeMetrics()
     store = SqliteCursorStore(settings.state_path)
-    client = DailyClient(
-        domain=chosen.name,
-        api_url=chosen.api_url,
-        api_key=chosen.api_key.get_secret_value(),
-        requests_per_second=chosen.requests_per_second,
-        timeout=chosen.request_timeout,
-        ca_file=chosen.ca_file,
-        metrics=metrics,
-    )
-    exporter = Exporter(build_transport(chosen.export), max_retry_time=chosen.export.max_retry_time)
-    pipeline = DomainPipeline(
-        chosen, client=client, exporter=exporter, store=store, metrics=metrics, persist=False
-    )
+    pipeline = build_pipeline(chosen, store=store, metrics=metrics, persist=False)
+    client, exporter = pipeline.client, pipeline.exporter
     try:
         if session is not None:
             targets = [(session, "")]

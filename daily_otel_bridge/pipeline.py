@@ -49,7 +49,7 @@ from daily_otel_bridge.metrics_mapping import (
     map_sample,
     validate_sample,
 )
-from daily_otel_bridge.otlp import Exporter
+from daily_otel_bridge.otlp import Exporter, build_transport
 from daily_otel_bridge.records import Meeting
 from daily_otel_bridge.self_metrics import BridgeMetrics
 from daily_otel_bridge.settings import DomainSettings
@@ -635,6 +635,29 @@ class DomainPipeline:
         return max(0.0, self.clock() - min(drained) / 1000)
 
 
+def build_pipeline(
+    domain: DomainSettings,
+    *,
+    store: SqliteCursorStore,
+    metrics: BridgeMetrics,
+    persist: bool = True,
+) -> DomainPipeline:
+    """A domain's pipeline with its own Daily client and exporter, as configured."""
+    client = DailyClient(
+        domain=domain.name,
+        api_url=domain.api_url,
+        api_key=domain.api_key.get_secret_value(),
+        requests_per_second=domain.requests_per_second,
+        timeout=domain.request_timeout,
+        ca_file=domain.ca_file,
+        metrics=metrics,
+    )
+    exporter = Exporter(build_transport(domain.export), max_retry_time=domain.export.max_retry_time)
+    return DomainPipeline(
+        domain, client=client, exporter=exporter, store=store, metrics=metrics, persist=persist
+    )
+
+
 def _digest(record: Any) -> bytes:
     if isinstance(record, dict):
         try:
@@ -644,4 +667,4 @@ def _digest(record: Any) -> bytes:
     return record_digest({"__raw__": repr(record)})
 
 
-__all__ = ["LOGS", "METRICS", "DomainPipeline", "SweepStats", "room_selected"]
+__all__ = ["LOGS", "METRICS", "DomainPipeline", "SweepStats", "build_pipeline", "room_selected"]

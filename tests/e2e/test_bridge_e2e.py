@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from daily_otel_bridge.mapping import parse_time_ns, record_digest, record_uid
+from daily_otel_bridge.mapping import parse_time_ns
 from daily_otel_bridge.testing.otlp_receiver import OtlpReceiver, ReceivedLog
 from daily_otel_bridge.testing.rotel import RotelCollector
 from tests.e2e.harness import (
@@ -31,35 +31,15 @@ from tests.e2e.harness import (
     stop,
     wait_until,
 )
+from tests.expectations import expected_uids, records_by_uid
 
 pytestmark = pytest.mark.e2e
 
 KEY = "sim-key-acme-0123456789"
 
 
-def expected_uids(records: list[dict[str, Any]]) -> Counter[str]:
-    """The uids the bridge must produce: digest plus occurrence among identical records."""
-    occurrences: Counter[bytes] = Counter()
-    uids: Counter[str] = Counter()
-    for record in records:
-        digest = record_digest(record)
-        occurrences[digest] += 1
-        uids[record_uid(digest, occurrences[digest])] += 1
-    return uids
-
-
 def received_uids(logs: list[ReceivedLog]) -> Counter[str]:
     return Counter(str(log.attributes["log.record.uid"]) for log in logs)
-
-
-def by_uid(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    occurrences: Counter[bytes] = Counter()
-    out: dict[str, dict[str, Any]] = {}
-    for record in records:
-        digest = record_digest(record)
-        occurrences[digest] += 1
-        out[record_uid(digest, occurrences[digest])] = record
-    return out
 
 
 def check_contract_fields(log: ReceivedLog, source: dict[str, Any], room: str | None) -> None:
@@ -132,7 +112,7 @@ def test_exactly_once_with_ties_then_nothing_more(tmp_path: Path, protocol: str)
         logs = receiver.log_records()
         assert received_uids(logs) == expected_uids(truth)
 
-        sources = by_uid(truth)
+        sources = records_by_uid(truth)
         rooms = rooms_by_session(sim)
         for log in random.Random(1).sample(logs, 2000):
             source = sources[str(log.attributes["log.record.uid"])]

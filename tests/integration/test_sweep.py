@@ -13,25 +13,15 @@ import pytest
 
 from daily_otel_bridge.cursor_store import SqliteCursorStore
 from daily_otel_bridge.daily_client import AuthError, DailyClient
-from daily_otel_bridge.mapping import record_digest, record_uid
 from daily_otel_bridge.otlp import Exporter, build_transport
 from daily_otel_bridge.pipeline import DomainPipeline
 from daily_otel_bridge.self_metrics import BridgeMetrics
 from daily_otel_bridge.settings import DomainSettings, parse_settings
 from daily_otel_bridge.simulator import RunningSimulator, SimulatorConfig, start_simulator
 from daily_otel_bridge.testing.otlp_receiver import Fault, OtlpReceiver
+from tests.expectations import expected_uids
 
 KEY = "integration-key-0123456789"
-
-
-def expected_uids(records: list[dict[str, Any]]) -> Counter[str]:
-    occurrences: Counter[bytes] = Counter()
-    out: Counter[str] = Counter()
-    for record in records:
-        digest = record_digest(record)
-        occurrences[digest] += 1
-        out[record_uid(digest, occurrences[digest])] += 1
-    return out
 
 
 def got_uids(receiver: OtlpReceiver) -> Counter[str]:
