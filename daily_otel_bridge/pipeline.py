@@ -248,8 +248,34 @@ class DomainPipeline:
                     ],
                     discovered_until_ms=self.discovered_until_ms if index == 0 else None,
                 )
+            self._forget_retired(since_s * 1000)
         self.metrics.sessions_tracked.labels(self.name).set(len(self.active_cursors()))
         return len(new) // len(self.streams)
+
+    def _forget_retired(self, listed_since_ms: int) -> None:
+        """Drop retired sessions that discovery can no longer list.
+
+        A retired row stays while its meeting could still be listed (it keeps the meeting
+        from being read again from scratch); once the meeting started before what discovery
+        asks for, the row has no more use.
+        """
+        sessions = self.sessions or {}
+        gone = [
+            session_id
+            for session_id, by_stream in sessions.items()
+            if all(
+                c.retired
+                and c.drained_until_ms is not None
+                and c.drained_until_ms < listed_since_ms
+                for c in by_stream.values()
+            )
+        ]
+        if not gone:
+            return
+        for stream in self.streams:
+            self.store.forget_retired(self.name, stream, listed_since_ms)
+        for session_id in gone:
+            del sessions[session_id]
 
     # -- the sweep -----------------------------------------------------------------------
 

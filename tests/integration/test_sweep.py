@@ -224,4 +224,10 @@ async def test_sessions_retire_after_grace_and_are_not_rediscovered(tmp_path: Pa
         assert retired
         assert all(c.retired and not c.seen for c in retired.values())
         assert rig.receiver.count() == len(rig.truth())
+        # Once discovery can no longer list them, their rows go too; nothing is re-sent.
+        for _ in range(2):  # discovery looks back from the previous discovery's time
+            rig.sim.simulator.advance(600)
+            await pipeline.sweep(full=True)
+        assert rig.store.load_cursors("acme", "logs") == {}
+        assert rig.receiver.count() == len(rig.truth())
         await close(pipeline)
