@@ -46,10 +46,21 @@ class SessionCursor:
 
 def window_start_ms(cursor: SessionCursor, lookback_ms: int) -> int:
     """First millisecond of the next read (inclusive; one ms earlier than strictly needed
-    because Daily does not document whether `startTime` is inclusive)."""
-    if cursor.watermark_ns is None:
+    because Daily does not document whether `startTime` is inclusive).
+
+    The overlap is counted back from the end of the last complete read when there was one:
+    everything up to that end that was visible then has been read, so only records that
+    became visible later, i.e. at most `lookback` after their own `time`, can still come.
+    Counting from the watermark instead would re-read the tail of a quiet session's
+    records on every poll; before the first complete read the watermark is all we have.
+    """
+    if cursor.drained_until_ms is not None:
+        base = cursor.drained_until_ms
+    elif cursor.watermark_ns is not None:
+        base = cursor.watermark_ns // NS_PER_MS
+    else:
         return cursor.start_floor_ms
-    return cursor.watermark_ns // NS_PER_MS - lookback_ms - 1
+    return max(base - lookback_ms - 1, min(cursor.start_floor_ms, base))
 
 
 def prune_seen(seen: dict[str, int], horizon_ms: int) -> int:

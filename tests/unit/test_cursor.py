@@ -88,17 +88,22 @@ def test_next_page_offset_rereads_the_anchor(consumed: int, offset: int) -> None
 
 
 @pytest.mark.parametrize(
-    ("watermark_ns", "floor_ms", "lookback_ms", "expected"),
+    ("watermark_ns", "drained_ms", "floor_ms", "lookback_ms", "expected"),
     [
-        (None, 1_000, 120_000, 1_000),
-        (10_000 * NS_PER_MS + 5, 0, 2_000, 7_999),
-        (10_000 * NS_PER_MS, 0, 0, 9_999),
+        (None, None, 1_000, 120_000, 1_000),  # nothing read yet: the floor
+        (10_000 * NS_PER_MS + 5, None, 0, 2_000, 7_999),  # back from the watermark
+        (10_000 * NS_PER_MS, None, 0, 0, 9_999),
+        (10_000 * NS_PER_MS, 50_000, 0, 2_000, 47_999),  # back from the last complete read
+        (None, 50_000, 0, 2_000, 47_999),  # a complete read that found nothing
+        (None, 50_000, 49_000, 2_000, 49_000),  # never before the floor
     ],
 )
 def test_window_start(
-    watermark_ns: int | None, floor_ms: int, lookback_ms: int, expected: int
+    watermark_ns: int | None, drained_ms: int | None, floor_ms: int, lookback_ms: int, expected: int
 ) -> None:
-    cursor = SessionCursor("s", "r", start_floor_ms=floor_ms, watermark_ns=watermark_ns)
+    cursor = SessionCursor(
+        "s", "r", start_floor_ms=floor_ms, watermark_ns=watermark_ns, drained_until_ms=drained_ms
+    )
     assert window_start_ms(cursor, lookback_ms) == expected
 
 
