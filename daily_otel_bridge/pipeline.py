@@ -34,7 +34,13 @@ from daily_otel_bridge.cursor import (
     window_start_ms,
 )
 from daily_otel_bridge.cursor_store import CursorUpdate, DeadLetter, SqliteCursorStore
-from daily_otel_bridge.daily_client import DailyClient, NotFoundError
+from daily_otel_bridge.daily_client import (
+    AuthError,
+    DailyClient,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
 from daily_otel_bridge.encoding import LogBatch, build_resource, resource_to_proto
 from daily_otel_bridge.mapping import (
     MalformedRecord,
@@ -63,6 +69,9 @@ START_MARGIN_MS = 60_000
 DISCOVERY_MARGIN_S = 120
 # A metrics sample carries a few dozen data points: flush the metrics request by points.
 POINTS_PER_RECORD = 10
+# Sessions in a row whose reads fail (after the client's own retries) before the sweep gives
+# up: one sick session must not stall the others, but a sick API should not be hammered.
+MAX_FAILED_SESSIONS = 3
 
 
 @dataclass(slots=True)
@@ -77,12 +86,13 @@ class SweepStats:
     points_exported: int = 0
     points_rejected: int = 0
     requests: int = 0
-    session_errors: list[str] = field(default_factory=list)
+    session_errors: list[str] = field(default_factory=list)  # warnings (e.g. 404)
+    session_failures: list[str] = field(default_factory=list)  # reads that failed
 
     def merge(self, other: SweepStats) -> None:
         for f in dataclasses.fields(self):
-            if f.name == "session_errors":
-                self.session_errors.extend(other.session_errors)
+            if f.name in ("session_errors", "session_failures"):
+                getattr(self, f.name).extend(getattr(other, f.name))
             else:
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
@@ -301,10 +311,20 @@ class DomainPipeline:
                 and (full or self._primary(by_stream).next_poll_at <= self.monotonic())
             ]
             due.sort(key=lambda b: self._primary(b).next_poll_at)
+            failed_in_a_row = 0
             for by_stream in due:
                 if self.stop_requested:
                     break
-                stats.merge(await self._drain_session(by_stream))
+                try:
+                    stats.merge(await self._drain_session(by_stream))
+                    failed_in_a_row = 0
+                except (TransientError, PermanentError) as exc:
+                    if isinstance(exc, AuthError):
+                        raise
+                    failed_in_a_row += 1
+                    if failed_in_a_row >= MAX_FAILED_SESSIONS:
+                        raise
+                    self._session_failed(by_stream, exc, stats)
             await self._flush(stats)
         except BaseException:
             self.forget_memory()
@@ -316,6 +336,21 @@ class DomainPipeline:
             self.metrics.last_success.labels(self.name).set(self.last_success)
         self._update_lag()
         return stats
+
+    def _session_failed(
+        self, by_stream: dict[str, SessionCursor], exc: Exception, stats: SweepStats
+    ) -> None:
+        """One session's read failed: the others go on; it is tried again after a backoff.
+
+        What it delivered before the failure stays batched and is committed with the next
+        acknowledged export; the rest of its window is read again next time.
+        """
+        primary = self._primary(by_stream)
+        self.log.warning("session read failed", session=primary.session_id, error=str(exc))
+        stats.session_failures.append(f"{primary.session_id}: {exc}")
+        primary.quiet_polls += 1
+        delay = min(self.settings.poll_interval * (2**primary.quiet_polls), 300.0)
+        primary.next_poll_at = self.monotonic() + delay
 
     def next_due_in(self) -> float:
         """Seconds until some session or discovery is due (for the scheduler's sleep)."""

@@ -29,7 +29,7 @@ class DomainStatus:
     """What health checks and `--once` report about a domain (no secret-bearing text)."""
 
     name: str
-    state: str = "starting"  # starting | ok | failing | auth_failed | stopped
+    state: str = "starting"  # starting | ok | degraded | failing | auth_failed | stopped
     last_success: float | None = None
     last_error_type: str | None = None
     last_error: str | None = None
@@ -53,6 +53,7 @@ class DomainRunner:
     def __init__(self, pipeline: DomainPipeline) -> None:
         self.pipeline = pipeline
         self.status = DomainStatus(name=pipeline.name, totals=SweepStats())
+        self._partial = False  # the last sweep read some sessions but not all
         self.log = structlog.get_logger("daily_otel_bridge.scheduler").bind(domain=pipeline.name)
 
     async def sweep_once(self, *, full: bool) -> bool:
@@ -64,6 +65,7 @@ class DomainRunner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            self._partial = False
             state, error_type = classify(exc)
             changed = state != self.status.state or error_type != self.status.last_error_type
             self.status.state = state
@@ -80,6 +82,19 @@ class DomainRunner:
         self.status.sweeps += 1
         assert self.status.totals is not None
         self.status.totals.merge(stats)
+        self._partial = bool(stats.session_failures)
+        if stats.session_failures:
+            # Some sessions could not be read; the rest were. Not a success (readiness,
+            # `--once`), but no reason to back the whole domain off either.
+            self.status.state = "degraded"
+            self.status.last_error_type = "daily_session"
+            self.status.consecutive_failures += 1
+            self.log.error(
+                "sweep incomplete: some sessions could not be read",
+                failed_sessions=len(stats.session_failures),
+                first=stats.session_failures[0][:300],
+            )
+            return False
         if self.status.state != "ok" and self.status.consecutive_failures:
             self.log.info("domain recovered", after_failures=self.status.consecutive_failures)
         self.status.state = "ok"
@@ -101,7 +116,7 @@ class DomainRunner:
 
     def delay_after(self, ok: bool) -> float:
         s = self.pipeline.settings
-        if ok:
+        if ok or self._partial:
             return max(MIN_SLEEP, min(self.pipeline.next_due_in(), s.poll_interval))
         if self.status.state == "auth_failed":
             return AUTH_RETRY_SECONDS

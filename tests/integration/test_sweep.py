@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from daily_otel_bridge.cursor_store import SqliteCursorStore
-from daily_otel_bridge.daily_client import AuthError, DailyClient
+from daily_otel_bridge.daily_client import AuthError, DailyClient, TransientError
 from daily_otel_bridge.otlp import Exporter, build_transport
 from daily_otel_bridge.pipeline import DomainPipeline
 from daily_otel_bridge.self_metrics import BridgeMetrics
@@ -83,6 +84,7 @@ class Rig:
         return list(self.sim.simulator.ground_truth("acme"))
 
 
+@asynccontextmanager
 async def rig_for(config: SimulatorConfig, tmp_path: Path) -> AsyncIterator[Rig]:
     sim = await start_simulator(config)
     receiver = OtlpReceiver(http=False, observe_grpc_compression=False).start()
@@ -124,7 +126,7 @@ async def close(pipeline: DomainPipeline) -> None:
     ids=["plain", "short-pages", "exclusive-window", "capped-limit"],
 )
 async def test_one_sweep_delivers_everything_once(tmp_path: Path, variant: dict[str, Any]) -> None:
-    async for rig in rig_for(sim_config(**variant), tmp_path):
+    async with rig_for(sim_config(**variant), tmp_path) as rig:
         pipeline = rig.pipeline(rig.settings())
         stats = await pipeline.sweep(full=True)
         truth = rig.truth()
@@ -142,7 +144,7 @@ async def test_one_sweep_delivers_everything_once(tmp_path: Path, variant: dict[
 async def test_late_records_inside_the_lookback_arrive_next_sweep(tmp_path: Path) -> None:
     # 10% of records become visible 45 s after their time: beyond settle_lag, inside lookback.
     config = sim_config(late_ratio=0.1, late_delay=45.0, history=60.0)
-    async for rig in rig_for(config, tmp_path):
+    async with rig_for(config, tmp_path) as rig:
         # Put "now" in the middle of the late window so that some are still hidden.
         pipeline = rig.pipeline(rig.settings())
         await pipeline.sweep(full=True)
@@ -156,7 +158,7 @@ async def test_late_records_inside_the_lookback_arrive_next_sweep(tmp_path: Path
 
 
 async def test_room_globs_select_sessions(tmp_path: Path) -> None:
-    async for rig in rig_for(sim_config(meetings_per_domain=9), tmp_path):
+    async with rig_for(sim_config(meetings_per_domain=9), tmp_path) as rig:
         pipeline = rig.pipeline(rig.settings(rooms=["sales-*"]))
         await pipeline.sweep(full=True)
         rooms = {r.attributes["daily.room"] for r in rig.receiver.log_records()}
@@ -166,7 +168,7 @@ async def test_room_globs_select_sessions(tmp_path: Path) -> None:
 
 async def test_rate_limited_server_loses_nothing(tmp_path: Path) -> None:
     config = sim_config(rate_limit_per_second=4.0, rate_burst=2.0)
-    async for rig in rig_for(config, tmp_path):
+    async with rig_for(config, tmp_path) as rig:
         # Asking for twice the server's limit: 429s are met, paced and retried.
         pipeline = rig.pipeline(rig.settings(requests_per_second=8, page_size=200))
         await pipeline.sweep(full=True)
@@ -177,7 +179,7 @@ async def test_rate_limited_server_loses_nothing(tmp_path: Path) -> None:
 
 
 async def test_partial_success_is_counted_and_not_retried(tmp_path: Path) -> None:
-    async for rig in rig_for(sim_config(meetings_per_domain=1, records_per_meeting=50), tmp_path):
+    async with rig_for(sim_config(meetings_per_domain=1, records_per_meeting=50), tmp_path) as rig:
         rig.receiver.set_fault(Fault(reject_records=5, count=1))
         pipeline = rig.pipeline(rig.settings())
         stats = await pipeline.sweep(full=True)
@@ -191,7 +193,7 @@ async def test_partial_success_is_counted_and_not_retried(tmp_path: Path) -> Non
 
 
 async def test_export_failure_commits_nothing_and_the_next_sweep_delivers(tmp_path: Path) -> None:
-    async for rig in rig_for(sim_config(meetings_per_domain=2, records_per_meeting=100), tmp_path):
+    async with rig_for(sim_config(meetings_per_domain=2, records_per_meeting=100), tmp_path) as rig:
         rig.receiver.set_fault(Fault(grpc_status="UNAVAILABLE"))
         pipeline = rig.pipeline(rig.settings())
         with pytest.raises(Exception, match="UNAVAILABLE"):
@@ -204,7 +206,7 @@ async def test_export_failure_commits_nothing_and_the_next_sweep_delivers(tmp_pa
 
 
 async def test_revoked_key_raises_auth_error(tmp_path: Path) -> None:
-    async for rig in rig_for(sim_config(meetings_per_domain=1), tmp_path):
+    async with rig_for(sim_config(meetings_per_domain=1), tmp_path) as rig:
         pipeline = rig.pipeline(rig.settings(api_key="wrong-key-0123456789"))
         with pytest.raises(AuthError) as info:
             await pipeline.sweep(full=True)
@@ -213,7 +215,7 @@ async def test_revoked_key_raises_auth_error(tmp_path: Path) -> None:
 
 
 async def test_sessions_retire_after_grace_and_are_not_rediscovered(tmp_path: Path) -> None:
-    async for rig in rig_for(sim_config(meetings_per_domain=3, records_per_meeting=20), tmp_path):
+    async with rig_for(sim_config(meetings_per_domain=3, records_per_meeting=20), tmp_path) as rig:
         pipeline = rig.pipeline(rig.settings(session_grace="1m"))
         await pipeline.sweep(full=True)
         # The simulator's meetings ended at least 30 s ago; two minutes on, all are retired.
@@ -230,4 +232,40 @@ async def test_sessions_retire_after_grace_and_are_not_rediscovered(tmp_path: Pa
             await pipeline.sweep(full=True)
         assert rig.store.load_cursors("acme", "logs") == {}
         assert rig.receiver.count() == len(rig.truth())
+        await close(pipeline)
+
+
+async def test_one_failing_session_does_not_stall_the_others(tmp_path: Path) -> None:
+    async with rig_for(sim_config(meetings_per_domain=5, records_per_meeting=80), tmp_path) as rig:
+        pipeline = rig.pipeline(rig.settings())
+        sick = sorted(m.id for m in await pipeline.client.list_meetings())[0]
+        real_fetch = pipeline.client.fetch_logs_page
+
+        async def flaky_fetch(**kwargs: Any) -> Any:
+            if kwargs["mtg_session_id"] == sick:
+                raise TransientError("GET /logs: HTTP 500 (server-error)", status=500)
+            return await real_fetch(**kwargs)
+
+        pipeline.client.fetch_logs_page = flaky_fetch  # type: ignore[method-assign]
+        stats = await pipeline.sweep(full=True)
+        assert [f.split(":")[0] for f in stats.session_failures] == [sick]
+        healthy = [r for r in rig.truth() if r["mtgSessionId"] != sick]
+        assert got_uids(rig.receiver) == expected_uids(healthy)
+
+        pipeline.client.fetch_logs_page = real_fetch  # type: ignore[method-assign]
+        await pipeline.sweep(full=True)
+        assert got_uids(rig.receiver) == expected_uids(rig.truth())
+        await close(pipeline)
+
+
+async def test_many_failing_sessions_abort_the_sweep(tmp_path: Path) -> None:
+    async with rig_for(sim_config(meetings_per_domain=5, records_per_meeting=20), tmp_path) as rig:
+        pipeline = rig.pipeline(rig.settings())
+
+        async def down(**kwargs: Any) -> Any:
+            raise TransientError("GET /logs: HTTP 503 (server-error)", status=503)
+
+        pipeline.client.fetch_logs_page = down  # type: ignore[method-assign]
+        with pytest.raises(TransientError):
+            await pipeline.sweep(full=True)
         await close(pipeline)
