@@ -60,8 +60,9 @@ def fmt(value: Any, digits: int = 2) -> str:
 def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """A Markdown table (pastes into bench/README.md as is)."""
     cells = [[fmt(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
     print(f"\n### {title}\n", flush=False)
     print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -81,12 +82,34 @@ def machine_summary() -> list[tuple[str, str]]:
     import platform
 
     return [
+        ("package", package_revision()),
         ("cpus (nproc)", str(os.cpu_count())),
         ("cpu model", cpu),
         ("memory", f"{mem:.1f} GiB"),
         ("python", platform.python_version()),
         ("kernel", platform.release()),
     ]
+
+
+def package_revision() -> str:
+    """The commit being measured, and whether the package has uncommitted changes (read-only
+    git commands; "?" outside a checkout)."""
+    repo = BENCH_DIR.parent
+
+    def git(*args: str) -> str:
+        out = subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=False
+        )
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", "daily_otel_bridge")
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    if not head:
+        return "?"
+    return head + (" + uncommitted changes in daily_otel_bridge/" if dirty else "")
 
 
 def self_cpu() -> float:
@@ -117,13 +140,25 @@ class Simulator:
         self._log_next = 0
 
     def __enter__(self) -> Simulator:
-        stderr = open(self.workdir / "simulator.err", "wb")  # noqa: SIM115
+        stderr = open(self.workdir / "simulator.err", "wb")
         cmd = [
-            PYTHON, str(BENCH_DIR / "simserver.py"), "--host", "127.0.0.1", "--port", "0",
-            "--domain", f"{DOMAIN}={API_KEY}", "--max-seconds", str(self.max_seconds), *self.args,
+            PYTHON,
+            str(BENCH_DIR / "simserver.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--domain",
+            f"{DOMAIN}={API_KEY}",
+            "--max-seconds",
+            str(self.max_seconds),
+            *self.args,
         ]
         self.process = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL,
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         stderr.close()
@@ -151,6 +186,11 @@ class Simulator:
 
     def stats(self) -> dict[str, Any]:
         return dict(get_json(self.base + "/_sim/stats"))
+
+    def warm_up(self) -> None:
+        """Generate every meeting's records now (the simulator does it lazily, on first use),
+        so that no measured run pays for it on the simulator's side of the machine."""
+        get_json(f"{self.base}/_sim/records?domain={DOMAIN}&limit=1", timeout=300)
 
     def meetings(self) -> list[dict[str, Any]]:
         return list(get_json(f"{self.base}/_sim/meetings?domain={DOMAIN}")["meetings"])
@@ -199,9 +239,7 @@ def write_config(
         "state_path": str(state),
         "health": {"enabled": False},
         "export": {"protocol": protocol, "endpoint": endpoint, **(export or {})},
-        "domains": [
-            {"name": DOMAIN, "api_key": API_KEY, "api_url": api_url, **(domain or {})}
-        ],
+        "domains": [{"name": DOMAIN, "api_key": API_KEY, "api_url": api_url, **(domain or {})}],
     }
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -243,7 +281,9 @@ class ProcResult:
         return out
 
     def exported(self) -> int:
-        return sum(int(e.get("exported", 0)) for e in self.events() if e.get("event") == "sweep done")
+        return sum(
+            int(e.get("exported", 0)) for e in self.events() if e.get("event") == "sweep done"
+        )
 
     def tail(self, n: int = 20) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
@@ -284,8 +324,12 @@ class Child:
         out = open(self._stdout_path, "wb") if self.capture_stdout else subprocess.DEVNULL  # noqa: SIM115
         self.started = time.monotonic()
         self.process = subprocess.Popen(
-            self.cmd, stdout=out, stderr=log, stdin=subprocess.DEVNULL,
-            start_new_session=True, env=self.env,
+            self.cmd,
+            stdout=out,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=self.env,
         )
         log.close()
         if out is not subprocess.DEVNULL:
@@ -334,8 +378,14 @@ class Child:
         if self.killed_by_watchdog:
             raise RuntimeError(f"{self.cmd[:3]} killed after {self.max_seconds} s")
         return ProcResult(
-            rc=rc, wall=wall, user=ru.ru_utime, sys=ru.ru_stime, maxrss_mb=ru.ru_maxrss / 1024,
-            log_path=self.log_path, sampled_peak_rss_mb=self._peak_rss / 2**20, stdout=stdout,
+            rc=rc,
+            wall=wall,
+            user=ru.ru_utime,
+            sys=ru.ru_stime,
+            maxrss_mb=ru.ru_maxrss / 1024,
+            log_path=self.log_path,
+            sampled_peak_rss_mb=self._peak_rss / 2**20,
+            stdout=stdout,
         )
 
     def run(self) -> ProcResult:
@@ -354,8 +404,15 @@ class Child:
             self._watchdog.cancel()
 
 
-def daemon(config: Path, workdir: Path, *, once: bool, max_seconds: float, name: str = "daemon",
-           wrap: Sequence[str] = ()) -> Child:
+def daemon(
+    config: Path,
+    workdir: Path,
+    *,
+    once: bool,
+    max_seconds: float,
+    name: str = "daemon",
+    wrap: Sequence[str] = (),
+) -> Child:
     cmd = [*wrap, *daemon_command(), "run", "--config", str(config)]
     if once:
         cmd.append("--once")
@@ -367,11 +424,12 @@ def daemon(config: Path, workdir: Path, *, once: bool, max_seconds: float, name:
 
 @contextlib.contextmanager
 def in_process_sink(keep_records: bool = False, max_seconds: float = 900) -> Iterator[Any]:
-    """The package's OTLP receiver in this process (gRPC only, no compression-sniffing relay)."""
+    """The package's OTLP receiver in this process (gRPC + HTTP, no compression-sniffing relay)."""
     from daily_otel_bridge.testing.otlp_receiver import OtlpReceiver
 
     receiver = OtlpReceiver(
-        http=False, keep_records=keep_records, observe_grpc_compression=False,
+        keep_records=keep_records,
+        observe_grpc_compression=False,
         max_seconds=max_seconds,
     )
     receiver.start()

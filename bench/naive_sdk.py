@@ -31,8 +31,11 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
-SEVERITY = {0: (SeverityNumber.ERROR, "ERROR"), 1: (SeverityNumber.INFO, "INFO"),
-            2: (SeverityNumber.DEBUG, "DEBUG")}
+SEVERITY = {
+    0: (SeverityNumber.ERROR, "ERROR"),
+    1: (SeverityNumber.INFO, "INFO"),
+    2: (SeverityNumber.DEBUG, "DEBUG"),
+}
 
 
 def parse_time_ns(text: str) -> int:
@@ -71,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--since", type=int, default=0, help="timeframe_start for /meetings")
     args = p.parse_args(argv)
 
-    provider = LoggerProvider(resource=Resource.create({"service.name": "daily",
-                                                        "daily.domain": args.domain}))
-    exporter = OTLPLogExporter(endpoint=args.endpoint, insecure=True,
-                               compression=Compression.Gzip)
+    provider = LoggerProvider(
+        resource=Resource.create({"service.name": "daily", "daily.domain": args.domain})
+    )
+    exporter = OTLPLogExporter(endpoint=args.endpoint, insecure=True, compression=Compression.Gzip)
     provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
     logger = provider.get_logger("daily_otel_bridge", "0.1.0")
 
@@ -99,10 +102,17 @@ def main(argv: list[str] | None = None) -> int:
     for meeting in meetings:
         offset = 0
         while True:
-            page = api.get(f"{args.api_url}/logs", {
-                "mtgSessionId": meeting["id"], "order": "ASC", "startTime": "0",
-                "endTime": str(end_ms), "offset": str(offset), "limit": str(args.page_size),
-            })["logs"]
+            page = api.get(
+                f"{args.api_url}/logs",
+                {
+                    "mtgSessionId": meeting["id"],
+                    "order": "ASC",
+                    "startTime": "0",
+                    "endTime": str(end_ms),
+                    "offset": str(offset),
+                    "limit": str(args.page_size),
+                },
+            )["logs"]
             for rec in page:
                 canonical = json.dumps(rec, sort_keys=True, separators=(",", ":"))
                 uid = hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()

@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import dataclasses
+import itertools
 import json
 import os
 import shutil
@@ -33,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import (  # noqa: E402
+from harness import (
     API_KEY,
     BENCH_DIR,
     PYTHON,
@@ -68,20 +70,36 @@ class Summary:
 # -- 1 + 2: throughput -----------------------------------------------------------------------
 
 
-def throughput_config(workdir: Path, sim: Simulator, endpoint: str, **domain: Any) -> Path:
+def throughput_config(
+    workdir: Path,
+    sim: Simulator,
+    endpoint: str,
+    protocol: str = "grpc",
+    export: dict[str, Any] | None = None,
+    **domain: Any,
+) -> Path:
     return write_config(
         workdir,
         api_url=sim.url,
         endpoint=endpoint,
+        protocol=protocol,
+        export=export,
         domain={"requests_per_second": MAX_RPS, "page_size": 1000, **domain},
     )
 
 
 def measure_daemon(
-    workdir: Path, sim: Simulator, endpoint: str, name: str, count: Callable[[], int] | None,
-    other_pid: int | None = None, **domain: Any,
+    workdir: Path,
+    sim: Simulator,
+    endpoint: str,
+    name: str,
+    count: Callable[[], int] | None,
+    other_pid: int | None = None,
+    protocol: str = "grpc",
+    export: dict[str, Any] | None = None,
+    **domain: Any,
 ) -> dict[str, Any]:
-    config = throughput_config(workdir, sim, endpoint, **domain)
+    config = throughput_config(workdir, sim, endpoint, protocol, export, **domain)
     stats0, sim_cpu0, self0 = sim.stats(), sim.cpu(), self_cpu()
     other0 = proc_cpu(other_pid) if other_pid else 0.0
     count0 = count() if count else 0
@@ -100,42 +118,107 @@ def measure_daemon(
     }
 
 
-def run_throughput(args: argparse.Namespace, workdir: Path, summary: Summary,
-                   rotel: bool = True) -> None:
+def run_throughput(
+    args: argparse.Namespace, workdir: Path, summary: Summary, rotel: bool = True
+) -> None:
     meetings, per_meeting = (20, 1000) if args.quick else (200, 1000)
     total = meetings * per_meeting
-    print(f"\n## Throughput: {total:,} records ({meetings} sessions x {per_meeting}), "
-          f"requests_per_second={MAX_RPS}, page_size=1000, batch_size default", flush=True)
+    print(
+        f"\n## Throughput: {total:,} records ({meetings} sessions x {per_meeting}), "
+        f"requests_per_second={MAX_RPS}, page_size=1000, batch_size default",
+        flush=True,
+    )
     rows: list[list[Any]] = []
-    with Simulator(["--meetings", str(meetings), "--records", str(per_meeting)],
-                   max_seconds=900, workdir=workdir) as sim:
+    with Simulator(
+        ["--meetings", str(meetings), "--records", str(per_meeting)],
+        max_seconds=900,
+        workdir=workdir,
+    ) as sim:
+        sim.warm_up()
         with in_process_sink() as sink:
             # Start-up + discovery only (no room matches): subtracted for the "excl." column.
-            idle = measure_daemon(workdir, sim, sink.grpc_endpoint, "startup", sink.count,
-                                  rooms=["bench-selects-nothing"])
+            idle = measure_daemon(
+                workdir,
+                sim,
+                sink.grpc_endpoint,
+                "startup",
+                sink.count,
+                rooms=["bench-selects-nothing"],
+            )
             startup_cpu = idle["result"].cpu
             ours = measure_daemon(workdir, sim, sink.grpc_endpoint, "throughput-sink", sink.count)
             rows.append(_throughput_row("bridge -> in-process sink (gRPC)", ours, startup_cpu))
+            # Variants of the export settings, same records: what the transport costs.
+            plain = measure_daemon(
+                workdir,
+                sim,
+                sink.grpc_endpoint,
+                "throughput-nogzip",
+                sink.count,
+                export={"compression": "none"},
+            )
+            rows.append(_throughput_row("  same, compression: none", plain, startup_cpu))
+            http = measure_daemon(
+                workdir,
+                sim,
+                sink.http_endpoint,
+                "throughput-http",
+                sink.count,
+                protocol="http/protobuf",
+            )
+            rows.append(_throughput_row("  same, http/protobuf (gzip)", http, startup_cpu))
+            # Run-to-run noise on a small VM is ~10 %: the headline row is run twice and the
+            # ratios use the mean of both runs.
+            again = measure_daemon(workdir, sim, sink.grpc_endpoint, "throughput-sink2", sink.count)
+            rows.append(
+                _throughput_row("bridge -> in-process sink (gRPC), run 2", again, startup_cpu)
+            )
+            ours = _mean_run(ours, again)
         if rotel:
             with rotel_sink() as collector:
-                via_rotel = measure_daemon(workdir, sim, collector.grpc_endpoint,
-                                           "throughput-rotel", None, other_pid=collector.pid)
+                via_rotel = measure_daemon(
+                    workdir,
+                    sim,
+                    collector.grpc_endpoint,
+                    "throughput-rotel",
+                    None,
+                    other_pid=collector.pid,
+                )
                 rows.append(_throughput_row("bridge -> rotel (gRPC)", via_rotel, startup_cpu))
         with in_process_sink() as sink:
             naive_idle = measure_naive(workdir, sim, sink, since=2**31 - 1)
             naive = measure_naive(workdir, sim, sink)
-            rows.append(_throughput_row("naive: SDK BatchLogRecordProcessor + OTLPLogExporter",
-                                        naive, naive_idle["result"].cpu))
+            rows.append(
+                _throughput_row(
+                    "naive: SDK BatchLogRecordProcessor + OTLPLogExporter",
+                    naive,
+                    naive_idle["result"].cpu,
+                )
+            )
     print_table(
         "Throughput (each row: one process draining the same records from the simulator)",
-        ["path", "records acked", "wall s", "records/s", "CPU s", "CPU s/100k",
-         "CPU s/100k excl. start-up", "records/CPU-s", "peak RSS MB", "API requests",
-         "API floor s", "simulator CPU s", "receiver CPU s"],
+        [
+            "path",
+            "records acked",
+            "wall s",
+            "records/s",
+            "CPU s",
+            "CPU s/100k",
+            "CPU s/100k excl. start-up",
+            "records/CPU-s",
+            "peak RSS MB",
+            "API requests",
+            "API floor s",
+            "simulator CPU s",
+            "receiver CPU s",
+        ],
         rows,
     )
-    print(f"\nstart-up + discovery alone (no session selected): bridge {startup_cpu:.2f} CPU s, "
-          f"naive {naive_idle['result'].cpu:.2f} CPU s. 'API floor' = requests / {MAX_RPS} "
-          "rps: the shortest wall time the request budget allows.")
+    print(
+        f"\nstart-up + discovery alone (no session selected): bridge {startup_cpu:.2f} CPU s, "
+        f"naive {naive_idle['result'].cpu:.2f} CPU s. 'API floor' = requests / {MAX_RPS} "
+        "rps: the shortest wall time the request budget allows."
+    )
     r_ours = ours["records"] / ours["result"].wall
     r_naive = naive["records"] / naive["result"].wall
     cpu_ours = ours["result"].cpu / ours["records"]
@@ -144,44 +227,103 @@ def run_throughput(args: argparse.Namespace, workdir: Path, summary: Summary,
     cpu_ours_x = (ours["result"].cpu - startup_cpu) / ours["records"]
     cpu_naive_x = (naive["result"].cpu - naive_idle["result"].cpu) / max(1, naive["emitted"])
     lost = naive["emitted"] - naive["records"]
-    print(f"naive: emitted {naive['emitted']:,}, acked {naive['records']:,} "
-          f"(lost in the SDK queue: {lost:,}); {naive['requests']} API requests")
+    print(
+        f"naive: emitted {naive['emitted']:,}, acked {naive['records']:,} "
+        f"(lost in the SDK queue: {lost:,}); {naive['requests']} API requests"
+    )
     print_table(
         "Bridge vs naive SDK path (same simulator, same records, same 20 req/s budget)",
         ["ratio", "value"],
-        [["records/s acked, wall clock (bridge / naive)", f"{r_ours / r_naive:.2f}x"],
-         ["CPU per record incl. start-up (naive / bridge)", f"{cpu_naive / cpu_ours:.2f}x"],
-         ["CPU per record excl. start-up (naive / bridge) = CPU-bound records/s ratio",
-          f"{cpu_naive_x / cpu_ours_x:.2f}x"],
-         ["records lost by the naive path", f"{lost:,} of {naive['emitted']:,}"]],
+        [
+            ["records/s acked, wall clock (bridge / naive)", f"{r_ours / r_naive:.2f}x"],
+            ["CPU per record incl. start-up (naive / bridge)", f"{cpu_naive / cpu_ours:.2f}x"],
+            [
+                "CPU per record excl. start-up (naive / bridge) = CPU-bound records/s ratio",
+                f"{cpu_naive_x / cpu_ours_x:.2f}x",
+            ],
+            ["records lost by the naive path", f"{lost:,} of {naive['emitted']:,}"],
+        ],
     )
-    summary.add("1. throughput, bridge -> sink", f"{r_ours:,.0f} rec/s, "
-                f"{100_000 * cpu_ours:.2f} CPU s/100k", "(report)", None)
+    summary.add(
+        "1. throughput, bridge -> sink (mean of 2 runs)",
+        f"{r_ours:,.0f} rec/s, {100_000 * cpu_ours:.2f} CPU s/100k",
+        "(report)",
+        None,
+    )
     if rotel:
-        summary.add("1. throughput, bridge -> rotel",
-                    f"{via_rotel['records'] / via_rotel['result'].wall:,.0f} rec/s, "
-                    f"{100_000 * via_rotel['result'].cpu / via_rotel['records']:.2f} CPU s/100k",
-                    "(report)", None)
-    summary.add("2. bridge / naive, records/s (wall, same API budget)",
-                f"{r_ours / r_naive:.2f}x", ">= 3x", r_ours / r_naive >= 3)
-    summary.add("2. bridge / naive, records per CPU-second (excl. start-up)",
-                f"{cpu_naive_x / cpu_ours_x:.2f}x", ">= 3x", cpu_naive_x / cpu_ours_x >= 3)
+        summary.add(
+            "1. throughput, bridge -> rotel",
+            f"{via_rotel['records'] / via_rotel['result'].wall:,.0f} rec/s, "
+            f"{100_000 * via_rotel['result'].cpu / via_rotel['records']:.2f} CPU s/100k",
+            "(report)",
+            None,
+        )
+    summary.add(
+        "2. bridge / naive, records/s (wall, same API budget)",
+        f"{r_ours / r_naive:.2f}x",
+        ">= 3x",
+        r_ours / r_naive >= 3,
+    )
+    summary.add(
+        "2. bridge / naive, records per CPU-second (excl. start-up)",
+        f"{cpu_naive_x / cpu_ours_x:.2f}x",
+        ">= 3x",
+        cpu_naive_x / cpu_ours_x >= 3,
+    )
+
+
+def _mean_run(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """The average of two measurements of the same run (records are equal)."""
+    ra, rb = a["result"], b["result"]
+    mean = dataclasses.replace(
+        ra,
+        wall=(ra.wall + rb.wall) / 2,
+        user=(ra.user + rb.user) / 2,
+        sys=(ra.sys + rb.sys) / 2,
+        maxrss_mb=max(ra.maxrss_mb, rb.maxrss_mb),
+    )
+    return {**a, "result": mean}
 
 
 def _throughput_row(label: str, m: dict[str, Any], startup_cpu: float | None) -> list[Any]:
     r = m["result"]
     n = max(1, m["records"])
     excl = "" if startup_cpu is None else 100_000 * (r.cpu - startup_cpu) / n
-    return [label, m["records"], r.wall, n / r.wall, r.cpu, 100_000 * r.cpu / n, excl,
-            n / r.cpu, r.maxrss_mb, m["requests"], m["requests"] / MAX_RPS, m["sim_cpu"],
-            m["receiver_cpu"]]
+    return [
+        label,
+        m["records"],
+        r.wall,
+        n / r.wall,
+        r.cpu,
+        100_000 * r.cpu / n,
+        excl,
+        n / r.cpu,
+        r.maxrss_mb,
+        m["requests"],
+        m["requests"] / MAX_RPS,
+        m["sim_cpu"],
+        m["receiver_cpu"],
+    ]
 
 
 def measure_naive(workdir: Path, sim: Simulator, sink: Any, since: int = 0) -> dict[str, Any]:
     stats0, sim_cpu0, self0, count0 = sim.stats(), sim.cpu(), self_cpu(), sink.count()
-    cmd = [PYTHON, str(BENCH_DIR / "naive_sdk.py"), "--api-url", sim.url, "--api-key", API_KEY,
-           "--endpoint", sink.grpc_endpoint, "--rps", str(MAX_RPS), "--page-size", "1000",
-           "--since", str(since)]
+    cmd = [
+        PYTHON,
+        str(BENCH_DIR / "naive_sdk.py"),
+        "--api-url",
+        sim.url,
+        "--api-key",
+        API_KEY,
+        "--endpoint",
+        sink.grpc_endpoint,
+        "--rps",
+        str(MAX_RPS),
+        "--page-size",
+        "1000",
+        "--since",
+        str(since),
+    ]
     result = Child(cmd, log_path=workdir / "naive.log", max_seconds=600, capture_stdout=True).run()
     if result.rc != 0:
         raise RuntimeError(f"naive baseline exited {result.rc}:\n{result.tail()}")
@@ -204,23 +346,77 @@ def measure_naive(workdir: Path, sim: Simulator, sink: Any, since: int = 0) -> d
 def run_memory(args: argparse.Namespace, workdir: Path, summary: Summary) -> None:
     meetings, per_meeting = (100, 1000) if args.quick else (1000, 1000)
     total = meetings * per_meeting
-    print(f"\n## Memory: drain a backlog of {total:,} records over {meetings:,} sessions "
-          f"(--once, requests_per_second={MAX_RPS}, page_size=1000)", flush=True)
-    with Simulator(["--meetings", str(meetings), "--records", str(per_meeting)],
-                   max_seconds=900, workdir=workdir) as sim, in_process_sink() as sink:
+    print(
+        f"\n## Memory: drain a backlog of {total:,} records over {meetings:,} sessions "
+        f"(--once, requests_per_second={MAX_RPS}, page_size=1000)",
+        flush=True,
+    )
+    with (
+        Simulator(
+            ["--meetings", str(meetings), "--records", str(per_meeting)],
+            max_seconds=900,
+            workdir=workdir,
+        ) as sim,
+        in_process_sink() as sink,
+    ):
+        sim.warm_up()
+        # The same process with nothing to drain: what imports and set-up cost.
+        idle = measure_daemon(
+            workdir,
+            sim,
+            sink.grpc_endpoint,
+            "memory-startup",
+            sink.count,
+            rooms=["bench-selects-nothing"],
+        )
         m = measure_daemon(workdir, sim, sink.grpc_endpoint, "memory", sink.count)
-    r = m["result"]
+    r, i = m["result"], idle["result"]
     state_mb = sum(p.stat().st_size for p in workdir.glob("state.db*")) / 2**20
     print_table(
         "Peak memory of the daemon process",
-        ["records acked", "sessions", "wall s", "CPU s", "peak RSS MB (ru_maxrss)",
-         "peak RSS MB (psutil, 0.5 s samples)", "state.db MB", "target"],
-        [[m["records"], meetings, r.wall, r.cpu, r.maxrss_mb, r.sampled_peak_rss_mb, state_mb,
-          "<= 150 MB"]],
+        [
+            "run",
+            "records acked",
+            "sessions",
+            "wall s",
+            "CPU s",
+            "peak RSS MB (ru_maxrss)",
+            "peak RSS MB (psutil, 0.5 s samples)",
+            "state.db MB",
+            "target",
+        ],
+        [
+            [
+                "start-up + discovery only",
+                0,
+                0,
+                i.wall,
+                i.cpu,
+                i.maxrss_mb,
+                i.sampled_peak_rss_mb,
+                "",
+                "",
+            ],
+            [
+                "drain the backlog",
+                m["records"],
+                meetings,
+                r.wall,
+                r.cpu,
+                r.maxrss_mb,
+                r.sampled_peak_rss_mb,
+                state_mb,
+                "<= 150 MB",
+            ],
+        ],
     )
     ok = r.maxrss_mb <= 150 if not args.quick else None
-    summary.add(f"3. peak RSS, {total:,} records / {meetings:,} sessions",
-                f"{r.maxrss_mb:.0f} MB", "<= 150 MB", ok)
+    summary.add(
+        f"3. peak RSS, {total:,} records / {meetings:,} sessions",
+        f"{r.maxrss_mb:.0f} MB",
+        "<= 150 MB",
+        ok,
+    )
 
 
 # -- 4: API cost -----------------------------------------------------------------------------
@@ -232,20 +428,42 @@ def run_api_cost(args: argparse.Namespace, workdir: Path, summary: Summary) -> N
     else:
         quiet, live, run_s, window_s = 990, 10, 330.0, 120.0
     poll, max_quiet = 15.0, 60.0
-    print(f"\n## API cost: {quiet + live:,} tracked sessions, {live} active, "
-          f"poll_interval={poll:g}s, max_quiet_interval={max_quiet:g}s, "
-          f"requests_per_second={MAX_RPS}; {run_s:g} s run, steady-state window = last "
-          f"{window_s:g} s", flush=True)
-    sim_args = ["--meetings", str(quiet), "--records", "5", "--history", "240",
-                "--live", "--live-meetings", str(live), "--live-rate", "1"]
+    print(
+        f"\n## API cost: {quiet + live:,} tracked sessions, {live} active, "
+        f"poll_interval={poll:g}s, max_quiet_interval={max_quiet:g}s, "
+        f"requests_per_second={MAX_RPS}; {run_s:g} s run, steady-state window = last "
+        f"{window_s:g} s",
+        flush=True,
+    )
+    sim_args = [
+        "--meetings",
+        str(quiet),
+        "--records",
+        "5",
+        "--history",
+        "240",
+        "--live",
+        "--live-meetings",
+        str(live),
+        "--live-rate",
+        "1",
+    ]
     timeline: list[tuple[float, dict[str, Any]]] = []
-    with Simulator(sim_args, max_seconds=run_s + 120, workdir=workdir) as sim, \
-            in_process_sink() as sink:
+    with (
+        Simulator(sim_args, max_seconds=run_s + 120, workdir=workdir) as sim,
+        in_process_sink() as sink,
+    ):
         live_ids = {m["id"] for m in sim.meetings() if m["live"]}
         config = write_config(
-            workdir, api_url=sim.url, endpoint=sink.grpc_endpoint,
-            domain={"requests_per_second": MAX_RPS, "page_size": 1000,
-                    "poll_interval": f"{poll:g}s", "max_quiet_interval": f"{max_quiet:g}s"},
+            workdir,
+            api_url=sim.url,
+            endpoint=sink.grpc_endpoint,
+            domain={
+                "requests_per_second": MAX_RPS,
+                "page_size": 1000,
+                "poll_interval": f"{poll:g}s",
+                "max_quiet_interval": f"{max_quiet:g}s",
+            },
         )
         proc = daemon(config, workdir, once=False, max_seconds=run_s + 60, name="api-cost")
         log: list[tuple[float, str, str, int, int]] = []
@@ -268,25 +486,47 @@ def run_api_cost(args: argparse.Namespace, workdir: Path, summary: Summary) -> N
     live_req = [r for r in win if r[1] == "logs" and r[2] in live_ids]
     quiet_req = [r for r in win if r[1] == "logs" and r[2] not in live_ids]
     status = collections.Counter(str(r[4]) for r in log)
-    live_reads = [r for r in live_req if r[3] == 0]
-    quiet_reads = [r for r in quiet_req if r[3] == 0]
+    live_reads = [r for r in live_req if r[3] == 0]  # a read starts at offset 0
+    gaps: list[float] = []
+    for sid in live_ids:
+        starts = sorted(
+            r[0]
+            for r in log
+            if r[1] == "logs" and r[2] == sid and r[3] == 0 and lo - 60 <= r[0] < hi
+        )
+        gaps.extend(b - a for a, b in itertools.pairwise(starts))
+    gap_text = (
+        f"; read every {statistics.mean(gaps):.1f} s on average, max {max(gaps):.1f} s"
+        if gaps
+        else ""
+    )
     per_quiet = collections.Counter(r[2] for r in quiet_req)
     quiet_polled = len(per_quiet)
     total = len(win)
     rows = [
         ["all", total / minutes, total / window_s, ""],
         ["GET /meetings (discovery)", meetings_req / minutes, meetings_req / window_s, ""],
-        [f"GET /logs, {live} active sessions", len(live_req) / minutes, len(live_req) / window_s,
-         f"{len(live_reads) / minutes / max(1, live):.2f} reads/min per session "
-         f"({len(live_req) / max(1, len(live_reads)):.2f} requests per read)"],
-        [f"GET /logs, {quiet} quiet sessions", len(quiet_req) / minutes,
-         len(quiet_req) / window_s,
-         f"{len(quiet_req) / minutes / max(1, quiet):.2f} requests/min per session, "
-         f"{len(quiet_reads) / minutes / max(1, quiet):.2f} reads/min; {quiet_polled} polled"],
+        [
+            f"GET /logs, {live} active sessions",
+            len(live_req) / minutes,
+            len(live_req) / window_s,
+            f"{len(live_reads) / minutes / max(1, live):.2f} reads/min per session "
+            f"({len(live_req) / max(1, len(live_reads)):.2f} requests per read){gap_text}",
+        ],
+        [
+            f"GET /logs, {quiet} quiet sessions",
+            len(quiet_req) / minutes,
+            len(quiet_req) / window_s,
+            f"{len(quiet_req) / minutes / max(1, quiet):.2f} requests/min per session; "
+            f"{quiet_polled} of {quiet} polled in the window",
+        ],
     ]
-    print_table(f"API requests at the simulator, steady-state window "
-                f"({window_s:g} s ending at {run_s:g} s)",
-                ["requests", "per minute", "per second", "detail"], rows)
+    print_table(
+        f"API requests at the simulator, steady-state window "
+        f"({window_s:g} s ending at {run_s:g} s)",
+        ["requests", "per minute", "per second", "detail"],
+        rows,
+    )
     # Timeline, from /_sim/stats, to show the warm-up and when steady state was reached.
     trows = []
     prev_t, prev = 0.0, {"meetings": 0, "logs": 0}
@@ -294,28 +534,50 @@ def run_api_cost(args: argparse.Namespace, workdir: Path, summary: Summary) -> N
         if int(t) % 30 < 5 or t == timeline[-1][0]:
             req = st["requests"]
             dt = t - prev_t
-            trows.append([f"{prev_t:.0f}-{t:.0f}", (req["logs"] - prev["logs"]) / dt * 60,
-                          (req["meetings"] - prev["meetings"]) / dt * 60])
+            trows.append(
+                [
+                    f"{prev_t:.0f}-{t:.0f}",
+                    (req["logs"] - prev["logs"]) / dt * 60,
+                    (req["meetings"] - prev["meetings"]) / dt * 60,
+                ]
+            )
             prev_t, prev = t, req
-    print_table("Timeline (from /_sim/stats)", ["seconds since start", "logs req/min",
-                                                "meetings req/min"], trows)
+    print_table(
+        "Timeline (from /_sim/stats)",
+        ["seconds since start", "logs req/min", "meetings req/min"],
+        trows,
+    )
     print(f"status codes over the whole run: {dict(status)}")
     # Target: active polled every poll_interval, quiet at most once per max_quiet_interval.
     ideal = (live * 60 / poll) + quiet * 60 / max_quiet
-    print(f"reference: one request per poll would be {live * 60 / poll:.0f}/min for the active "
-          f"sessions + at most {quiet * 60 / max_quiet:.0f}/min for the quiet ones = "
-          f"{ideal:.0f}/min before discovery")
+    print(
+        f"reference: one request per poll would be {live * 60 / poll:.0f}/min for the active "
+        f"sessions + at most {quiet * 60 / max_quiet:.0f}/min for the quiet ones = "
+        f"{ideal:.0f}/min before discovery"
+    )
     quiet_rate = len(quiet_req) / minutes / max(1, quiet)
     live_read_rate = len(live_reads) / minutes / max(1, live)
     q = args.quick
-    summary.add("4. API cost, total", f"{total / minutes:,.0f} req/min "
-                f"(logs {(len(live_req) + len(quiet_req)) / minutes:,.0f}, "
-                f"meetings {meetings_req / minutes:,.0f})", f"~{ideal:,.0f}/min + discovery",
-                None)
-    summary.add("4. quiet session", f"{quiet_rate:.2f} req/min each",
-                f"<= {60 / max_quiet:g} req/min", None if q else quiet_rate <= 60 / max_quiet)
-    summary.add("4. active session", f"{live_read_rate:.2f} reads/min each",
-                f"{60 / poll:g} reads/min", None if q else live_read_rate >= 0.9 * 60 / poll)
+    summary.add(
+        "4. API cost, total",
+        f"{total / minutes:,.0f} req/min "
+        f"(logs {(len(live_req) + len(quiet_req)) / minutes:,.0f}, "
+        f"meetings {meetings_req / minutes:,.0f})",
+        f"~{ideal:,.0f}/min + discovery",
+        None,
+    )
+    summary.add(
+        "4. quiet session",
+        f"{quiet_rate:.2f} req/min each",
+        f"<= {60 / max_quiet:g} req/min",
+        None if q else quiet_rate <= 60 / max_quiet,
+    )
+    summary.add(
+        "4. active session",
+        f"{live_read_rate:.2f} reads/min each",
+        f"{60 / poll:g} reads/min",
+        None if q else live_read_rate >= 0.9 * 60 / poll,
+    )
 
 
 # -- 5: freshness ----------------------------------------------------------------------------
@@ -326,18 +588,30 @@ def run_freshness(args: argparse.Namespace, workdir: Path, summary: Summary) -> 
     live, rate = 3, 5.0
     warm, window = (6.0, 15.0) if args.quick else (10.0, 45.0)
     target = poll + settle + 1.0
-    print(f"\n## Freshness: {live} live sessions x {rate:g} records/s, poll_interval={poll:g}s, "
-          f"settle_lag={settle:g}s (default), requests_per_second={MAX_RPS}", flush=True)
-    with Simulator(["--meetings", "0", "--live", "--live-meetings", str(live),
-                    "--live-rate", str(rate)], max_seconds=warm + window + 120,
-                   workdir=workdir) as sim, in_process_sink(keep_records=True) as sink:
+    print(
+        f"\n## Freshness: {live} live sessions x {rate:g} records/s, poll_interval={poll:g}s, "
+        f"settle_lag={settle:g}s (default), requests_per_second={MAX_RPS}",
+        flush=True,
+    )
+    with (
+        Simulator(
+            ["--meetings", "0", "--live", "--live-meetings", str(live), "--live-rate", str(rate)],
+            max_seconds=warm + window + 120,
+            workdir=workdir,
+        ) as sim,
+        in_process_sink(keep_records=True) as sink,
+    ):
         config = write_config(
-            workdir, api_url=sim.url, endpoint=sink.grpc_endpoint,
-            domain={"requests_per_second": MAX_RPS, "poll_interval": f"{poll:g}s",
-                    "settle_lag": f"{settle:g}s"},
+            workdir,
+            api_url=sim.url,
+            endpoint=sink.grpc_endpoint,
+            domain={
+                "requests_per_second": MAX_RPS,
+                "poll_interval": f"{poll:g}s",
+                "settle_lag": f"{settle:g}s",
+            },
         )
-        proc = daemon(config, workdir, once=False, max_seconds=warm + window + 90,
-                      name="freshness")
+        proc = daemon(config, workdir, once=False, max_seconds=warm + window + 90, name="freshness")
         with proc:
             t0 = time.time()
             time.sleep(warm + window + poll + settle + 3.0)
@@ -375,8 +649,12 @@ def run_freshness(args: argparse.Namespace, workdir: Path, summary: Summary) -> 
         ["records", "missing", "duplicates", "p50 s", "p90 s", "p99 s", "max s", "target p99"],
         [[len(delays), missing, dups, p50, p90, p99, max(delays), f"<= {target:g} s"]],
     )
-    summary.add("5. freshness p50 / p99", f"{p50:.2f} s / {p99:.2f} s",
-                f"p99 <= {target:g} s", p99 <= target and missing == 0)
+    summary.add(
+        "5. freshness p50 / p99",
+        f"{p50:.2f} s / {p99:.2f} s",
+        f"p99 <= {target:g} s",
+        p99 <= target and missing == 0,
+    )
 
 
 def _get(url: str) -> bytes:
@@ -393,15 +671,25 @@ def run_rate(args: argparse.Namespace, workdir: Path, summary: Summary) -> None:
     cases = [(5.0, 15 if args.quick else 60)]
     if not args.quick:
         cases.append((20.0, 150))
-    print("\n## Rate discipline: simulator enforces the limit; the daemon drains a backlog "
-          "(--once) with requests_per_second = the limit", flush=True)
+    print(
+        "\n## Rate discipline: simulator enforces the limit; the daemon drains a backlog "
+        "(--once) with requests_per_second = the limit",
+        flush=True,
+    )
     rows = []
     for limit, meetings in cases:
-        with Simulator(["--meetings", str(meetings), "--records", "1000", "--rate-limit",
-                        str(limit)], max_seconds=600, workdir=workdir) as sim, \
-                in_process_sink() as sink:
+        with (
+            Simulator(
+                ["--meetings", str(meetings), "--records", "1000", "--rate-limit", str(limit)],
+                max_seconds=600,
+                workdir=workdir,
+            ) as sim,
+            in_process_sink() as sink,
+        ):
             config = write_config(
-                workdir, api_url=sim.url, endpoint=sink.grpc_endpoint,
+                workdir,
+                api_url=sim.url,
+                endpoint=sink.grpc_endpoint,
                 domain={"requests_per_second": limit, "page_size": 1000},
             )
             result = daemon(config, workdir, once=True, max_seconds=600, name="rate").run()
@@ -416,17 +704,39 @@ def run_rate(args: argparse.Namespace, workdir: Path, summary: Summary) -> None:
         # The busiest and the idlest 5 s of the drain, as a check on steadiness.
         buckets = collections.Counter(int((t - times[0]) // 5) for t in times[:-1])
         full = [buckets.get(i, 0) / 5 for i in range(int(span // 5))]
-        rows.append([f"{limit:g}", len(times), span, achieved, 100 * achieved / limit,
-                     min(full) if full else achieved, max(full) if full else achieved, n429,
-                     sink.count()])
+        rows.append(
+            [
+                f"{limit:g}",
+                len(times),
+                span,
+                achieved,
+                100 * achieved / limit,
+                min(full) if full else achieved,
+                max(full) if full else achieved,
+                n429,
+                sink.count(),
+            ]
+        )
         if limit == 5.0:
-            summary.add("6. rate discipline at 5 req/s",
-                        f"{100 * achieved / limit:.1f}% used, {n429} x 429",
-                        ">= 90%, zero 429", achieved / limit >= 0.9 and n429 == 0)
+            summary.add(
+                "6. rate discipline at 5 req/s",
+                f"{100 * achieved / limit:.1f}% used, {n429} x 429",
+                ">= 90%, zero 429",
+                achieved / limit >= 0.9 and n429 == 0,
+            )
     print_table(
         "Requests per second while draining (from the simulator's request log)",
-        ["limit req/s", "requests", "span s", "achieved req/s", "% of limit",
-         "min 5 s req/s", "max 5 s req/s", "429s", "records acked"],
+        [
+            "limit req/s",
+            "requests",
+            "span s",
+            "achieved req/s",
+            "% of limit",
+            "min 5 s req/s",
+            "max 5 s req/s",
+            "429s",
+            "records acked",
+        ],
         rows,
     )
 
@@ -437,7 +747,6 @@ def run_rate(args: argparse.Namespace, workdir: Path, summary: Summary) -> None:
 def run_stages(args: argparse.Namespace, workdir: Path, summary: Summary) -> None:
     """CPU of each per-record step, in this process, on records rendered by the simulator."""
     import gzip
-    import hashlib
 
     from daily_otel_bridge.cursor import SessionCursor, SessionRead
     from daily_otel_bridge.encoding import LogBatch, build_resource, resource_to_proto
@@ -452,8 +761,14 @@ def run_stages(args: argparse.Namespace, workdir: Path, summary: Summary) -> Non
     from daily_otel_bridge.simulator import SimulatorConfig
 
     n_meetings = 5 if args.quick else 20
-    sim = Sim(SimulatorConfig(domains={"acme": "k"}, meetings_per_domain=n_meetings,
-                              records_per_meeting=1000, include_metrics_samples=False))
+    sim = Sim(
+        SimulatorConfig(
+            domains={"acme": "k"},
+            meetings_per_domain=n_meetings,
+            records_per_meeting=1000,
+            include_metrics_samples=False,
+        )
+    )
     now_ms = int(time.time() * 1000) + 10**7
     pages = []
     for m in sim.domain_meetings("acme"):
@@ -480,8 +795,15 @@ def run_stages(args: argparse.Namespace, workdir: Path, summary: Summary) -> Non
         batch = LogBatch(resource)
         obs = time.time_ns()
         for r, v, u in zip(records, valid, uids, strict=True):
-            fill_log_record(batch.add(), r, time_ns=v.time_ns, observed_ns=obs, uid=u,
-                            room="standup", severity=DEFAULT_SEVERITY)
+            fill_log_record(
+                batch.add(),
+                r,
+                time_ns=v.time_ns,
+                observed_ns=obs,
+                uid=u,
+                room="standup",
+                severity=DEFAULT_SEVERITY,
+            )
         return batch
 
     batch = build()
@@ -505,45 +827,48 @@ def run_stages(args: argparse.Namespace, workdir: Path, summary: Summary) -> Non
         store = SqliteCursorStore(path)
         cursor = SessionCursor(session_id="s", room="r", start_floor_ms=0)
         for i in range(0, n, 2000):
-            upd = CursorUpdate(cursor=cursor, new_seen=list(zip(uids[i:i + 2000],
-                               (v.time_ns for v in valid[i:i + 2000]), strict=False)))
+            upd = CursorUpdate(
+                cursor=cursor,
+                new_seen=list(
+                    zip(uids[i : i + 2000], (v.time_ns for v in valid[i : i + 2000]), strict=False)
+                ),
+            )
             store.commit("acme", "logs", [upd])
         store.close()
 
     def gzip6() -> None:
         for i in range(0, len(raw), len(raw) // max(1, n // 2000)):
-            gzip.compress(raw[i:i + len(raw) // max(1, n // 2000)], compresslevel=6)
+            gzip.compress(raw[i : i + len(raw) // max(1, n // 2000)], compresslevel=6)
 
     def gzip1() -> None:
         for i in range(0, len(raw), len(raw) // max(1, n // 2000)):
-            gzip.compress(raw[i:i + len(raw) // max(1, n // 2000)], compresslevel=1)
-
-    def digest_alt() -> None:
-        # What record_digest could do instead: hash the record's fields in a fixed order
-        # without sorting the keys through json.dumps.
-        for r in records:
-            hashlib.blake2b(repr(sorted(r.items())).encode(), digest_size=16).digest()
+            gzip.compress(raw[i : i + len(raw) // max(1, n // 2000)], compresslevel=1)
 
     steps = [
         ("json.loads of the /logs bodies", lambda: [json.loads(p) for p in pages]),
-        ("record_digest (json.dumps sort_keys + blake2b)", lambda: [record_digest(r)
-                                                                    for r in records]),
-        ("  alternative: blake2b(repr(sorted(items)))", digest_alt),
+        ("record_digest (canonical JSON + blake2b)", lambda: [record_digest(r) for r in records]),
         ("record_uid (hex)", lambda: [record_uid(d, 1) for d in digests]),
         ("validate", lambda: [validate(r) for r in records]),
         ("cursor bookkeeping (identify, seen, mark)", bookkeeping),
         ("fill_log_record into LogBatch", build),
         ("SerializeToString", lambda: batch.request.SerializeToString()),
-        ("gzip level 6 (grpc's default level)", gzip6),
-        ("gzip level 1", gzip1),
-        ("SQLite commit of the uids (2,000 per transaction)", sqlite_commit),
+        ("gzip level 6 (what grpc core uses)", gzip6),
+        ("gzip level 1 (what the HTTP transport uses)", gzip1),
+        ("SQLite commit of every uid (2,000 per transaction)", sqlite_commit),
     ]
     rows = []
     for label, fn in steps:
-        cpu = timed(fn)
+        try:
+            cpu = timed(fn)
+        except Exception as exc:  # the package's internals move; report, don't die
+            rows.append([label, f"n/a ({type(exc).__name__})", ""])
+            continue
         rows.append([label, 1e6 * cpu / n, 100_000 * cpu / n])
-    print_table(f"In-process CPU per step ({n:,} simulator records, best of 3)",
-                ["step", "us/record", "CPU s/100k"], rows)
+    print_table(
+        f"In-process CPU per step ({n:,} simulator records, best of 3)",
+        ["step", "us/record", "CPU s/100k"],
+        rows,
+    )
     print(f"request size: {len(raw) / n:.0f} bytes/record uncompressed")
 
 
@@ -553,23 +878,54 @@ def run_stages(args: argparse.Namespace, workdir: Path, summary: Summary) -> Non
 def run_profile(args: argparse.Namespace, workdir: Path, summary: Summary) -> None:
     meetings = 20 if args.quick else 200
     tool = args.tool
+    spy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
+    if tool == "auto":
+        tool = "py-spy" if Path(spy).exists() else "pyinstrument"
     out_dir = Path(args.profile_dir or workdir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if tool == "py-spy":
-        spy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
         if not Path(spy).exists():
             raise SystemExit("py-spy is not installed: pip install py-spy")
         out = out_dir / "daemon.pyspy.txt"
-        wrap = [spy, "record", "--format", "raw", "--rate", "250", *(["--native"] if args.native else []),
-                "--output", str(out), "--"]
+        native = ["--native"] if args.native else []
+        wrap = [
+            spy,
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            "250",
+            *native,
+            "--output",
+            str(out),
+            "--",
+        ]
     else:
         out = out_dir / "daemon.pyinstrument.txt"
-        wrap = [PYTHON, "-m", "pyinstrument", "--renderer", "text", "--outfile", str(out),
-                "--show", "*/daily_otel_bridge/*", "-p", "processor_options.filter_threshold=0.01"]
-    print(f"\n## Profile ({tool}) of the daemon draining {meetings * 1000:,} records to the "
-          "in-process sink", flush=True)
-    with Simulator(["--meetings", str(meetings), "--records", "1000"], max_seconds=900,
-                   workdir=workdir) as sim, in_process_sink() as sink:
+        wrap = [
+            PYTHON,
+            "-m",
+            "pyinstrument",
+            "--renderer",
+            "text",
+            "--outfile",
+            str(out),
+            "--show",
+            "*/daily_otel_bridge/*",
+            "-p",
+            "processor_options.filter_threshold=0.01",
+        ]
+    print(
+        f"\n## Profile ({tool}) of the daemon draining {meetings * 1000:,} records to the "
+        "in-process sink",
+        flush=True,
+    )
+    with (
+        Simulator(
+            ["--meetings", str(meetings), "--records", "1000"], max_seconds=900, workdir=workdir
+        ) as sim,
+        in_process_sink() as sink,
+    ):
         config = throughput_config(workdir, sim, sink.grpc_endpoint)
         cmd = list(daemon_command())
         if tool != "py-spy":
@@ -595,20 +951,45 @@ def print_pyspy_summary(path: Path, top: int = 25) -> None:
         if not stack:
             continue
         count = int(count_s)
-        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1]
-                  + ")" if " (" in f else f for f in stack.split(";")]
+        frames = [
+            f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"
+            if " (" in f
+            else f
+            for f in stack.split(";")
+        ]
         total += count
         self_c[frames[-1]] += count
         for f in set(frames):
             incl[f] += count
-    print_table(f"py-spy: self time (share of {total:,} non-idle samples)",
-                ["function (file)", "self %"],
-                [[f, 100 * c / total] for f, c in self_c.most_common(top)])
-    ours = [(f, c) for f, c in incl.most_common() if "(" in f and any(
-        m in f for m in ("pipeline.py", "cursor.py", "mapping.py", "encoding.py", "otlp.py",
-                         "daily_client.py", "cursor_store.py", "rate_limit.py", "scheduler.py"))]
-    print_table("py-spy: inclusive time of the bridge's own functions",
-                ["function (file)", "inclusive %"], [[f, 100 * c / total] for f, c in ours[:top]])
+    print_table(
+        f"py-spy: self time (share of {total:,} non-idle samples)",
+        ["function (file)", "self %"],
+        [[f, 100 * c / total] for f, c in self_c.most_common(top)],
+    )
+    ours = [
+        (f, c)
+        for f, c in incl.most_common()
+        if "(" in f
+        and any(
+            m in f
+            for m in (
+                "pipeline.py",
+                "cursor.py",
+                "mapping.py",
+                "encoding.py",
+                "otlp.py",
+                "daily_client.py",
+                "cursor_store.py",
+                "rate_limit.py",
+                "scheduler.py",
+            )
+        )
+    ]
+    print_table(
+        "py-spy: inclusive time of the bridge's own functions",
+        ["function (file)", "inclusive %"],
+        [[f, 100 * c / total] for f, c in ours[:top]],
+    )
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -623,19 +1004,27 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace, Path, Summary], None]] = {
     "stages": run_stages,
     "profile": run_profile,
 }
-ALL = ["throughput", "memory", "api-cost", "freshness", "rate"]
+ALL = ["throughput", "memory", "api-cost", "freshness", "rate", "stages"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python bench/run.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("benchmark", choices=[*SCENARIOS, "all"])
     parser.add_argument("--quick", action="store_true", help="small smoke-test sizes (< 1 min)")
-    parser.add_argument("--tool", choices=["pyinstrument", "py-spy"], default="pyinstrument",
-                        help="profiler for `profile`")
+    parser.add_argument(
+        "--tool",
+        choices=["auto", "pyinstrument", "py-spy"],
+        default="auto",
+        help="profiler for `profile` (auto: py-spy if installed)",
+    )
     parser.add_argument("--profile-dir", help="where `profile` writes its output")
-    parser.add_argument("--native", action="store_true",
-                        help="py-spy: include native (C) frames, e.g. inside grpc")
+    parser.add_argument(
+        "--native", action="store_true", help="py-spy: include native (C) frames, e.g. inside grpc"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
     names = ALL if args.benchmark == "all" else [args.benchmark]
@@ -646,7 +1035,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in names:
             t = time.monotonic()
-            SCENARIOS[name](args, workdir, summary)
+            try:
+                SCENARIOS[name](args, workdir, summary)
+            except Exception as exc:
+                if len(names) == 1:
+                    raise
+                # One broken benchmark must not cost the others' figures.
+                print(f"\n{name} FAILED: {type(exc).__name__}: {exc}", flush=True)
+                summary.add(name, f"FAILED ({type(exc).__name__})", "", False)
             print(f"\n({name}: {time.monotonic() - t:.0f} s)", flush=True)
     finally:
         if args.keep:
@@ -654,8 +1050,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     if summary.rows:
-        print_table(f"Summary{' (--quick sizes: not the reference figures)' if args.quick else ''}",
-                    ["item", "measured", "target", "verdict"], summary.rows)
+        print_table(
+            f"Summary{' (--quick sizes: not the reference figures)' if args.quick else ''}",
+            ["item", "measured", "target", "verdict"],
+            summary.rows,
+        )
     print(f"\ntotal {time.monotonic() - started:.0f} s")
     return 0
 

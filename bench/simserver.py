@@ -79,9 +79,7 @@ def build_app(args: argparse.Namespace) -> web.Application:
                 offset = int(q.get("offset", "0") or 0)
             except ValueError:
                 offset = -1
-            log.append(
-                (time.time(), path[4:], q.get("mtgSessionId", ""), offset, response.status)
-            )
+            log.append((time.time(), path[4:], q.get("mtgSessionId", ""), offset, response.status))
 
     async def requests_since(request: web.Request) -> web.Response:
         since = int(request.query.get("since", "0"))

@@ -42,25 +42,22 @@ class SessionCursor:
     # Adaptive polling, in memory only: a restart polls every session once, promptly.
     next_poll_at: float = 0.0
     quiet_polls: int = 0
+    # When this process first knew the meeting had ended (monotonic clock): the grace
+    # period must also pass on a clock that cannot jump.
+    end_seen_mono: float | None = None
 
 
 def window_start_ms(cursor: SessionCursor, lookback_ms: int) -> int:
-    """First millisecond of the next read (inclusive; one ms earlier than strictly needed
-    because Daily does not document whether `startTime` is inclusive).
+    """First millisecond of the next read: `lookback` before the watermark (inclusive; one ms
+    earlier than strictly needed because Daily does not document whether `startTime` is).
 
-    The overlap is counted back from the end of the last complete read when there was one:
-    everything up to that end that was visible then has been read, so only records that
-    became visible later, i.e. at most `lookback` after their own `time`, can still come.
-    Counting from the watermark instead would re-read the tail of a quiet session's
-    records on every poll; before the first complete read the watermark is all we have.
+    Counted from the newest delivered record, never from the bridge's own clock, so that a
+    read which ended early (a short page that held only the anchor) or a clock that jumped
+    can only make the next read start earlier, never skip records.
     """
-    if cursor.drained_until_ms is not None:
-        base = cursor.drained_until_ms
-    elif cursor.watermark_ns is not None:
-        base = cursor.watermark_ns // NS_PER_MS
-    else:
+    if cursor.watermark_ns is None:
         return cursor.start_floor_ms
-    return max(base - lookback_ms - 1, min(cursor.start_floor_ms, base))
+    return cursor.watermark_ns // NS_PER_MS - lookback_ms - 1
 
 
 def prune_seen(seen: dict[str, int], horizon_ms: int) -> int:
@@ -89,45 +86,19 @@ class PageCut:
     suspect: frozenset[int] = frozenset()
 
 
-def cut_page(
-    anchor: bytes | None,
-    digests: Sequence[bytes],
-    *,
-    overlap: bool = True,
-    tail: Sequence[bytes] = (),
-) -> PageCut:
-    """Align a page with what this read consumed before.
-
-    `anchor` is the digest of the last record consumed and `tail` the digests of the last
-    page (ending with the anchor). An `overlap` request started at the anchor's position,
-    so the anchor is expected first; any other request started just after it.
-    """
+def cut_page(anchor: bytes | None, digests: Sequence[bytes]) -> PageCut:
+    """Align a page with the anchor (the digest of the last record already consumed)."""
     if anchor is None:
         return PageCut(take=range(len(digests)), finished=not digests, shifted=False)
-    if not overlap:
-        if not digests:
-            # Asked just past everything consumed and got nothing: the end, whatever the
-            # sizes of earlier pages were.
-            return PageCut(take=(), finished=True, shifted=False)
-        try:
-            at = list(digests).index(anchor)
-        except ValueError:
-            return PageCut(take=range(len(digests)), finished=False, shifted=False)
-        span = at + 1
-        if at >= 1 and list(digests[:span]) == list(tail[-span:]):
-            # The last `span` records consumed came again: records were inserted ahead of
-            # them. A lone repeat of the anchor is taken as a byte-identical twin instead:
-            # a possible duplicate is better than a certain loss.
-            return PageCut(take=range(span, len(digests)), finished=False, shifted=True)
-        return PageCut(take=range(len(digests)), finished=False, shifted=False)
     if not digests:
         # Even the anchor is gone: records were removed before it. Nothing to align on,
         # and nothing more to read in this window; the next read's overlap covers us.
         return PageCut(take=(), finished=True, shifted=True)
     if digests[0] == anchor:
-        # Only the anchor does not end the read: a server may answer short pages although
-        # more records exist, so the next request (just past the anchor) must come back empty.
-        return PageCut(take=range(1, len(digests)), finished=False, shifted=False)
+        # A page holding only the anchor ends the read. (A server that answers one record
+        # while more follow would end it early; the next read starts from the watermark,
+        # before those records, so they are delayed, not lost.)
+        return PageCut(take=range(1, len(digests)), finished=len(digests) == 1, shifted=False)
     try:
         at = list(digests).index(anchor)
     except ValueError:
@@ -135,29 +106,28 @@ def cut_page(
         # aligned: records already read in this read are skipped by content, the rest taken.
         everything = range(len(digests))
         return PageCut(take=everything, finished=False, shifted=True, suspect=frozenset(everything))
-    # Records before the anchor are late arrivals inserted ahead of it, or re-reads.
+    # Records before the anchor are late arrivals inserted ahead of it, or re-reads; after
+    # it, positions are uncertain too. Only content new to this read is taken.
     take = [i for i in range(len(digests)) if i != at]
-    return PageCut(take=take, finished=False, shifted=True, suspect=frozenset(range(at)))
+    return PageCut(take=take, finished=False, shifted=True, suspect=frozenset(take))
 
 
 @dataclass(slots=True)
 class SessionRead:
     """The bookkeeping of one read of one session (one sweep).
 
-    Requests overlap the previous page by one record (the anchor) while pages come back
-    full, so that a list shifting under us is seen and a byte-identical twin of the anchor
-    is told apart from a re-read. After a short page the next request starts just past
-    what was consumed: an empty answer there is the only end of a read.
+    Every request after the first overlaps the previous page by one record (the anchor),
+    so that a list shifting under us is seen and a byte-identical twin of the anchor is
+    told apart from a re-read. Only a page that brings nothing past the anchor ends a read:
+    a short page never does.
     """
 
     cursor: SessionCursor
     start_ms: int
     end_ms: int
-    limit: int = 0  # the page size asked for; 0: unknown, overlap until an anchor-only page
+    limit: int = 0  # the page size asked for (informational)
     consumed: int = 0  # records of the server's list read so far
     anchor: bytes | None = None
-    tail: list[bytes] = field(default_factory=list)  # digests of the last page
-    overlap_next: bool = True
     occurrences: dict[bytes, int] = field(default_factory=dict)
     delivered: int = 0
     deduplicated: int = 0
@@ -182,22 +152,14 @@ class SessionRead:
 
     @property
     def offset(self) -> int:
-        if self.overlap_next:
-            return next_page_offset(self.consumed)
-        return self.consumed
+        return next_page_offset(self.consumed)
 
     def accept_page(self, digests: Sequence[bytes]) -> PageCut:
         """Record that a page arrived; returns the indices that are new to this read."""
-        overlap = self.overlap_next and self.consumed > 0
-        cut = cut_page(self.anchor, digests, overlap=overlap, tail=self.tail)
+        cut = cut_page(self.anchor, digests)
         if digests:
             self.consumed = self.offset + len(digests)
             self.anchor = digests[-1]
-            self.tail = list(digests)
-            if self.limit > 0:
-                self.overlap_next = len(digests) >= self.limit
-            else:
-                self.overlap_next = not (overlap and len(digests) == 1)
         return cut
 
     def identify(self, digest: bytes) -> str:
@@ -217,17 +179,15 @@ class SessionRead:
         self.delivered += 1
 
 
-# A server that keeps answering pages made only of records we already have, without the
-# anchor where it belongs, is not honouring `offset`; stop that read rather than loop.
-MAX_STALLED_PAGES = 3
-
-
 @dataclass(slots=True)
 class DrainResult:
     complete: bool = False
     fetched: int = 0
     delivered: int = 0
     deduplicated: int = 0
+    # The server's list moved while paging (or it ignores `offset`): the read took what was
+    # new on that page and stopped. The next read starts again from the watermark, with
+    # fresh occurrence counts, so neither a re-read nor a twin is misnumbered.
     stalled: bool = False
 
 
@@ -238,7 +198,6 @@ class StreamDrain:
     read: SessionRead
     deliver: Callable[[Any, str], bool | Awaitable[bool]]
     result: DrainResult = field(default_factory=DrainResult)
-    stalled_pages: int = 0
 
     @property
     def done(self) -> bool:
@@ -274,8 +233,7 @@ async def _take_page(
     if cut.finished:
         result.complete = True
         return
-    stream.stalled_pages = stream.stalled_pages + 1 if cut.shifted and fresh == 0 else 0
-    if stream.stalled_pages >= MAX_STALLED_PAGES:
+    if cut.shifted:
         result.stalled = True
 
 

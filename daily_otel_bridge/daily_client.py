@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -228,6 +230,14 @@ class DailyClient:
                             wait = min(retry_after, MAX_RETRY_AFTER)
                     else:
                         raise PermanentError(message, status=status, error_type=error_type)
+            except aiohttp.ClientConnectorCertificateError as exc:
+                # Not worth five quick retries: nothing changes until the CA bundle does.
+                self._metrics.api_requests.labels(self.domain, endpoint, "error").inc()
+                raise PermanentError(
+                    f"GET /{endpoint}: TLS certificate of {urlsplit(self._base).netloc} not trusted"
+                    f" ({tls_reason(exc.certificate_error)}); set ca_file to the CA bundle"
+                    " that signed it"
+                ) from None
             except (TimeoutError, aiohttp.ClientError) as exc:
                 self._metrics.api_requests.labels(self.domain, endpoint, "error").inc()
                 last_error = TransientError(f"GET /{endpoint}: {type(exc).__name__}")
@@ -251,16 +261,38 @@ class DailyClient:
             raise TransientError(
                 f"GET /{endpoint}: expected JSON, got content type {content_type[:60]!r}"
             )
+        return _loads(raw, endpoint)
+
+
+# A run of 19 or more digits not inside a float's fraction or exponent: an integer that may
+# not fit 64 bits. orjson turns such an integer into a float without a word (losing digits);
+# the standard parser keeps it exact.
+_BIG_INTEGER = re.compile(rb"(?<![0-9.eE+])[0-9]{19,}")
+
+
+def _loads(raw: bytes, endpoint: str) -> Any:
+    """JSON -> Python, the same value for the same bytes whatever else the page holds.
+
+    The parser is chosen by what the text contains, never by whether orjson happened to
+    fail on a neighbour (a lone surrogate, say): otherwise one record could decode to an
+    int on one page and to a float on the next, get two different identities, and be
+    delivered (or dead-lettered) twice.
+    """
+    if _BIG_INTEGER.search(raw) is None:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
-            pass  # e.g. an integer beyond 64 bits, which the standard parser accepts
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise TransientError(
-                f"GET /{endpoint}: invalid JSON ({exc.__class__.__name__})"
-            ) from None
+            pass  # lone surrogates, NaN, ...: the standard parser decides
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TransientError(f"GET /{endpoint}: invalid JSON ({exc.__class__.__name__})") from None
+
+
+def tls_reason(error: BaseException) -> str:
+    """The verifier's reason (`self-signed certificate`, `hostname mismatch`, ...)."""
+    reason = getattr(error, "verify_message", None) or getattr(error, "reason", None)
+    return str(reason or type(error).__name__)[:120]
 
 
 async def _error_type(resp: aiohttp.ClientResponse) -> str | None:

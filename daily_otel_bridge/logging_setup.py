@@ -71,7 +71,24 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
-    # Libraries that log through the stdlib (grpc, aiohttp) go to the same stream at WARNING.
+    # Libraries that log through the stdlib (grpc, aiohttp) go to the same stream at WARNING,
+    # through the same mask: their messages (an exception's text, a URL) are not ours.
     logging.basicConfig(
         level=logging.WARNING, stream=out, format="%(levelname)s %(name)s %(message)s"
     )
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _MaskFilter) for f in handler.filters):
+            handler.addFilter(_MaskFilter())
+
+
+class _MaskFilter(logging.Filter):
+    """Masks registered secrets in a stdlib log record, traceback included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _SECRETS:
+            record.msg = _scrub(record.getMessage())
+            record.args = None
+            if record.exc_info:
+                record.exc_text = _scrub(logging.Formatter().formatException(record.exc_info))
+                record.exc_info = None
+        return True

@@ -242,6 +242,14 @@ class HttpTransport:
                 payload = await resp.read()
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        except aiohttp.ClientConnectorCertificateError as exc:
+            reason = getattr(exc.certificate_error, "verify_message", None) or "not trusted"
+            host = urlsplit(url).netloc  # never the path or query: they may carry a token
+            raise ExportError(
+                f"OTLP HTTP export failed: TLS certificate of {host} not trusted ({reason});"
+                " set certificate_file to the CA bundle that signed it",
+                transient=False,
+            ) from None
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise ExportError(
                 f"OTLP HTTP export failed: {type(exc).__name__}", transient=True

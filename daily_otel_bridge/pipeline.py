@@ -433,7 +433,10 @@ class DomainPipeline:
             if result.deduplicated:
                 self.metrics.records_deduplicated.labels(self.name, name).inc(result.deduplicated)
             if result.stalled:
-                log.warning("read stopped: the server does not page consistently", stream=name)
+                log.info(
+                    "read stopped early: the list moved while paging; the next read goes on",
+                    stream=name,
+                )
 
     def _deliverer(
         self, stream: str, read: SessionRead, stats: SweepStats, log: Any
@@ -534,10 +537,17 @@ class DomainPipeline:
     def _after_read(self, stream: str, read: SessionRead, complete: bool) -> None:
         s = self.settings
         cursor = read.cursor
+        if cursor.ended_at_ms is not None and cursor.end_seen_mono is None:
+            cursor.end_seen_mono = self.monotonic()
         if complete:
             cursor.drained_until_ms = read.end_ms
-            if cursor.ended_at_ms is not None and read.end_ms >= cursor.ended_at_ms + int(
-                s.session_grace * 1000
+            # Both clocks must agree that the grace period is over: the wall clock against
+            # Daily's end time, and the monotonic one, which a wall-clock jump cannot move.
+            if (
+                cursor.ended_at_ms is not None
+                and cursor.end_seen_mono is not None
+                and read.end_ms >= cursor.ended_at_ms + int(s.session_grace * 1000)
+                and self.monotonic() - cursor.end_seen_mono >= s.session_grace
             ):
                 cursor.retired = True
                 cursor.seen.clear()

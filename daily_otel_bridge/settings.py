@@ -328,8 +328,10 @@ def _check_rps(value: float) -> float:
 
 
 def _check_page_size(value: int) -> int:
-    if not 1 <= value <= 1000:
-        raise _fail("must be from 1 to 1000")
+    # At least 2: every request after the first re-reads one record (the anchor), so a page
+    # of 1 could never bring anything new.
+    if not 2 <= value <= 1000:
+        raise _fail("must be from 2 to 1000")
     return value
 
 

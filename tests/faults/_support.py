@@ -7,7 +7,6 @@ import json
 import resource
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -126,7 +125,3 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
             return True
         time.sleep(interval)
     return bool(predicate())
-
-
-def python() -> str:
-    return sys.executable

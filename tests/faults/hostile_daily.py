@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -84,28 +85,52 @@ class Hostility:
     """How nasty the server is. Probabilities are per API request."""
 
     seed: int = 1
-    p_server_error: float = 0.06
+    p_server_error: float = 0.04
     p_hang: float = 0.02
-    p_reset: float = 0.03
-    p_truncated: float = 0.03
-    p_html: float = 0.03
-    p_rate_limited: float = 0.04
-    hang_seconds: float = 3.0
+    p_reset: float = 0.02
+    p_truncated: float = 0.02
+    p_html: float = 0.02
+    p_rate_limited: float = 0.03
+    hang_seconds: float = 2.5
     max_consecutive_faults: int = 2
     # A 429 burst: every API request of every domain gets 429 for `burst_seconds`, every
     # `burst_every` seconds (0: never).
-    burst_every: float = 6.0
-    burst_seconds: float = 1.2
-    max_limit: int = 73
+    burst_every: float = 8.0
+    burst_seconds: float = 1.0
+    max_limit: int = 150
     p_short_page: float = 0.3
     meetings_max_limit: int = 3
     start_inclusive: bool = True
     end_inclusive: bool = False
+    # A careless server that quotes the credentials it refused in its error body.
+    reflect_credentials: bool = False
+
+    @classmethod
+    def tame(cls, **overrides: Any) -> Hostility:
+        """No random faults, bursts or short pages (for tests about something else)."""
+        calm: dict[str, Any] = {
+            "p_server_error": 0.0,
+            "p_hang": 0.0,
+            "p_reset": 0.0,
+            "p_truncated": 0.0,
+            "p_html": 0.0,
+            "p_rate_limited": 0.0,
+            "burst_every": 0.0,
+            "p_short_page": 0.0,
+        }
+        calm.update(overrides)
+        return cls(**calm)
 
 
 class HostileDaily:
-    def __init__(self, hostility: Hostility | None = None, clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        hostility: Hostility | None = None,
+        clock: Clock = time.time,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.hostility = hostility or Hostility()
+        self.ssl_context = ssl_context
         self.clock = clock
         self.domains: dict[str, Domain] = {}
         self._by_key: dict[str, Domain] = {}
@@ -115,6 +140,8 @@ class HostileDaily:
         self._seq = 0
         self._started = clock()
         self.counts: dict[str, int] = {}
+        self._forced: list[list[Any]] = []  # [fault, remaining, endpoint or None]
+        self.log: list[tuple[float, str, str]] = []  # (server clock, path, answer)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -194,11 +221,18 @@ class HostileDaily:
     def _count(self, what: str) -> None:
         self.counts[what] = self.counts.get(what, 0) + 1
 
+    def force(self, fault: str, count: int = 1, endpoint: str | None = None) -> None:
+        """Answer the next `count` API requests (of `endpoint`, if given) with `fault`: one of
+        429-seconds, 429-date, 429-none, 500, 502, 503, hang, reset, truncated, html."""
+        with self._lock:
+            self._forced.append([fault, count, endpoint])
+
     # -- running ---------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/v1"
 
     def start(self) -> HostileDaily:
         self._thread = threading.Thread(target=self._run, name="hostile-daily", daemon=True)
@@ -233,7 +267,7 @@ class HostileDaily:
         app.router.add_get("/v1/logs", self._api(self._logs))
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
         await site.start()
         for address in self._runner.addresses:
             self.port = int(address[1])
@@ -246,9 +280,10 @@ class HostileDaily:
 
     def _api(self, handler: Callable[[web.Request, Domain], Any]) -> Callable[[web.Request], Any]:
         async def wrapped(request: web.Request) -> web.StreamResponse:
-            fault = self._pick_fault(request)
+            fault = self._take_forced(request) or self._pick_fault(request)
+            self.log.append((self.clock(), request.path, fault or "ok"))
             if fault is not None:
-                self._count(fault)
+                self._count(fault.split("-")[0] if fault.startswith("429") else fault)
                 return await self._serve_fault(fault, request)
             header = request.headers.get("Authorization", "")
             scheme, _, token = header.partition(" ")
@@ -257,6 +292,8 @@ class HostileDaily:
             domain = self._by_key.get(token)
             if domain is None or domain.revoked:
                 self._count("401")
+                if self.hostility.reflect_credentials:
+                    return _error(401, f"authentication-error {header}", f"refused {header}")
                 return _error(401, "authentication-error", "the API key is not valid")
             body = handler(request, domain)
             if isinstance(body, web.StreamResponse):
@@ -265,6 +302,17 @@ class HostileDaily:
             return web.json_response(body)
 
         return wrapped
+
+    def _take_forced(self, request: web.Request) -> str | None:
+        with self._lock:
+            for item in self._forced:
+                fault, remaining, endpoint = item
+                if endpoint is None or request.path.endswith("/" + endpoint):
+                    item[1] = remaining - 1
+                    if item[1] <= 0:
+                        self._forced.remove(item)
+                    return str(fault)
+        return None
 
     def _in_burst(self) -> bool:
         h = self.hostility
@@ -299,8 +347,8 @@ class HostileDaily:
             self._streak[key] = streak + 1 if fault else 0
             return fault
 
-    def _retry_after(self) -> dict[str, str]:
-        form = self._rng.choice(["seconds", "date", "none"])
+    def _retry_after(self, form: str | None = None) -> dict[str, str]:
+        form = form or self._rng.choice(["seconds", "date", "none"])
         if form == "seconds":
             return {"Retry-After": "1"}
         if form == "date":
@@ -308,10 +356,11 @@ class HostileDaily:
         return {}
 
     async def _serve_fault(self, fault: str, request: web.Request) -> web.StreamResponse:
-        if fault == "429":
-            return _error(429, "rate-limit-error", "Too many requests", self._retry_after())
-        if fault == "5xx":
-            status = self._rng.choice([500, 502, 503])
+        if fault.startswith("429"):
+            form = fault.partition("-")[2] or None
+            return _error(429, "rate-limit-error", "Too many requests", self._retry_after(form))
+        if fault in ("5xx", "500", "502", "503"):
+            status = self._rng.choice([500, 502, 503]) if fault == "5xx" else int(fault)
             if status == 502:
                 return web.Response(
                     status=502,

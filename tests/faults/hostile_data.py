@@ -61,6 +61,8 @@ def weird_but_valid(
         {**base, "level": 99, "message": "unknown level"},
         {**base, "level": -1, "message": "negative level"},
         {**base, "extra": {"nested": [1, 2, {"deep": True}]}, "message": "unknown keys"},
+        # Beyond 64 bits: must decode to the same value on every page, whatever is near it.
+        {**base, "extra_big": 2**70, "message": "a big integer in an unknown key"},
         {**base, "clientTime": iso_ns(time_ms - 7 * 3600 * 1000), "message": "client 7h behind"},
         {**base, "clientTime": iso_ns(time_ms + 9 * 3600 * 1000), "message": "client 9h ahead"},
         {**base, "time": f"{plain}.{ms:03d}Z", "message": "three fractional digits"},
@@ -96,3 +98,24 @@ def malformed(
         (None, "record"),
         ([1, 2, 3], "record"),
     ]
+
+
+def populate_simple(
+    server: Any, rng: random.Random, domain: str, key: str, *, sessions: int = 1, records: int = 30
+) -> list[dict[str, Any]]:
+    """A domain with ended sessions full of well-formed records; returns every body."""
+    now_ms = int(server.clock() * 1000)
+    server.add_domain(domain, key)
+    bodies = []
+    for n in range(sessions):
+        sid = str(uuid.UUID(int=rng.getrandbits(128)))
+        user = str(uuid.UUID(int=rng.getrandbits(128)))
+        start_ms = now_ms - 30 * 60_000 + n * 1000
+        server.add_session(
+            domain, sid, f"room-{n}", start_ms // 1000, start_ms // 1000 + 600, [user]
+        )
+        for i in range(records):
+            body = good(rng, domain, sid, user, start_ms + 1000 + i * 7)
+            server.add_record(domain, sid, start_ms + 1000 + i * 7, body)
+            bodies.append(body)
+    return bodies

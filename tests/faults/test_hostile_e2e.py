@@ -36,11 +36,12 @@ KEYS = {"acme": "hostile-acme-key-0123456789abcdef", "beta": "hostile-beta-key-f
 
 
 @contextmanager
-def flaky(receiver: OtlpReceiver, period: float = 2.5) -> Iterator[list[str]]:
+def flaky(receiver: OtlpReceiver, period: float = 4.0) -> Iterator[list[str]]:
     """Cycle the receiver through failures until the block ends; yields the log of what it did.
 
-    Each failure is short enough for the exporter's own retries (max_retry_time 10 s) to ride
-    out most of the time; when they do not, the sweep fails and the scheduler backs off.
+    Each failure is short enough for the exporter's own retries (max_retry_time 20 s) to ride
+    out: what this test measures is losses, and a sweep failing over and over would only make
+    the scheduler back off for minutes (that path has its own test, test_backend_outage).
     """
     done = threading.Event()
     happened: list[str] = []
@@ -58,7 +59,7 @@ def flaky(receiver: OtlpReceiver, period: float = 2.5) -> Iterator[list[str]]:
             ),
             ("slow", Fault(delay_seconds=1.0, count=2)),
             ("down", None),
-            ("times out after storing", Fault(delay_seconds=4.0, count=1)),
+            ("times out after storing", Fault(delay_seconds=3.5, count=1)),
             ("deadline", Fault(grpc_status="DEADLINE_EXCEEDED", http_status=504, count=1)),
         ]
     )
@@ -90,7 +91,7 @@ def populate(server: HostileDaily, rng: random.Random) -> dict[str, Any]:
     info: dict[str, Any] = {"malformed": [], "gone": None, "live": []}
     for name, key in KEYS.items():
         server.add_domain(name, key)
-    plan = [("acme", 6, False), ("acme", 2, True), ("beta", 3, False)]
+    plan = [("acme", 4, False), ("acme", 2, True), ("beta", 2, False)]
     for dom, count, live in plan:
         for n in range(count):
             sid = str(uuid.UUID(int=rng.getrandbits(128)))
@@ -118,7 +119,7 @@ def fill_session(
     info: dict[str, Any],
 ) -> None:
     t = start_ms + 1000
-    count = 120 if live else 300
+    count = 120 if live else 200
     for i in range(count):
         t += rng.choice([0, 0, 1, 3, 40, 250])  # many ties
         user = rng.choice(users)
@@ -180,7 +181,7 @@ def test_hostile_daily_and_flaky_receiver_lose_nothing(tmp_path: Path) -> None:
                 "endpoint": receiver.grpc_endpoint,
                 "batch_size": 50,
                 "timeout": "3s",
-                "max_retry_time": "10s",
+                "max_retry_time": "20s",
             },
             domains=[
                 domain(
@@ -223,6 +224,18 @@ def test_hostile_daily_and_flaky_receiver_lose_nothing(tmp_path: Path) -> None:
                 if d == dom and (sid is None or s == sid)
             )
 
+        # Every kind of failed answer at least once, whatever the dice say.
+        for kind in (
+            "429-date",
+            "429-seconds",
+            "429-none",
+            "502",
+            "hang",
+            "reset",
+            "truncated",
+            "html",
+        ):
+            server.force(kind, count=1, endpoint="logs" if kind != "502" else None)
         daemon = start_daemon(config, log_path=log_path)
         t0 = time.monotonic()
         try:
@@ -243,25 +256,31 @@ def test_hostile_daily_and_flaky_receiver_lose_nothing(tmp_path: Path) -> None:
             server.restore("beta")
             assert stop(daemon, signal.SIGTERM) == 0
             daemon = start_daemon(config, log_path=log_path)
+            # (Signal handlers are installed by then: a SIGTERM during imports would kill it.)
+            assert wait_for(lambda: started_count(log_path) == 2, 30), _tail(log_path)
             assert wait_for(lambda: complete("beta"), 90, 0.5), _tail(log_path)
         finally:
             code = stop(daemon, signal.SIGTERM)
         assert code == 0
 
         got = by_session(receiver)
+        lost: dict[str, int] = {}
+        strangers: dict[str, set[str]] = {}
         for (dom, sid), w in want.items():
             mine = got.get(sid, Counter())
             if sid == gone:
-                # What it served before the 404; nothing it never served is invented.
-                assert mine
-                assert set(mine) <= set(w)
-                continue
-            missing = w - mine
-            assert not missing, (dom, sid, sum(missing.values()))
-            strangers = set(mine) - set(w)
-            assert not strangers, _explain(receiver, server, dom, sid, strangers)
+                assert mine, "the session delivered nothing before its 404"
+            else:
+                lost[f"{dom}/{sid}"] = sum((w - mine).values())
+            # Nothing Daily never served is invented (checked last, below).
+            if set(mine) - set(w):
+                strangers[sid] = set(mine) - set(w)
+        assert not any(lost.values()), f"records lost: {lost}"
+        dom_of = {sid: dom for dom, sid in want}
         print("receiver faults:", Counter(happened), "server faults:", server.counts)
-        assert {"429", "5xx", "reset", "truncated", "html", "401", "404"} <= set(server.counts)
+        assert {"429", "502", "hang", "reset", "truncated", "html", "401", "404"} <= set(
+            server.counts
+        )
 
         # Every malformed record: one dead letter, logged once, with its session and reason.
         text = log_path.read_text()
@@ -286,6 +305,13 @@ def test_hostile_daily_and_flaky_receiver_lose_nothing(tmp_path: Path) -> None:
         # It said what went wrong, in words an operator can act on.
         assert events(text, "session not found at Daily")
         assert [e for e in events(text, "sweep failed") if e.get("error_type") == "daily_auth"]
+
+        # Last: a uid that names no record Daily served (a re-read taken for a byte-identical
+        # twin of the anchor, `<digest>-2`: see the property tests) is a duplicate that
+        # downstream de-duplication on log.record.uid cannot remove.
+        assert not strangers, "\n".join(
+            _explain(receiver, server, dom_of[sid], sid, uids) for sid, uids in strangers.items()
+        )
 
 
 def _explain(

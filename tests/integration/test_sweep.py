@@ -78,6 +78,7 @@ class Rig:
             store=self.store,
             metrics=self.metrics,
             clock=self.sim.simulator.now,
+            monotonic=self.sim.simulator.now,
         )
 
     def truth(self) -> list[dict[str, Any]]:
@@ -128,10 +129,17 @@ async def close(pipeline: DomainPipeline) -> None:
 async def test_one_sweep_delivers_everything_once(tmp_path: Path, variant: dict[str, Any]) -> None:
     async with rig_for(sim_config(**variant), tmp_path) as rig:
         pipeline = rig.pipeline(rig.settings())
-        stats = await pipeline.sweep(full=True)
+        exported = (await pipeline.sweep(full=True)).exported
+        if variant.get("short_pages"):
+            # A page holding a lone record (the anchor) ends a read early: the next reads
+            # go on from the watermark.
+            for _ in range(10):
+                exported += (more := (await pipeline.sweep(full=True)).exported)
+                if not more:
+                    break
         truth = rig.truth()
         assert got_uids(rig.receiver) == expected_uids(truth)
-        assert stats.exported == len(truth)
+        assert exported == len(truth)
         # A fresh pipeline on the same store (a restart) finds nothing new.
         again = rig.pipeline(rig.settings())
         stats2 = await again.sweep(full=True)

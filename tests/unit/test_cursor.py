@@ -6,6 +6,7 @@ answers `[start, end]` windows with `offset`/`limit`, and can make records visib
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,7 @@ A, B, C, D = b"a", b"b", b"c", b"d"
     [
         (None, [], [], True, False),
         (None, [A, B], [0, 1], False, False),
-        (A, [A], [], False, False),  # only the anchor: maybe a short page, not the end
+        (A, [A], [], True, False),  # only the anchor: the end of this read
         (A, [A, B, C], [1, 2], False, False),
         (A, [], [], True, True),  # anchor vanished and nothing after
         (B, [A, B, C], [0, 2], False, True),  # A was inserted before the anchor
@@ -50,31 +51,13 @@ def test_cut_page(
 
 
 @pytest.mark.parametrize(
-    ("anchor", "tail", "digests", "take", "finished", "shifted"),
-    [
-        (A, [B, A], [], [], True, False),  # just past the anchor, nothing: the end
-        (A, [B, A], [C, D], [0, 1], False, False),  # more records after a short page
-        (A, [B, A], [A, C], [0, 1], False, False),  # a lone repeat is a twin: kept
-        (A, [C, B, A], [B, A, D], [2], False, True),  # the last two came again: a shift
-        (A, [C, A], [B, A, D], [0, 1, 2], False, False),  # no matching tail: not a shift
-    ],
-)
-def test_cut_page_just_past_the_anchor(
-    anchor: bytes,
-    tail: list[bytes],
-    digests: list[bytes],
-    take: list[int],
-    finished: bool,
-    shifted: bool,
-) -> None:
-    cut = cut_page(anchor, digests, overlap=False, tail=tail)
-    assert list(cut.take) == take
-    assert (cut.finished, cut.shifted) == (finished, shifted)
-
-
-@pytest.mark.parametrize(
     ("anchor", "digests", "suspect"),
-    [(A, [A, B], set()), (B, [A, B, C], {0}), (D, [A, B, C], {0, 1, 2}), (C, [A, B, C], {0, 1})],
+    [
+        (A, [A, B], set()),
+        (B, [A, B, C], {0, 2}),
+        (D, [A, B, C], {0, 1, 2}),
+        (C, [A, B, C], {0, 1}),
+    ],
 )
 def test_cut_page_marks_possible_rereads(
     anchor: bytes, digests: list[bytes], suspect: set[int]
@@ -90,12 +73,12 @@ def test_next_page_offset_rereads_the_anchor(consumed: int, offset: int) -> None
 @pytest.mark.parametrize(
     ("watermark_ns", "drained_ms", "floor_ms", "lookback_ms", "expected"),
     [
-        (None, None, 1_000, 120_000, 1_000),  # nothing read yet: the floor
+        (None, None, 1_000, 120_000, 1_000),  # nothing delivered yet: the floor
         (10_000 * NS_PER_MS + 5, None, 0, 2_000, 7_999),  # back from the watermark
         (10_000 * NS_PER_MS, None, 0, 0, 9_999),
-        (10_000 * NS_PER_MS, 50_000, 0, 2_000, 47_999),  # back from the last complete read
-        (None, 50_000, 0, 2_000, 47_999),  # a complete read that found nothing
-        (None, 50_000, 49_000, 2_000, 49_000),  # never before the floor
+        # The end of the last read (the bridge's clock) never moves the start.
+        (10_000 * NS_PER_MS, 50_000_000, 0, 2_000, 7_999),
+        (None, 50_000, 1_000, 2_000, 1_000),
     ],
 )
 def test_window_start(
@@ -151,7 +134,13 @@ class FakeDaily:
 
 
 async def read_all(
-    server: FakeDaily, cursor: SessionCursor, now_ms: int, *, lookback_ms: int, limit: int
+    server: FakeDaily,
+    cursor: SessionCursor,
+    now_ms: int,
+    *,
+    lookback_ms: int,
+    limit: int,
+    complete: bool = True,
 ) -> list[dict[str, Any]]:
     read = SessionRead.begin(cursor, now_ms=now_ms, lookback_ms=lookback_ms, settle_lag_ms=0)
     out: list[dict[str, Any]] = []
@@ -165,7 +154,7 @@ async def read_all(
         return True
 
     result = await drain(read, fetch, record_digest, deliver)
-    assert result.complete
+    assert result.complete == complete
     prune_seen(cursor.seen, window_start_ms(cursor, lookback_ms))
     return out
 
@@ -215,38 +204,53 @@ async def test_record_inserted_during_paging_shifts_nothing_into_a_duplicate() -
         server.add(1000 + i, f"m{i}")
     server.add(1001, "late", late_after_calls=2)  # appears between page 2 and page 3
     cursor = SessionCursor("s", "r", start_floor_ms=0)
-    first = await read_all(server, cursor, 5_000, lookback_ms=100, limit=5)
+    first = await read_all(server, cursor, 5_000, lookback_ms=100, limit=5, complete=False)
     assert "late" not in [r["message"] for r in first], "it appeared behind the read's offset"
-    # The next read's overlap finds it; nothing is delivered twice.
+    assert len(first) < 30, "the read stopped where the list moved"
+    # The next read starts again from the watermark's overlap: it finds the late record and
+    # the rest; nothing is delivered twice.
     second = await read_all(server, cursor, 5_000, lookback_ms=100, limit=5)
-    assert [r["message"] for r in second] == ["late"]
+    assert "late" in [r["message"] for r in second]
     messages = [r["message"] for r in first + second]
     assert sorted(messages) == sorted([f"m{i}" for i in range(30)] + ["late"])
     assert len(messages) == len(set(messages))
 
 
-@pytest.mark.parametrize("short", [1, 2, 3])
-@pytest.mark.parametrize("limit", [0, 5, 500])
+@pytest.mark.parametrize("short", [2, 3])
+@pytest.mark.parametrize("limit", [5, 500])
 async def test_short_pages_are_not_the_end(short: int, limit: int) -> None:
     server = FakeDaily(short=short)
     for i in range(40):
         server.add(1000 + i // 3, f"m{i}")
     server.add(1005, "m15")  # a byte-identical twin
     cursor = SessionCursor("s", "r", start_floor_ms=0)
-    read = SessionRead.begin(cursor, now_ms=5_000, lookback_ms=100, settle_lag_ms=0, limit=limit)
+    got = await read_all(server, cursor, 5_000, lookback_ms=100, limit=limit)
+    assert sorted(r["message"] for r in got) == sorted([f"m{i}" for i in range(40)] + ["m15"])
+
+
+async def test_one_record_pages_are_delayed_not_lost() -> None:
+    # A server that now and then answers a single record while more follow ends that read
+    # early (the page holds only the anchor); the next read starts from the watermark and
+    # goes further. (One that answered a lone record at the same place on every read would
+    # stall the session: the README states this limit.)
+    rng = random.Random(3)
+
+    class Flaky(FakeDaily):
+        def page(self, start_ms: int, end_ms: int, offset: int, limit: int) -> list[dict[str, Any]]:
+            self.short = 1 if rng.random() < 0.3 else None
+            return super().page(start_ms, end_ms, offset, limit)
+
+    server = Flaky()
+    for i in range(12):
+        server.add(1000 + i // 3, f"m{i}")
+    server.add(1002, "m7")  # a byte-identical twin
+    cursor = SessionCursor("s", "r", start_floor_ms=0)
     got: list[str] = []
-
-    async def fetch(offset: int) -> Sequence[Any]:
-        return server.page(read.start_ms, read.end_ms, offset, limit or 500)
-
-    def deliver(rec: dict[str, Any], uid: str) -> bool:
-        got.append(rec["message"])
-        read.mark(uid, rec["t"] * NS_PER_MS)
-        return True
-
-    result = await drain(read, fetch, record_digest, deliver)
-    assert result.complete
-    assert sorted(got) == sorted([f"m{i}" for i in range(40)] + ["m15"])
+    for _ in range(30):
+        got += [
+            r["message"] for r in await read_all(server, cursor, 5_000, lookback_ms=100, limit=4)
+        ]
+    assert sorted(got) == sorted([f"m{i}" for i in range(12)] + ["m7"])
 
 
 async def test_short_pages_of_three_are_not_the_end() -> None:
