@@ -252,6 +252,16 @@ def test_hostile_daily_and_flaky_receiver_lose_nothing(tmp_path: Path) -> None:
                 assert wait_for(lambda: complete("acme"), 120, 0.5), _tail(log_path)
                 assert daemon.poll() is None, "the daemon gave up"
             print(f"acme complete after {time.monotonic() - t0:.1f}s")
+            # Beta may have been backing off from earlier faults: wait until it met the 401.
+            assert wait_for(
+                lambda: [
+                    e
+                    for e in events(log_path.read_text(), "sweep failed")
+                    if e.get("error_type") == "daily_auth"
+                ],
+                120,
+                0.5,
+            ), _tail(log_path)
             # The key is fixed: a restart (the operator's move after rotating a key) resumes.
             server.restore("beta")
             assert stop(daemon, signal.SIGTERM) == 0
