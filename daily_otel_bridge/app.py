@@ -54,6 +54,7 @@ class Bridge:
 
     async def run_once(self) -> bool:
         """One full sweep of every domain, concurrently; True when all succeeded."""
+        self._install_signal_handlers()
         results = await asyncio.gather(*(r.sweep_once(full=True) for r in self.runners))
         return all(results)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # grpc's C core prints connection notices (GOAWAY, reconnects) straight to stderr, around
+    # the structured log; the exporter reports what matters itself.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     args = _parser().parse_args(argv)
     configure_logging(args.log_level)
     log = structlog.get_logger("daily_otel_bridge.cli")
