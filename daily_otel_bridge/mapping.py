@@ -168,6 +168,17 @@ def record_digest(record: Mapping[str, Any]) -> bytes:
     return hashlib.blake2b(canonical_json(record), digest_size=16).digest()
 
 
+def digest_any(record: object) -> bytes:
+    """The digest of whatever Daily sent as a record, even when it is not an object (such a
+    record still needs an identity: it becomes a dead letter exactly once)."""
+    if isinstance(record, dict):
+        try:
+            return record_digest(record)
+        except (TypeError, ValueError):
+            pass
+    return record_digest({"__raw__": repr(record)})
+
+
 def record_uid(digest: bytes, occurrence: int) -> str:
     """`log.record.uid`: the digest, plus the occurrence number for byte-identical twins.
 

@@ -45,8 +45,8 @@ from daily_otel_bridge.encoding import LogBatch, build_resource, resource_to_pro
 from daily_otel_bridge.mapping import (
     MalformedRecord,
     SeverityTable,
+    digest_any,
     fill_log_record,
-    record_digest,
     validate,
 )
 from daily_otel_bridge.metrics_mapping import (
@@ -414,7 +414,7 @@ class DomainPipeline:
             await drain_streams(
                 drains,
                 fetch_page,
-                _digest,
+                digest_any,
                 should_stop=lambda: self.stop_requested,
                 after_page=after_page,
             )
@@ -727,15 +727,6 @@ def build_pipeline(
     return DomainPipeline(
         domain, client=client, exporter=exporter, store=store, metrics=metrics, persist=persist
     )
-
-
-def _digest(record: Any) -> bytes:
-    if isinstance(record, dict):
-        try:
-            return record_digest(record)
-        except (TypeError, ValueError):
-            pass
-    return record_digest({"__raw__": repr(record)})
 
 
 __all__ = ["LOGS", "METRICS", "DomainPipeline", "SweepStats", "build_pipeline", "room_selected"]

@@ -6,10 +6,10 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from daily_otel_bridge.mapping import record_digest, record_uid
+from daily_otel_bridge.mapping import digest_any, record_digest, record_uid
 
 
-def expected_uids(records: Iterable[dict[str, Any]]) -> Counter[str]:
+def expected_uids(records: Iterable[Any]) -> Counter[str]:
     """The uids the bridge must produce: digest plus occurrence among identical records.
 
     `records` in the order Daily returns them (ASC); identical records share a `time`, so
@@ -18,7 +18,7 @@ def expected_uids(records: Iterable[dict[str, Any]]) -> Counter[str]:
     occurrences: Counter[bytes] = Counter()
     uids: Counter[str] = Counter()
     for record in records:
-        digest = record_digest(record)
+        digest = digest_any(record)
         occurrences[digest] += 1
         uids[record_uid(digest, occurrences[digest])] += 1
     return uids

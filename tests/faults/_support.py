@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from daily_otel_bridge.mapping import record_digest, record_uid
 from daily_otel_bridge.testing.otlp_receiver import ReceivedLog
 from tests.e2e.harness import PYTHON, bridge_env
 
@@ -54,27 +53,6 @@ def file_size_limit(max_bytes: int) -> Callable[[], None]:
         resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
 
     return apply
-
-
-def digest_of(record: Any) -> bytes:
-    """The digest the bridge gives a record (pipeline._digest, restated)."""
-    if isinstance(record, dict):
-        try:
-            return record_digest(record)
-        except (TypeError, ValueError):
-            pass
-    return record_digest({"__raw__": repr(record)})
-
-
-def expected_uids(records: Iterable[Any]) -> Counter[str]:
-    """`log.record.uid` of each record: digest plus occurrence among identical records."""
-    occurrences: Counter[bytes] = Counter()
-    uids: Counter[str] = Counter()
-    for record in records:
-        digest = digest_of(record)
-        occurrences[digest] += 1
-        uids[record_uid(digest, occurrences[digest])] += 1
-    return uids
 
 
 def received_uids(logs: Iterable[ReceivedLog]) -> Counter[str]:
