@@ -19,7 +19,8 @@ from daily_otel_bridge.pipeline import DomainPipeline
 from daily_otel_bridge.self_metrics import BridgeMetrics
 from daily_otel_bridge.settings import DomainSettings, parse_settings
 from daily_otel_bridge.testing.otlp_receiver import OtlpReceiver
-from tests.faults._support import expected_uids, received_uids
+from tests.expectations import expected_uids
+from tests.faults._support import received_uids
 from tests.faults.hostile_daily import HostileDaily, Hostility
 from tests.faults.hostile_data import populate_simple
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from daily_otel_bridge.testing.otlp_receiver import OtlpReceiver
 from tests.e2e.harness import BridgeConfig, domain, simulator, start_daemon, stop
+from tests.expectations import expected_uids
 from tests.faults._support import (
     events,
-    expected_uids,
     free_port,
     received_uids,
     vm_rss_kb,

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from daily_otel_bridge.mapping import parse_time_ns
+from tests.expectations import expected_uids
 from tests.faults import hostile_data
 from tests.faults._rig import close, rig
-from tests.faults._support import expected_uids, received_uids
+from tests.faults._support import received_uids
 from tests.faults.hostile_daily import HostileDaily
 
 HOUR = 3600.0

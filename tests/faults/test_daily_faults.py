@@ -14,9 +14,10 @@ import pytest
 import structlog
 
 from daily_otel_bridge.daily_client import AuthError
+from tests.expectations import expected_uids
 from tests.faults import hostile_data
 from tests.faults._rig import KEY, close, rig
-from tests.faults._support import expected_uids, received_uids
+from tests.faults._support import received_uids
 
 ANSWERS = [
     "429-seconds",

@@ -23,11 +23,11 @@ from typing import Any
 
 from daily_otel_bridge.testing.otlp_receiver import Fault, OtlpReceiver
 from tests.e2e.harness import BridgeConfig, domain, start_daemon, stop
+from tests.expectations import expected_uids
 from tests.faults import hostile_data
 from tests.faults._support import (
     dead_letters,
     events,
-    expected_uids,
     wait_for,
 )
 from tests.faults.hostile_daily import HostileDaily, Hostility

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from daily_otel_bridge.testing.otlp_receiver import OtlpReceiver
 from tests.e2e.harness import PYTHON, BridgeConfig, bridge_env, domain, run_once, simulator
+from tests.expectations import expected_uids
 from tests.faults._support import (
     drop_dac_capabilities,
     events,
-    expected_uids,
     file_size_limit,
     received_uids,
 )
