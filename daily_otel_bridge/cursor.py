@@ -45,6 +45,10 @@ class SessionCursor:
     # When this process first knew the meeting had ended (monotonic clock): the grace
     # period must also pass on a clock that cannot jump.
     end_seen_mono: float | None = None
+    # (window start, records in the list) at the end of the last complete read: while the
+    # start has not moved, asking just past that many records tells in one request whether
+    # anything changed (in memory only).
+    resume: tuple[int, int] | None = None
 
 
 def window_start_ms(cursor: SessionCursor, lookback_ms: int) -> int:

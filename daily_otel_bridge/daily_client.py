@@ -152,9 +152,11 @@ class DailyClient:
                 seen.add(meeting.id)
                 meetings.append(meeting)
                 fresh += 1
-            # An empty page (or one that repeats what we had) ends the walk; a short page
-            # alone does not, for the same reason as with /logs.
-            if not data or fresh == 0:
+            # An empty page (or one that repeats what we had) ends the walk, and so does
+            # having as many meetings as Daily counts for the filter; a short page alone
+            # does not, for the same reason as with /logs.
+            total = body.get("total_count")
+            if not data or fresh == 0 or (isinstance(total, int) and len(seen) >= total):
                 return meetings
             last = data[-1]
             starting_after = str(last.get("id")) if isinstance(last, dict) else None
@@ -268,6 +270,8 @@ class DailyClient:
 # not fit 64 bits. orjson turns such an integer into a float without a word (losing digits);
 # the standard parser keeps it exact.
 _BIG_INTEGER = re.compile(rb"(?<![0-9.eE+])[0-9]{19,}")
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_ZEROS = b"0" * 19
 
 
 def _loads(raw: bytes, endpoint: str) -> Any:
@@ -278,7 +282,9 @@ def _loads(raw: bytes, endpoint: str) -> Any:
     int on one page and to a float on the next, get two different identities, and be
     delivered (or dead-lettered) twice.
     """
-    if _BIG_INTEGER.search(raw) is None:
+    # The regex can only match where 19 digits stand together; mapping every digit to "0"
+    # and looking for nineteen zeros is a C-speed test that spares most bodies the regex.
+    if _NINETEEN_ZEROS not in raw.translate(_DIGITS_TO_ZERO) or _BIG_INTEGER.search(raw) is None:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -370,6 +370,12 @@ class DomainPipeline:
         # One window for the streams read together (see cursor.drain_streams).
         start_ms = min(window_start_ms(c, lookback_ms) for c in open_streams.values())
         end_ms = max(now_ms - int(s.settle_lag * 1000), start_ms)
+        if len(open_streams) == 1 and await self._nothing_changed(
+            session_id, next(iter(open_streams.values())), start_ms, end_ms
+        ):
+            primary.drained_until_ms = end_ms
+            self._schedule(primary, 0)
+            return stats
         drains: dict[str, StreamDrain] = {}
         for name, cursor in open_streams.items():
             read = SessionRead(cursor=cursor, start_ms=start_ms, end_ms=end_ms, limit=s.page_size)
@@ -380,8 +386,35 @@ class DomainPipeline:
         for name, drain in drains.items():
             delivered += drain.result.delivered
             self._after_read(name, drain.read, drain.result.complete)
+            complete = drain.result.complete
+            drain.read.cursor.resume = (start_ms, drain.read.consumed) if complete else None
         self._schedule(primary, delivered)
         return stats
+
+    async def _nothing_changed(
+        self, session_id: str, cursor: SessionCursor, start_ms: int, end_ms: int
+    ) -> bool:
+        """A quiet session in one request: nothing past where the last read ended.
+
+        Valid only while the window starts where it started then (no record delivered
+        since): the list can then only have grown, by new records at its end or late ones
+        inside it, and either makes the answer non-empty, which falls back to a full read.
+        """
+        if cursor.resume is None or cursor.resume[0] != start_ms or cursor.retired:
+            return False
+        if cursor.ended_at_ms is not None:
+            return False  # an ended session reads fully until it retires
+        page = await self.client.fetch_logs_page(
+            mtg_session_id=session_id,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            offset=cursor.resume[1],
+            limit=2,
+            log_level=self.settings.log_level,
+            include_logs=self.streams[0] == LOGS,
+            include_metrics=self.streams[0] == METRICS,
+        )
+        return not (page.logs or page.metrics)
 
     async def _read(
         self, session_id: str, drains: dict[str, StreamDrain], stats: SweepStats, log: Any
@@ -589,14 +622,19 @@ class DomainPipeline:
             await self._flush(stats)
 
     def _take_updates(self, stream: str) -> list[CursorUpdate]:
-        updates = [
-            CursorUpdate(
-                cursor=dataclasses.replace(u.cursor, seen={}),
-                new_seen=u.new_seen,
-                prune_before_ms=u.prune_before_ms,
+        lookback_ms = int(self.settings.lookback * 1000)
+        updates = []
+        for u in self._pending[stream].values():
+            # Identities older than where the next read starts are never looked up again:
+            # persisting them would only be deleted at the end of the read.
+            horizon_ns = window_start_ms(u.cursor, lookback_ms) * NS_PER_MS
+            updates.append(
+                CursorUpdate(
+                    cursor=dataclasses.replace(u.cursor, seen={}),
+                    new_seen=[(uid, t) for uid, t in u.new_seen if t >= horizon_ns],
+                    prune_before_ms=u.prune_before_ms,
+                )
             )
-            for u in self._pending[stream].values()
-        ]
         self._pending[stream] = {}
         return updates
 

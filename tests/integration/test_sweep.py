@@ -277,3 +277,37 @@ async def test_many_failing_sessions_abort_the_sweep(tmp_path: Path) -> None:
         with pytest.raises(TransientError):
             await pipeline.sweep(full=True)
         await close(pipeline)
+
+
+async def test_a_quiet_ongoing_session_costs_one_request_a_poll(tmp_path: Path) -> None:
+    # Three ongoing meetings whose first record comes at their start and the next only
+    # after 1,000 s: quiet. After a full read, each poll asks one question per session.
+    config = sim_config(
+        meetings_per_domain=0, live=True, live_meetings=3, live_records_per_second=0.001
+    )
+    async with rig_for(config, tmp_path) as rig:
+        rig.sim.simulator.advance(5)
+        pipeline = rig.pipeline(rig.settings())
+        await pipeline.sweep(full=True)
+        delivered = rig.receiver.count()
+        assert delivered == 3
+
+        def logs_requests() -> float:
+            return float(rig.metrics.api_requests.labels("acme", "logs", "200")._value.get())
+
+        # The first read started at the session's floor, the next from the watermark: that
+        # read is a full one (two requests); from then on the window stays put.
+        rig.sim.simulator.advance(5)
+        await pipeline.sweep(full=True)
+        for _ in range(3):
+            before = logs_requests()
+            rig.sim.simulator.advance(5)
+            await pipeline.sweep(full=True)
+            assert logs_requests() - before == 3
+        assert rig.receiver.count() == delivered
+        # When one speaks again, the question comes back non-empty and a full read follows.
+        rig.sim.simulator.advance(1000)
+        await pipeline.sweep(full=True)
+        assert got_uids(rig.receiver) == expected_uids(rig.truth())
+        assert rig.receiver.count() == 6
+        await close(pipeline)
