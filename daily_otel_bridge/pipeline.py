@@ -310,19 +310,13 @@ class DomainPipeline:
                 if not all(c.retired for c in by_stream.values())
                 and (full or self._primary(by_stream).next_poll_at <= self.monotonic())
             ]
-            # Sessions that had news last time first, then the longest waiting. When the API
-            # budget cannot serve every due session within a poll interval, the sweep ends
-            # there and the next one starts again with the busy sessions (a full sweep, as
-            # for `--once`, reads them all).
+            # Sessions that had news last time first, then the longest waiting.
             due.sort(
                 key=lambda b: (self._primary(b).quiet_polls > 0, self._primary(b).next_poll_at)
             )
-            sweep_started = self.monotonic()
             failed_in_a_row = 0
             for by_stream in due:
                 if self.stop_requested:
-                    break
-                if not full and self.monotonic() - sweep_started > self.settings.poll_interval:
                     break
                 try:
                     stats.merge(await self._drain_session(by_stream))
