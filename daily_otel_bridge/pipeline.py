@@ -373,12 +373,14 @@ class DomainPipeline:
         # One window for the streams read together (see cursor.drain_streams).
         start_ms = min(window_start_ms(c, lookback_ms) for c in open_streams.values())
         end_ms = max(now_ms - int(s.settle_lag * 1000), start_ms)
-        if len(open_streams) == 1 and await self._nothing_changed(
-            session_id, next(iter(open_streams.values())), start_ms, end_ms
-        ):
-            primary.drained_until_ms = end_ms
-            self._schedule(primary, 0)
-            return stats
+        if len(open_streams) == 1:
+            ((name, only),) = open_streams.items()
+            if await self._nothing_changed(session_id, only, start_ms, end_ms):
+                # As good as a complete read that found nothing new.
+                quiet = SessionRead(cursor=only, start_ms=start_ms, end_ms=end_ms)
+                self._after_read(name, quiet, complete=True)
+                self._schedule(primary, 0)
+                return stats
         drains: dict[str, StreamDrain] = {}
         for name, cursor in open_streams.items():
             read = SessionRead(cursor=cursor, start_ms=start_ms, end_ms=end_ms, limit=s.page_size)
@@ -405,8 +407,6 @@ class DomainPipeline:
         """
         if cursor.resume is None or cursor.resume[0] != start_ms or cursor.retired:
             return False
-        if cursor.ended_at_ms is not None:
-            return False  # an ended session reads fully until it retires
         page = await self.client.fetch_logs_page(
             mtg_session_id=session_id,
             start_ms=start_ms,
