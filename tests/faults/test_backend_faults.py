@@ -4,6 +4,7 @@ any cursor, refused records (partial success) are counted."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,12 @@ async def test_receiver_absent_then_present(tmp_path: Path) -> None:
                 await pipeline.sweep(full=True)
             assert info.value.transient
         r.receiver.resume_serving()
-        await pipeline.sweep(full=True)
+        # grpc may still be inside its (capped, 5 s) reconnect wait: a sweep or two more.
+        for _ in range(10):
+            try:
+                await pipeline.sweep(full=True)
+                break
+            except ExportError:
+                await asyncio.sleep(1)
         assert r.got() == r.want()
         await close(pipeline)
