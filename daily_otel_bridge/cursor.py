@@ -18,7 +18,7 @@ How a session is read (DESIGN.md, "The cursor"):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -302,11 +302,3 @@ async def drain(
 
     await drain_streams({"only": stream}, fetch, digest, should_stop, after_page)
     return stream.result
-
-
-def multiset(uids: Iterable[str]) -> dict[str, int]:
-    """Count of each uid; a helper for tests and properties."""
-    counts: dict[str, int] = {}
-    for uid in uids:
-        counts[uid] = counts.get(uid, 0) + 1
-    return counts

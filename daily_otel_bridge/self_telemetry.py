@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
 
 import structlog
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -37,7 +36,7 @@ def registry_to_request(
     scope = resource_metrics.scope_metrics.add()
     scope.scope.name = SCOPE_NAME
     scope.scope.version = __version__
-    for family in _families(registry):
+    for family in registry.collect():
         metric = scope.metrics.add(name=family.name, description=family.documentation)
         if family.unit:
             metric.unit = family.unit
@@ -67,10 +66,6 @@ def registry_to_request(
         else:
             scope.metrics.pop()
     return request
-
-
-def _families(registry: CollectorRegistry) -> Iterable[PromMetric]:
-    return registry.collect()
 
 
 def _add_histogram_points(metric: Metric, family: PromMetric, now_ns: int, start_ns: int) -> None:
