@@ -626,7 +626,7 @@ def run_freshness(args: argparse.Namespace, workdir: Path, summary: Summary) -> 
             if req.signal == "logs" and req.fault is None:
                 arrivals.extend([req.time] * req.records)
         truth = [r for r in json.loads(_get(sim.base + "/_sim/records?domain=acme"))["records"]]
-    from daily_otel_bridge.mapping import parse_time_ns
+    from daily_otel_bridge.core.mapping import parse_time_ns
 
     expected = sum(1 for r in truth if w_lo <= parse_time_ns(r["time"]) / 1e9 < w_hi)
     delays = []
@@ -748,17 +748,17 @@ def run_stages(args: argparse.Namespace, workdir: Path, summary: Summary) -> Non
     """CPU of each per-record step, in this process, on records rendered by the simulator."""
     import gzip
 
-    from daily_otel_bridge.cursor import SessionCursor, SessionRead
-    from daily_otel_bridge.encoding import LogBatch, build_resource, resource_to_proto
-    from daily_otel_bridge.mapping import (
+    from daily_otel_bridge.core.cursor import SessionCursor, SessionRead
+    from daily_otel_bridge.core.encoding import LogBatch, build_resource, resource_to_proto
+    from daily_otel_bridge.core.mapping import (
         DEFAULT_SEVERITY,
         fill_log_record,
         record_digest,
         record_uid,
         validate,
     )
-    from daily_otel_bridge.simulator import Simulator as Sim
-    from daily_otel_bridge.simulator import SimulatorConfig
+    from daily_otel_bridge.testing.simulator import Simulator as Sim
+    from daily_otel_bridge.testing.simulator import SimulatorConfig
 
     n_meetings = 5 if args.quick else 20
     sim = Sim(
@@ -818,7 +818,8 @@ def run_stages(args: argparse.Namespace, workdir: Path, summary: Summary) -> Non
                 read.mark(uid, v.time_ns)
 
     def sqlite_commit() -> None:
-        from daily_otel_bridge.cursor_store import CursorUpdate, SqliteCursorStore
+        from daily_otel_bridge.state.base import CursorUpdate
+        from daily_otel_bridge.state.sqlite import SqliteCursorStore
 
         path = workdir / "stages.db"
         for suffix in ("", "-wal", "-shm"):

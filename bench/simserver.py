@@ -1,6 +1,6 @@
 """The Daily API simulator, plus a per-request log for the benchmarks.
 
-Same simulator as `python -m daily_otel_bridge.simulator` (built with the public
+Same simulator as `python -m daily_otel_bridge.testing.simulator` (built with the public
 `SimulatorConfig` and `create_app`), with one addition: every `/v1/*` request is appended to an
 in-memory log (arrival time, endpoint, mtgSessionId, offset, status), served as JSON by
 `GET /_bench/requests?since=N`. The API-cost and rate benchmarks need it to split requests per
@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from daily_otel_bridge.simulator import SimulatorConfig, create_app
+from daily_otel_bridge.testing.simulator import SimulatorConfig, create_app
 
 LOG_KEY: web.AppKey[list[tuple[float, str, str, int, int]]] = web.AppKey("bench_log", list)
 

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from daily_otel_bridge.mapping import digest_any, record_digest, record_uid
+from daily_otel_bridge.core.mapping import digest_any, record_digest, record_uid
 
 
 def expected_uids(records: Iterable[Any]) -> Counter[str]:

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from daily_otel_bridge.mapping import ATTR_MTG_SESSION_ID, ATTR_ROOM, ATTR_USER_SESSION_ID
-from daily_otel_bridge.metrics_mapping import (
+from daily_otel_bridge.core.mapping import ATTR_MTG_SESSION_ID, ATTR_ROOM, ATTR_USER_SESSION_ID
+from daily_otel_bridge.core.metrics_mapping import (
     ATTR_CONNECTION,
     ATTR_METRIC_PATH,
     ATTR_TRACK_DIRECTION,

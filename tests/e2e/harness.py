@@ -60,7 +60,7 @@ def simulator(args: Sequence[str], max_seconds: float = 600) -> Iterator[Simulat
     cmd = [
         PYTHON,
         "-m",
-        "daily_otel_bridge.simulator",
+        "daily_otel_bridge.testing.simulator",
         "--host",
         "127.0.0.1",
         "--port",

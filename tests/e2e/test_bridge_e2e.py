@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from daily_otel_bridge.mapping import parse_time_ns
+from daily_otel_bridge.core.mapping import parse_time_ns
 from daily_otel_bridge.testing.otlp_receiver import OtlpReceiver, ReceivedLog
 from daily_otel_bridge.testing.rotel import RotelCollector
 from tests.e2e.harness import (

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from daily_otel_bridge.metrics_mapping import CATALOGUE_BY_NAME, GENERIC_METRIC, map_sample
+from daily_otel_bridge.core.metrics_mapping import CATALOGUE_BY_NAME, GENERIC_METRIC, map_sample
 from daily_otel_bridge.testing.otlp_receiver import OtlpReceiver, ReceivedPoint
 from daily_otel_bridge.testing.rotel import RotelCollector
 from tests.e2e.harness import BridgeConfig, domain, run_once, simulator, start_daemon, stop

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daily_otel_bridge.cursor_store import SqliteCursorStore
-from daily_otel_bridge.daily_client import DailyClient
-from daily_otel_bridge.otlp import Exporter, build_transport
-from daily_otel_bridge.pipeline import DomainPipeline
-from daily_otel_bridge.self_metrics import BridgeMetrics
-from daily_otel_bridge.settings import DomainSettings, parse_settings
+from daily_otel_bridge.config.settings import DomainSettings, parse_settings
+from daily_otel_bridge.daily.client import DailyClient
+from daily_otel_bridge.otlp.transport import Exporter, build_transport
+from daily_otel_bridge.pipeline.domain import DomainPipeline
+from daily_otel_bridge.service.self_metrics import BridgeMetrics
+from daily_otel_bridge.state.sqlite import SqliteCursorStore
 from daily_otel_bridge.testing.otlp_receiver import OtlpReceiver
 from tests.expectations import expected_uids
 from tests.faults._support import received_uids

@@ -1,8 +1,8 @@
 """A Daily-like REST server that misbehaves in every way daily-api.md leaves open.
 
-Written apart from `daily_otel_bridge.simulator` (nothing of it is imported) so that the bridge
-is not only ever tested against its own authors' reading of the API. Plain aiohttp, on its own
-event loop in a daemon thread, bound to 127.0.0.1 on a free port.
+Written apart from `daily_otel_bridge.testing.simulator` (nothing of it is imported) so that
+the bridge is not only ever tested against its own authors' reading of the API. Plain
+aiohttp, on its own event loop in a daemon thread, bound to 127.0.0.1 on a free port.
 
 What it serves (`/v1/meetings`, `/v1/logs`, `Authorization: Bearer <key>`, one key per domain)
 is a truth that the test builds with `add_session` / `add_record`; every record carries the

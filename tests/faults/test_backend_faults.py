@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from daily_otel_bridge.otlp import ExportError
+from daily_otel_bridge.otlp.transport import ExportError
 from daily_otel_bridge.testing.otlp_receiver import Fault
 from tests.faults._rig import close, rig
 

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from daily_otel_bridge.mapping import parse_time_ns
+from daily_otel_bridge.core.mapping import parse_time_ns
 from tests.expectations import expected_uids
 from tests.faults import hostile_data
 from tests.faults._rig import close, rig

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from daily_otel_bridge.daily_client import AuthError
+from daily_otel_bridge.daily.client import AuthError
 from tests.expectations import expected_uids
 from tests.faults import hostile_data
 from tests.faults._rig import KEY, close, rig

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from daily_otel_bridge.cursor_store import SqliteCursorStore
-from daily_otel_bridge.daily_client import AuthError, DailyClient, TransientError
-from daily_otel_bridge.otlp import Exporter, build_transport
-from daily_otel_bridge.pipeline import DomainPipeline
-from daily_otel_bridge.self_metrics import BridgeMetrics
-from daily_otel_bridge.settings import DomainSettings, parse_settings
-from daily_otel_bridge.simulator import RunningSimulator, SimulatorConfig, start_simulator
+from daily_otel_bridge.config.settings import DomainSettings, parse_settings
+from daily_otel_bridge.daily.client import AuthError, DailyClient, TransientError
+from daily_otel_bridge.otlp.transport import Exporter, build_transport
+from daily_otel_bridge.pipeline.domain import DomainPipeline
+from daily_otel_bridge.service.self_metrics import BridgeMetrics
+from daily_otel_bridge.state.sqlite import SqliteCursorStore
 from daily_otel_bridge.testing.otlp_receiver import Fault, OtlpReceiver
+from daily_otel_bridge.testing.simulator import RunningSimulator, SimulatorConfig, start_simulator
 from tests.expectations import expected_uids
 
 KEY = "integration-key-0123456789"

@@ -24,7 +24,7 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from daily_otel_bridge.cursor import (
+from daily_otel_bridge.core.cursor import (
     NS_PER_MS,
     SessionCursor,
     SessionRead,
@@ -32,7 +32,7 @@ from daily_otel_bridge.cursor import (
     prune_seen,
     window_start_ms,
 )
-from daily_otel_bridge.mapping import record_digest, record_uid
+from daily_otel_bridge.core.mapping import record_digest, record_uid
 
 LOOKBACK_MS = 50
 

@@ -9,7 +9,7 @@ import signal
 import time
 from pathlib import Path
 
-from daily_otel_bridge.settings import parse_settings
+from daily_otel_bridge.config.settings import parse_settings
 from daily_otel_bridge.testing.otlp_receiver import OtlpReceiver
 from tests.e2e.harness import BridgeConfig, domain, run_once, start_daemon, stop
 from tests.faults._support import cli, free_port, wait_for

@@ -182,7 +182,7 @@ def test_library_log_lines_are_masked_too() -> None:
     import io
     import logging
 
-    from daily_otel_bridge.logging_setup import configure_logging, register_secrets
+    from daily_otel_bridge.service.logging import configure_logging, register_secrets
 
     stream = io.StringIO()
     root = logging.getLogger()

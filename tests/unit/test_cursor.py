@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from daily_otel_bridge.cursor import (
+from daily_otel_bridge.core.cursor import (
     NS_PER_MS,
     PageCut,
     SessionCursor,
@@ -24,7 +24,7 @@ from daily_otel_bridge.cursor import (
     prune_seen,
     window_start_ms,
 )
-from daily_otel_bridge.mapping import record_digest
+from daily_otel_bridge.core.mapping import record_digest
 
 A, B, C, D = b"a", b"b", b"c", b"d"
 

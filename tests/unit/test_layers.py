@@ -17,16 +17,16 @@ PACKAGE = Path(__file__).resolve().parents[2] / "daily_otel_bridge"
 IO_MODULES = {"aiohttp", "grpc", "sqlite3", "socket", "subprocess", "urllib", "requests", "os"}
 
 PURE = {
-    "mapping.py": IO_MODULES | {"time"},
-    "metrics_mapping.py": IO_MODULES | {"time"},
-    "cursor.py": IO_MODULES | {"time"},
-    "encoding.py": IO_MODULES - {"os"} | {"time"},
-    "records.py": IO_MODULES | {"time"},
-    "console.py": IO_MODULES | {"time"},
+    "core/mapping.py": IO_MODULES | {"time"},
+    "core/metrics_mapping.py": IO_MODULES | {"time"},
+    "core/cursor.py": IO_MODULES | {"time"},
+    "core/encoding.py": IO_MODULES - {"os"} | {"time"},
+    "core/records.py": IO_MODULES | {"time"},
+    "core/console.py": IO_MODULES | {"time"},
 }
 
 # Only this module talks OTLP over the wire.
-OTLP_TRANSPORT_ONLY_IN = {"otlp.py", "testing/otlp_receiver.py", "testing/rotel.py"}
+OTLP_TRANSPORT_ONLY_IN = {"otlp/transport.py", "testing/otlp_receiver.py", "testing/rotel.py"}
 
 
 def imported_roots(path: Path) -> set[str]:

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from daily_otel_bridge.console import decode_any
-from daily_otel_bridge.mapping import (
+from daily_otel_bridge.core.console import decode_any
+from daily_otel_bridge.core.mapping import (
     DEFAULT_SEVERITY,
     MalformedRecord,
     SeverityTable,

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from daily_otel_bridge.settings import (
+from daily_otel_bridge.config.settings import (
     ConfigError,
     DomainSettings,
     ExportSettings,

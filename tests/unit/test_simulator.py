@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from daily_otel_bridge.simulator import (
+from daily_otel_bridge.testing.simulator import (
     SIM_KEY,
     Simulator,
     SimulatorConfig,
@@ -634,7 +634,7 @@ def test_cli_prints_listening_line() -> None:
         [
             sys.executable,
             "-m",
-            "daily_otel_bridge.simulator",
+            "daily_otel_bridge.testing.simulator",
             "--port",
             "0",
             "--domain",
@@ -667,7 +667,7 @@ def test_cli_prints_listening_line() -> None:
 
 def test_cli_stops_after_max_seconds() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "daily_otel_bridge.simulator", "--max-seconds", "0.3"],
+        [sys.executable, "-m", "daily_otel_bridge.testing.simulator", "--max-seconds", "0.3"],
         capture_output=True,
         text=True,
         timeout=20,
@@ -679,7 +679,7 @@ def test_cli_stops_after_max_seconds() -> None:
 
 def test_cli_rejects_bad_domain_flag() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "daily_otel_bridge.simulator", "--domain", "nokey"],
+        [sys.executable, "-m", "daily_otel_bridge.testing.simulator", "--domain", "nokey"],
         capture_output=True,
         text=True,
         timeout=20,

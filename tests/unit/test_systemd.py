@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from daily_otel_bridge.systemd import SystemdNotifier, notify, watchdog_interval
+from daily_otel_bridge.service.systemd import SystemdNotifier, notify, watchdog_interval
 
 # sun_path holds 108 bytes on Linux; pytest's tmp_path can get close to that.
 _MAX_SOCKET_PATH = 100

@@ -13,9 +13,9 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from daily_otel_bridge.scheduler import DomainRunner
-from daily_otel_bridge.self_metrics import BridgeMetrics
-from daily_otel_bridge.settings import Settings
+from daily_otel_bridge.config.settings import Settings
+from daily_otel_bridge.pipeline.runner import DomainRunner
+from daily_otel_bridge.service.self_metrics import BridgeMetrics
 
 
 def domain_report(runner: DomainRunner, staleness: float, now: float) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from daily_otel_bridge.mapping import record_uid
+from daily_otel_bridge.core.mapping import record_uid
 
 NS_PER_MS = 1_000_000
 

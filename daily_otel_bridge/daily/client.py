@@ -26,9 +26,9 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
-from daily_otel_bridge.rate_limit import TokenBucket, backoff_delay, parse_retry_after
-from daily_otel_bridge.records import DailyRecord, Meeting
-from daily_otel_bridge.self_metrics import BridgeMetrics
+from daily_otel_bridge.core.records import DailyRecord, Meeting
+from daily_otel_bridge.daily.pacing import TokenBucket, backoff_delay, parse_retry_after
+from daily_otel_bridge.service.self_metrics import BridgeMetrics
 
 MEETINGS_PAGE_LIMIT = 100
 MAX_RETRY_AFTER = 120.0

@@ -20,7 +20,7 @@ from typing import Any, Final
 import orjson
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from daily_otel_bridge.records import DailyRecord
+from daily_otel_bridge.core.records import DailyRecord
 
 LOG_EVENT_NAME: Final = "daily.log"
 METRICS_EVENT_NAME: Final = "daily.metrics"

@@ -16,9 +16,9 @@ from pathlib import Path
 import structlog
 
 from daily_otel_bridge import __version__
-from daily_otel_bridge.cursor_store import StateError
-from daily_otel_bridge.logging_setup import configure_logging
-from daily_otel_bridge.settings import ConfigError, load_settings, render_effective
+from daily_otel_bridge.config.settings import ConfigError, load_settings, render_effective
+from daily_otel_bridge.service.logging import configure_logging
+from daily_otel_bridge.state.base import StateError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -84,10 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     args = _parser().parse_args(argv)
     configure_logging(args.log_level)
-    log = structlog.get_logger("daily_otel_bridge.cli")
+    log = structlog.get_logger("daily_otel_bridge.cli.main")
     try:
         if args.command == "demo":
-            from daily_otel_bridge.demo import run_demo
+            from daily_otel_bridge.cli.demo import run_demo
 
             return run_demo(
                 endpoint=args.endpoint,
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return asyncio.run(_run(settings, once=args.once))
         if args.command == "backfill":
-            from daily_otel_bridge.backfill import run_backfill
+            from daily_otel_bridge.pipeline.backfill import run_backfill
 
             return asyncio.run(
                 run_backfill(
@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
         if args.command == "state":
-            from daily_otel_bridge.state_cli import run_state_command
+            from daily_otel_bridge.cli.state import run_state_command
 
             return run_state_command(settings, args)
     except ConfigError as exc:
@@ -130,8 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run(settings: object, *, once: bool) -> int:
-    from daily_otel_bridge.app import Bridge
-    from daily_otel_bridge.settings import Settings
+    from daily_otel_bridge.config.settings import Settings
+    from daily_otel_bridge.service.app import Bridge
 
     assert isinstance(settings, Settings)
     bridge = Bridge(settings)

@@ -13,17 +13,17 @@ import signal
 
 import structlog
 
-from daily_otel_bridge.cursor_store import SqliteCursorStore
-from daily_otel_bridge.health import HealthServer
-from daily_otel_bridge.logging_setup import register_secrets
-from daily_otel_bridge.otlp import Exporter, build_transport
-from daily_otel_bridge.pipeline import build_pipeline
-from daily_otel_bridge.scheduler import DomainRunner
-from daily_otel_bridge.self_metrics import BridgeMetrics
-from daily_otel_bridge.settings import Settings
-from daily_otel_bridge.systemd import SystemdNotifier
+from daily_otel_bridge.config.settings import Settings
+from daily_otel_bridge.otlp.transport import Exporter, build_transport
+from daily_otel_bridge.pipeline.domain import build_pipeline
+from daily_otel_bridge.pipeline.runner import DomainRunner
+from daily_otel_bridge.service.health import HealthServer
+from daily_otel_bridge.service.logging import register_secrets
+from daily_otel_bridge.service.self_metrics import BridgeMetrics
+from daily_otel_bridge.service.systemd import SystemdNotifier
+from daily_otel_bridge.state.sqlite import SqliteCursorStore
 
-log = structlog.get_logger("daily_otel_bridge.app")
+log = structlog.get_logger("daily_otel_bridge.service.app")
 
 # After SIGTERM, how long the in-flight work may take on top of the export timeout.
 SHUTDOWN_SLACK = 5.0
@@ -99,8 +99,8 @@ class Bridge:
     async def _push_self_telemetry(self) -> None:
         from opentelemetry.sdk.resources import Resource
 
-        from daily_otel_bridge.encoding import resource_to_proto
-        from daily_otel_bridge.self_telemetry import push_forever
+        from daily_otel_bridge.core.encoding import resource_to_proto
+        from daily_otel_bridge.service.self_telemetry import push_forever
 
         export = self.settings.export
         if export.protocol == "console":

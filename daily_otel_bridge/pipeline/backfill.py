@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 
 import structlog
 
-from daily_otel_bridge.cursor_store import SqliteCursorStore
-from daily_otel_bridge.pipeline import build_pipeline, room_selected
-from daily_otel_bridge.self_metrics import BridgeMetrics
-from daily_otel_bridge.settings import ConfigError, Settings, parse_duration
+from daily_otel_bridge.config.settings import ConfigError, Settings, parse_duration
+from daily_otel_bridge.pipeline.domain import build_pipeline, room_selected
+from daily_otel_bridge.service.self_metrics import BridgeMetrics
+from daily_otel_bridge.state.sqlite import SqliteCursorStore
 
-log = structlog.get_logger("daily_otel_bridge.backfill")
+log = structlog.get_logger("daily_otel_bridge.pipeline.backfill")
 
 
 def parse_instant(value: str, *, now: float) -> float:

@@ -30,8 +30,8 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, NumberDataPoint
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ProtoResource
 
 from daily_otel_bridge import __version__
-from daily_otel_bridge.encoding import SCOPE_NAME
-from daily_otel_bridge.mapping import (
+from daily_otel_bridge.core.encoding import SCOPE_NAME
+from daily_otel_bridge.core.mapping import (
     ATTR_CLIENT_TIME,
     ATTR_MTG_SESSION_ID,
     ATTR_ROOM,
@@ -43,7 +43,7 @@ from daily_otel_bridge.mapping import (
     ValidRecord,
     parse_time_ns,
 )
-from daily_otel_bridge.records import DailyRecord
+from daily_otel_bridge.core.records import DailyRecord
 
 ATTR_CONNECTION: Final = "daily.connection"
 ATTR_TRACK_DIRECTION: Final = "daily.track.direction"

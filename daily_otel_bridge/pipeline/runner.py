@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import structlog
 
-from daily_otel_bridge.cursor_store import StateError
-from daily_otel_bridge.daily_client import AuthError, DailyApiError
-from daily_otel_bridge.otlp import ExportError
-from daily_otel_bridge.pipeline import DomainPipeline, SweepStats
-from daily_otel_bridge.rate_limit import backoff_delay
+from daily_otel_bridge.daily.client import AuthError, DailyApiError
+from daily_otel_bridge.daily.pacing import backoff_delay
+from daily_otel_bridge.otlp.transport import ExportError
+from daily_otel_bridge.pipeline.domain import DomainPipeline, SweepStats
+from daily_otel_bridge.state.base import StateError
 
 AUTH_RETRY_SECONDS = 300.0
 MIN_SLEEP = 0.05
@@ -54,7 +54,7 @@ class DomainRunner:
         self.pipeline = pipeline
         self.status = DomainStatus(name=pipeline.name, totals=SweepStats())
         self._partial = False  # the last sweep read some sessions but not all
-        self.log = structlog.get_logger("daily_otel_bridge.scheduler").bind(domain=pipeline.name)
+        self.log = structlog.get_logger(__name__).bind(domain=pipeline.name)
 
     async def sweep_once(self, *, full: bool) -> bool:
         """One sweep with error handling; True when it succeeded."""

@@ -43,9 +43,9 @@ def demo_config(
 
 
 async def _demo(endpoint: str | None, protocol: str, duration: float | None, seed: int) -> int:
-    from daily_otel_bridge.app import Bridge
-    from daily_otel_bridge.settings import parse_settings
-    from daily_otel_bridge.simulator import SimulatorConfig, start_simulator
+    from daily_otel_bridge.config.settings import parse_settings
+    from daily_otel_bridge.service.app import Bridge
+    from daily_otel_bridge.testing.simulator import SimulatorConfig, start_simulator
 
     sim_config = SimulatorConfig(
         seed=seed,

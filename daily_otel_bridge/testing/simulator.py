@@ -83,7 +83,7 @@ Control endpoints (no auth, never rate limited)
     answers 404 ``not-found`` from now on.
   - ``{"clear": true}``: drop queued faults and not-found sessions, reset ``retry_after``.
 
-CLI: ``python -m daily_otel_bridge.simulator --help``; it prints one line
+CLI: ``python -m daily_otel_bridge.testing.simulator --help``; it prints one line
 ``listening on http://HOST:PORT/v1`` once ready, and stops on SIGTERM/SIGINT or after
 ``--max-seconds``.
 """
@@ -1513,7 +1513,7 @@ def _domain_arg(value: str) -> tuple[str, str]:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m daily_otel_bridge.simulator",
+        prog="python -m daily_otel_bridge.testing.simulator",
         description="Serve a deterministic imitation of Daily's /v1/meetings and /v1/logs.",
     )
     p.add_argument("--host", default="127.0.0.1")

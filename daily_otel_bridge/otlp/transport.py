@@ -38,8 +38,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 
-from daily_otel_bridge.rate_limit import backoff_delay, parse_retry_after
-from daily_otel_bridge.settings import ExportSettings
+from daily_otel_bridge.config.settings import ExportSettings
+from daily_otel_bridge.daily.pacing import backoff_delay, parse_retry_after
 
 LOGS_PATH = "/v1/logs"
 METRICS_PATH = "/v1/metrics"
@@ -297,7 +297,7 @@ class ConsoleTransport:
         self._format = formatter or (lambda d: json.dumps(d, ensure_ascii=False))
 
     async def send_logs(self, request: ExportLogsServiceRequest) -> ExportOutcome:
-        from daily_otel_bridge.console import log_records_as_dicts
+        from daily_otel_bridge.core.console import log_records_as_dicts
 
         lines = [self._format(d) for d in log_records_as_dicts(request)]
         if lines:
@@ -306,7 +306,7 @@ class ConsoleTransport:
         return ExportOutcome()
 
     async def send_metrics(self, request: ExportMetricsServiceRequest) -> ExportOutcome:
-        from daily_otel_bridge.console import metric_points_as_dicts
+        from daily_otel_bridge.core.console import metric_points_as_dicts
 
         lines = [self._format(d) for d in metric_points_as_dicts(request)]
         if lines:
@@ -324,7 +324,7 @@ def build_transport(settings: ExportSettings) -> Transport:
     if settings.protocol == "http/protobuf":
         return HttpTransport(settings)
     # A person at a terminal gets coloured one-liners; a pipe gets JSON lines to parse.
-    from daily_otel_bridge.console import pretty_line
+    from daily_otel_bridge.core.console import pretty_line
 
     return ConsoleTransport(formatter=pretty_line if sys.stdout.isatty() else None)
 

@@ -20,10 +20,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric as PromMetric
 
 from daily_otel_bridge import __version__
-from daily_otel_bridge.encoding import SCOPE_NAME, any_value
-from daily_otel_bridge.otlp import Exporter
+from daily_otel_bridge.core.encoding import SCOPE_NAME, any_value
+from daily_otel_bridge.otlp.transport import Exporter
 
-log = structlog.get_logger("daily_otel_bridge.self_telemetry")
+log = structlog.get_logger("daily_otel_bridge.service.self_telemetry")
 
 
 def registry_to_request(

@@ -24,7 +24,8 @@ from typing import Any
 
 import structlog
 
-from daily_otel_bridge.cursor import (
+from daily_otel_bridge.config.settings import DomainSettings
+from daily_otel_bridge.core.cursor import (
     NS_PER_MS,
     SessionCursor,
     SessionRead,
@@ -33,32 +34,32 @@ from daily_otel_bridge.cursor import (
     prune_seen,
     window_start_ms,
 )
-from daily_otel_bridge.cursor_store import CursorUpdate, DeadLetter, SqliteCursorStore
-from daily_otel_bridge.daily_client import (
-    AuthError,
-    DailyClient,
-    NotFoundError,
-    PermanentError,
-    TransientError,
-)
-from daily_otel_bridge.encoding import LogBatch, build_resource, resource_to_proto
-from daily_otel_bridge.mapping import (
+from daily_otel_bridge.core.encoding import LogBatch, build_resource, resource_to_proto
+from daily_otel_bridge.core.mapping import (
     MalformedRecord,
     SeverityTable,
     digest_any,
     fill_log_record,
     validate,
 )
-from daily_otel_bridge.metrics_mapping import (
+from daily_otel_bridge.core.metrics_mapping import (
     MetricsBatch,
     fill_sample_log_record,
     map_sample,
     validate_sample,
 )
-from daily_otel_bridge.otlp import Exporter, build_transport
-from daily_otel_bridge.records import Meeting
-from daily_otel_bridge.self_metrics import BridgeMetrics
-from daily_otel_bridge.settings import DomainSettings
+from daily_otel_bridge.core.records import Meeting
+from daily_otel_bridge.daily.client import (
+    AuthError,
+    DailyClient,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
+from daily_otel_bridge.otlp.transport import Exporter, build_transport
+from daily_otel_bridge.service.self_metrics import BridgeMetrics
+from daily_otel_bridge.state.base import CursorUpdate, DeadLetter
+from daily_otel_bridge.state.sqlite import SqliteCursorStore
 
 LOGS = "logs"
 METRICS = "metrics"
@@ -135,7 +136,7 @@ class DomainPipeline:
         self.resource = resource_to_proto(
             build_resource(settings.name, settings.resource_attributes)
         )
-        self.log = structlog.get_logger("daily_otel_bridge.pipeline").bind(domain=self.name)
+        self.log = structlog.get_logger("daily_otel_bridge.pipeline.domain").bind(domain=self.name)
         streams = [LOGS] if settings.include_logs else []
         if settings.include_metrics or settings.metrics_as_logs:
             streams.append(METRICS)

@@ -8,8 +8,8 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from daily_otel_bridge.cursor_store import SqliteCursorStore
-from daily_otel_bridge.settings import Settings
+from daily_otel_bridge.config.settings import Settings
+from daily_otel_bridge.state.sqlite import SqliteCursorStore
 
 
 def _iso_ms(ms: int | None) -> str:

@@ -1,4 +1,4 @@
-"""Persisted cursors: a storage protocol and its SQLite implementation.
+"""Persisted cursors in SQLite: the default `CursorStore` (see `state.base`).
 
 SQLite in WAL mode with `synchronous=NORMAL`: a process crash (even SIGKILL) loses no
 committed transaction; a power loss may lose the last few, which re-sends records that the
@@ -11,12 +11,17 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
 
-from daily_otel_bridge.cursor import NS_PER_MS, SessionCursor
+from daily_otel_bridge.core.cursor import NS_PER_MS, SessionCursor
+from daily_otel_bridge.state.base import (
+    CursorUpdate,
+    DeadLetter,
+    DomainState,
+    SessionRow,
+    StateError,
+)
 
 SCHEMA_VERSION = 1
 
@@ -61,65 +66,6 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     UNIQUE (domain, stream, session_id, uid)
 );
 """
-
-
-class StateError(RuntimeError):
-    """The state store cannot be opened or written; shipping without a cursor is refused."""
-
-
-@dataclass(frozen=True, slots=True)
-class DomainState:
-    floor_ms: int  # where sessions of a domain with no history start (now - initial_lookback)
-    discovered_until_ms: int | None
-
-
-@dataclass(slots=True)
-class CursorUpdate:
-    """Everything to persist for one session after an acknowledged export."""
-
-    cursor: SessionCursor
-    new_seen: list[tuple[str, int]] = field(default_factory=list)
-    prune_before_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    domain: str
-    stream: str
-    session_id: str
-    uid: str
-    reason: str
-    raw: str
-    created_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class SessionRow:
-    domain: str
-    stream: str
-    session_id: str
-    room: str
-    watermark_ns: int | None
-    drained_until_ms: int | None
-    ended_at_ms: int | None
-    retired: bool
-    seen: int
-    updated_at: float
-
-
-class CursorStore(Protocol):
-    def load_domain(self, domain: str, default_floor_ms: int) -> DomainState: ...
-    def load_cursors(self, domain: str, stream: str) -> dict[str, SessionCursor]: ...
-    def commit(
-        self,
-        domain: str,
-        stream: str,
-        updates: Sequence[CursorUpdate],
-        *,
-        discovered_until_ms: int | None = None,
-    ) -> None: ...
-    def add_dead_letter(self, letter: DeadLetter) -> bool: ...
-    def close(self) -> None: ...
 
 
 class SqliteCursorStore:
@@ -204,6 +150,15 @@ class SqliteCursorStore:
         *,
         discovered_until_ms: int | None = None,
     ) -> None:
+        self.commit_streams(domain, {stream: updates}, discovered_until_ms=discovered_until_ms)
+
+    def commit_streams(
+        self,
+        domain: str,
+        changes: Mapping[str, Sequence[CursorUpdate]],
+        *,
+        discovered_until_ms: int | None = None,
+    ) -> None:
         """Persist every session of one acknowledged export in a single transaction.
 
         Discovery commits through here too: the sessions it found and the time it covered
@@ -218,47 +173,8 @@ class SqliteCursorStore:
                     "UPDATE domains SET discovered_until_ms=?, updated_at=? WHERE domain=?",
                     (discovered_until_ms, now, domain),
                 )
-            for update in updates:
-                c = update.cursor
-                self._db.execute(
-                    "INSERT INTO sessions (domain, stream, session_id, room, start_floor_ms,"
-                    " watermark_ns, drained_until_ms, ended_at_ms, retired, updated_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?)"
-                    " ON CONFLICT (domain, stream, session_id) DO UPDATE SET room=excluded.room,"
-                    " watermark_ns=excluded.watermark_ns,"
-                    " drained_until_ms=excluded.drained_until_ms,"
-                    " ended_at_ms=excluded.ended_at_ms, retired=excluded.retired,"
-                    " updated_at=excluded.updated_at",
-                    (
-                        domain,
-                        stream,
-                        c.session_id,
-                        c.room,
-                        c.start_floor_ms,
-                        c.watermark_ns,
-                        c.drained_until_ms,
-                        c.ended_at_ms,
-                        int(c.retired),
-                        now,
-                    ),
-                )
-                if update.new_seen:
-                    self._db.executemany(
-                        "INSERT OR IGNORE INTO delivered (domain, stream, session_id, uid, time_ns)"
-                        " VALUES (?,?,?,?,?)",
-                        [(domain, stream, c.session_id, uid, t) for uid, t in update.new_seen],
-                    )
-                if c.retired:
-                    self._db.execute(
-                        "DELETE FROM delivered WHERE domain=? AND stream=? AND session_id=?",
-                        (domain, stream, c.session_id),
-                    )
-                elif update.prune_before_ms is not None:
-                    self._db.execute(
-                        "DELETE FROM delivered WHERE domain=? AND stream=? AND session_id=?"
-                        " AND time_ns < ?",
-                        (domain, stream, c.session_id, update.prune_before_ms * NS_PER_MS),
-                    )
+            for stream, updates in changes.items():
+                self._write_updates(domain, stream, updates, now)
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
@@ -268,6 +184,51 @@ class SqliteCursorStore:
             # leave the transaction open: every later BEGIN would fail.
             self._rollback()
             raise
+
+    def _write_updates(
+        self, domain: str, stream: str, updates: Sequence[CursorUpdate], now: float
+    ) -> None:
+        for update in updates:
+            c = update.cursor
+            self._db.execute(
+                "INSERT INTO sessions (domain, stream, session_id, room, start_floor_ms,"
+                " watermark_ns, drained_until_ms, ended_at_ms, retired, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (domain, stream, session_id) DO UPDATE SET room=excluded.room,"
+                " watermark_ns=excluded.watermark_ns,"
+                " drained_until_ms=excluded.drained_until_ms,"
+                " ended_at_ms=excluded.ended_at_ms, retired=excluded.retired,"
+                " updated_at=excluded.updated_at",
+                (
+                    domain,
+                    stream,
+                    c.session_id,
+                    c.room,
+                    c.start_floor_ms,
+                    c.watermark_ns,
+                    c.drained_until_ms,
+                    c.ended_at_ms,
+                    int(c.retired),
+                    now,
+                ),
+            )
+            if update.new_seen:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO delivered (domain, stream, session_id, uid, time_ns)"
+                    " VALUES (?,?,?,?,?)",
+                    [(domain, stream, c.session_id, uid, t) for uid, t in update.new_seen],
+                )
+            if c.retired:
+                self._db.execute(
+                    "DELETE FROM delivered WHERE domain=? AND stream=? AND session_id=?",
+                    (domain, stream, c.session_id),
+                )
+            elif update.prune_before_ms is not None:
+                self._db.execute(
+                    "DELETE FROM delivered WHERE domain=? AND stream=? AND session_id=?"
+                    " AND time_ns < ?",
+                    (domain, stream, c.session_id, update.prune_before_ms * NS_PER_MS),
+                )
 
     def forget_retired(self, domain: str, stream: str, started_before_floor_ms: int) -> int:
         """Drop rows of retired sessions that discovery can no longer return."""
@@ -375,3 +336,34 @@ def _storable(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+class SqliteStateStore:
+    """`SqliteCursorStore` behind the async `CursorStore` protocol the pipeline uses."""
+
+    def __init__(self, store: SqliteCursorStore) -> None:
+        self.sync = store
+
+    async def load_domain(self, domain: str, default_floor_ms: int) -> DomainState:
+        return self.sync.load_domain(domain, default_floor_ms)
+
+    async def load_cursors(self, domain: str, stream: str) -> dict[str, SessionCursor]:
+        return self.sync.load_cursors(domain, stream)
+
+    async def commit(
+        self,
+        domain: str,
+        changes: Mapping[str, Sequence[CursorUpdate]],
+        *,
+        discovered_until_ms: int | None = None,
+    ) -> None:
+        self.sync.commit_streams(domain, changes, discovered_until_ms=discovered_until_ms)
+
+    async def forget_retired(self, domain: str, stream: str, started_before_floor_ms: int) -> int:
+        return self.sync.forget_retired(domain, stream, started_before_floor_ms)
+
+    async def add_dead_letter(self, letter: DeadLetter) -> bool:
+        return self.sync.add_dead_letter(letter)
+
+    async def close(self) -> None:
+        self.sync.close()
