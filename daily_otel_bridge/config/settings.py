@@ -363,6 +363,10 @@ SeverityValue = Annotated[SeverityName, BeforeValidator(_severity_name)]
 # The model
 
 
+# The round trip to Daily that the default `max_concurrent_reads` keeps the budget busy at.
+READ_LATENCY_ALLOWANCE = 0.5
+
+
 class _Model(BaseModel):
     # Frozen: settings are shared by every task of the daemon and must not drift at run time.
     # hide_input_in_errors: a ValidationError printed by someone else must not leak a secret.
@@ -391,6 +395,11 @@ class ExportSettings(_Model):
     client_certificate_file: OptionalPath = None
     client_key_file: OptionalPath = None
     batch_size: Annotated[int, Field(ge=1)] = 2000
+    # A batch also leaves this long after its first record, like the SDK's schedule delay,
+    # so that a trickle of records is not held back until `batch_size` fills.
+    batch_timeout: PositiveDuration = 1.0
+    # Export requests of one domain in flight at once, overlapping with the reads.
+    max_inflight_exports: Annotated[int, Field(ge=1, le=64)] = 2
     max_retry_time: Duration = 60.0
 
     @model_validator(mode="before")
@@ -453,12 +462,24 @@ class DomainSettings(_Model):
     requests_per_second: Annotated[float, AfterValidator(_check_rps)] = 5.0
     page_size: Annotated[int, AfterValidator(_check_page_size)] = 500
     request_timeout: PositiveDuration = 30.0
+    # Session reads in flight at once; None: derived from requests_per_second
+    # (`concurrent_reads`).
+    max_concurrent_reads: Annotated[int | None, Field(ge=1, le=256)] = None
     severity_map: Annotated[dict[int, SeverityValue], AfterValidator(_merge_severity)] = Field(
         default_factory=lambda: dict(DEFAULT_SEVERITY_MAP)
     )
     resource_attributes: dict[NonEmptyStr, AttributeValue] = Field(default_factory=dict)
     # The effective export of this domain (global section with the domain's keys laid over it).
     export: ExportSettings = Field(default_factory=ExportSettings)
+
+    @property
+    def concurrent_reads(self) -> int:
+        """`max_concurrent_reads`, or enough reads to spend the request budget when Daily
+        answers in up to half a second (Little's law: requests in flight = rate x latency),
+        at least 2 and at most 32."""
+        if self.max_concurrent_reads is not None:
+            return self.max_concurrent_reads
+        return max(2, min(32, math.ceil(self.requests_per_second * READ_LATENCY_ALLOWANCE)))
 
 
 class Settings(_Model):

@@ -39,9 +39,6 @@ class SessionCursor:
     ended_at_ms: int | None = None  # when the meeting ended, once known
     seen: dict[str, int] = field(default_factory=dict)  # uid -> time_ns, inside the overlap
     retired: bool = False
-    # Adaptive polling, in memory only: a restart polls every session once, promptly.
-    next_poll_at: float = 0.0
-    quiet_polls: int = 0
     # When this process first knew the meeting had ended (monotonic clock): the grace
     # period must also pass on a clock that cannot jump.
     end_seen_mono: float | None = None
@@ -174,6 +171,17 @@ class SessionRead:
 
     def is_delivered(self, uid: str) -> bool:
         return uid in self.cursor.seen
+
+    @property
+    def certain(self) -> bool:
+        """Every move of the server's list during this read would have been seen.
+
+        The anchor shows a shift unless byte-identical records stand where it looks: a late
+        record inserted ahead of a run of twins makes the run look unchanged. After a read
+        that met twins, only a full read (not the one-request quiet check, which trusts the
+        record count) may say nothing is missing.
+        """
+        return all(n == 1 for n in self.occurrences.values())
 
     def mark(self, uid: str, time_ns: int) -> None:
         """Remember a record handed to the exporter (not yet acknowledged)."""

@@ -84,6 +84,7 @@ class DailyClient:
         max_attempts: int = 5,
         metrics: BridgeMetrics | None = None,
         backoff_cap: float = 30.0,
+        max_connections: int = 8,
     ) -> None:
         self.domain = domain
         self._base = api_url.rstrip("/")
@@ -94,6 +95,7 @@ class DailyClient:
         self._max_attempts = max_attempts
         self._metrics = metrics or BridgeMetrics()
         self._backoff_cap = backoff_cap
+        self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self.requests_made = 0
 
@@ -107,7 +109,7 @@ class DailyClient:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 ssl=_ssl_context(self._ca_file) if self._base.startswith("https:") else False,
-                limit=8,
+                limit=self._max_connections,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=self._timeout, headers=self._headers

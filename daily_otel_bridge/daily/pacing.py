@@ -32,6 +32,7 @@ class TokenBucket:
         self._clock = clock
         self._sleep = sleep
         self._next_free = clock()
+        self._paused_until = float("-inf")
         self._lock = asyncio.Lock()
 
     def reserve(self) -> float:
@@ -43,15 +44,34 @@ class TokenBucket:
         return max(0.0, start - now)
 
     async def acquire(self) -> float:
+        """Wait for a token; returns how long the caller waited.
+
+        A pause that begins while the caller waits (a 429 met by a request already in
+        flight) holds it back too: after its slot comes, it waits out the pause and takes a
+        new slot, so no request of the domain leaves while the domain is paused.
+        """
+        waited = 0.0
         async with self._lock:
-            wait = self.reserve()
-            if wait > 0:
-                await self._sleep(wait)  # type: ignore[misc]
-            return wait
+            while True:
+                wait = self.reserve()
+                if wait > 0:
+                    await self._sleep(wait)  # type: ignore[misc]
+                    waited += wait
+                remaining = self._paused_until - self._clock()
+                if remaining <= 0:
+                    return waited
+                await self._sleep(remaining)  # type: ignore[misc]
+                waited += remaining
+
+    @property
+    def paused_for(self) -> float:
+        return max(0.0, self._paused_until - self._clock())
 
     def pause(self, seconds: float) -> None:
         """Nobody in this domain calls Daily for `seconds` (after a 429)."""
-        self._next_free = max(self._next_free, self._clock() + seconds)
+        until = self._clock() + seconds
+        self._paused_until = max(self._paused_until, until)
+        self._next_free = max(self._next_free, until)
 
 
 def backoff_delay(

@@ -356,6 +356,14 @@ class Exporter:
     async def export_metrics(self, request: ExportMetricsServiceRequest) -> ExportOutcome:
         return await self._with_retries(lambda: self.transport.send_metrics(request))
 
+    async def export(self, signal: str, request: Message) -> ExportOutcome:
+        """One export path for every signal: `signal` is `logs` or `metrics`."""
+        if signal == "logs":
+            return await self.export_logs(request)  # type: ignore[arg-type]
+        if signal == "metrics":
+            return await self.export_metrics(request)  # type: ignore[arg-type]
+        raise ValueError(f"unknown signal {signal!r}")
+
     async def _with_retries(self, send: Callable[[], Any]) -> ExportOutcome:
         deadline = self._clock() + self._max_retry_time
         attempt = 0

@@ -1,78 +1,66 @@
-"""One sweep of one domain: discover -> fetch -> map -> export -> commit.
+"""One domain: discovery, concurrent session reads, batches and commits, wired together.
 
-Invariants that make delivery at-least-once with harmless duplicates:
+The parts, each with one job: `sessions.SessionTable` (what is tracked), `reader.
+SessionReader` (one read of one session), `records.RecordPath` (one record), `batcher.
+Batcher` (batches, exports in flight, ordered commits) and `core.schedule.DueQueue` (which
+session goes next). This module only runs them:
 
-* A session's cursor (watermark, identities) is written only in `_flush`, after the backend
-  acknowledged every record mapped before it, and all sessions of that export in a single
-  transaction. Logs and call-quality samples have a cursor each (two "streams"), read with
-  shared requests, exported in their own requests and committed after their own ack.
-* At most one batch per stream and domain is held in memory; fetching waits while it is
-  exported, so a slow or absent backend cannot make memory grow with the backlog.
-* Any failure of a sweep throws the in-memory cursors away; the next sweep reloads them from
-  the store, i.e. from what was acknowledged.
+* `run(stop)`: the daemon. Discovery on its own timer; `max_concurrent_reads` workers take
+  due sessions from the queue, all sharing the domain's token bucket and its 429 pause
+  (inside `DailyClient`); the batcher's timer seals batches; a report each minute.
+* `sweep(full=True)`: `run --once`, backfill and the tests: discover, read every tracked
+  session to its end (concurrently), export, commit, return what happened.
+
+A failure that concerns the domain as a whole (the key refused, an export that failed after
+its retries, the state store) ends `run`/`sweep` with the exception, after dropping every
+in-memory cursor: the runner backs off and the next run starts from what was committed.
+A failed read of one session is not such a failure: that session backs off alone.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
-import fnmatch
-import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from daily_otel_bridge.config.settings import DomainSettings
-from daily_otel_bridge.core.cursor import (
-    NS_PER_MS,
-    SessionCursor,
-    SessionRead,
-    StreamDrain,
-    drain_streams,
-    prune_seen,
-    window_start_ms,
-)
-from daily_otel_bridge.core.encoding import LogBatch, build_resource, resource_to_proto
-from daily_otel_bridge.core.mapping import (
-    MalformedRecord,
-    SeverityTable,
-    digest_any,
-    fill_log_record,
-    validate,
-)
-from daily_otel_bridge.core.metrics_mapping import (
-    MetricsBatch,
-    fill_sample_log_record,
-    map_sample,
-    validate_sample,
-)
-from daily_otel_bridge.core.records import Meeting
+from daily_otel_bridge.core.cursor import SessionCursor, SessionRead, StreamDrain
+from daily_otel_bridge.core.encoding import build_resource, resource_to_proto
+from daily_otel_bridge.core.mapping import SeverityTable
+from daily_otel_bridge.core.schedule import DueQueue, PacingWindow, failure_delay, quiet_delay
 from daily_otel_bridge.daily.client import (
     AuthError,
+    DailyApiError,
     DailyClient,
-    NotFoundError,
     PermanentError,
     TransientError,
 )
+from daily_otel_bridge.daily.pacing import backoff_delay
 from daily_otel_bridge.otlp.transport import Exporter, build_transport
+from daily_otel_bridge.pipeline.batcher import LOGS, METRICS, Batcher, ExportSink
+from daily_otel_bridge.pipeline.reader import ReadResult, SessionReader
+from daily_otel_bridge.pipeline.records import PageContext, RecordPath
+from daily_otel_bridge.pipeline.sessions import SessionTable, TrackedSession, room_selected
 from daily_otel_bridge.service.self_metrics import BridgeMetrics
-from daily_otel_bridge.state.base import CursorUpdate, DeadLetter
-from daily_otel_bridge.state.sqlite import SqliteCursorStore
+from daily_otel_bridge.state.base import CursorStore
+from daily_otel_bridge.state.sqlite import SqliteCursorStore, SqliteStateStore
 
-LOGS = "logs"
-METRICS = "metrics"
-# Meeting start times are accurate to about 15 s, and a client may upload its first lines a
-# little before Daily records the meeting as started.
-START_MARGIN_MS = 60_000
-# Discovery re-lists a little more than strictly needed, for the same 15 s inaccuracy.
-DISCOVERY_MARGIN_S = 120
-# A metrics sample carries a few dozen data points: flush the metrics request by points.
-POINTS_PER_RECORD = 10
-# Sessions in a row whose reads fail (after the client's own retries) before the sweep gives
-# up: one sick session must not stall the others, but a sick API should not be hammered.
+# Reads in a row that fail (after the client's own retries) before a `sweep` gives up: one
+# sick session must not stall the others, but a sick API should not be hammered.
 MAX_FAILED_SESSIONS = 3
+# The first retry of a failed read; doubles per failure up to `max_quiet_interval`.
+FAILURE_BACKOFF_BASE = 2.0
+# How often the daemon reports pacing (saturation) and a summary line.
+REPORT_INTERVAL = 60.0
+# Longest a worker sleeps without looking at the queue (new sessions also wake it).
+IDLE_WAIT = 1.0
 
 
 @dataclass(slots=True)
@@ -80,7 +68,7 @@ class SweepStats:
     sessions_polled: int = 0
     fetched: int = 0
     exported: int = 0
-    deduplicated: int = 0
+    reread: int = 0  # overlap re-reads dropped (expected, not Daily sending duplicates)
     malformed: int = 0
     rejected: int = 0
     samples_exported: int = 0
@@ -90,6 +78,10 @@ class SweepStats:
     session_errors: list[str] = field(default_factory=list)  # warnings (e.g. 404)
     session_failures: list[str] = field(default_factory=list)  # reads that failed
 
+    @property
+    def deduplicated(self) -> int:
+        return self.reread
+
     def merge(self, other: SweepStats) -> None:
         for f in dataclasses.fields(self):
             if f.name in ("session_errors", "session_failures"):
@@ -98,25 +90,27 @@ class SweepStats:
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
-def room_selected(room: str, patterns: Sequence[str]) -> bool:
-    return not patterns or any(fnmatch.fnmatchcase(room, p) for p in patterns)
+def as_cursor_store(store: CursorStore | SqliteCursorStore) -> CursorStore:
+    return SqliteStateStore(store) if isinstance(store, SqliteCursorStore) else store
 
 
-# session id -> stream -> cursor. The first stream's cursor also carries the session's
-# polling schedule (next_poll_at, quiet_polls), which is kept in memory only.
-Sessions = dict[str, dict[str, SessionCursor]]
+def _first_error(exc: BaseException) -> BaseException:
+    """The exception that ended a task group, not the group itself."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 class DomainPipeline:
-    """Everything one domain needs to sweep; one instance per domain, used by one task."""
+    """Everything one domain needs; one instance per domain."""
 
     def __init__(
         self,
         settings: DomainSettings,
         *,
         client: DailyClient,
-        exporter: Exporter,
-        store: SqliteCursorStore,
+        exporter: ExportSink,
+        store: CursorStore | SqliteCursorStore,
         metrics: BridgeMetrics,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -128,7 +122,7 @@ class DomainPipeline:
         self.name = settings.name
         self.client = client
         self.exporter = exporter
-        self.store = store
+        self.store = as_cursor_store(store)
         self.metrics = metrics
         self.clock = clock
         self.monotonic = monotonic
@@ -136,578 +130,402 @@ class DomainPipeline:
         self.resource = resource_to_proto(
             build_resource(settings.name, settings.resource_attributes)
         )
-        self.log = structlog.get_logger("daily_otel_bridge.pipeline.domain").bind(domain=self.name)
+        self.log = structlog.get_logger(__name__).bind(domain=self.name)
         streams = [LOGS] if settings.include_logs else []
         if settings.include_metrics or settings.metrics_as_logs:
             streams.append(METRICS)
         self.streams: tuple[str, ...] = tuple(streams) or (LOGS,)
-        self.sessions: Sessions | None = None
-        self.floor_ms = 0
-        self.discovered_until_ms: int | None = None
-        self.next_discovery_at = 0.0
+        self.concurrency = settings.concurrent_reads
         self.stop_requested = False
         self.last_success: float | None = None
-        self._log_batch: LogBatch | None = None
-        self._metrics_batch: MetricsBatch | None = None
-        # Cursor updates waiting for the ack of the request that carries their records.
-        self._pending: dict[str, dict[str, CursorUpdate]] = {s: {} for s in self.streams}
-        self._observed_ns = 0  # when the page being mapped was fetched
-        self._m_fetched = {s: metrics.records_fetched.labels(self.name, s) for s in self.streams}
+        # Called after each commit (and each healthy discovery with nothing to read).
+        self.on_success: Callable[[], None] | None = None
+        self.next_discovery_at = 0.0
+        self.totals = SweepStats()  # what the daemon did since start
+        self._wake = asyncio.Event()
+        self._reads_in_flight = 0
+        self._m_reads = metrics.reads_in_flight.labels(self.name)
+        self._build()
 
-    # -- state ---------------------------------------------------------------------------
+    def _build(self) -> None:
+        """Fresh in-memory state: at start and after a failure (from what was committed)."""
+        s = self.settings
+        self.table = SessionTable(
+            domain=self.name,
+            streams=self.streams,
+            store=self.store,
+            rooms=s.rooms,
+            initial_lookback=s.initial_lookback,
+            session_grace=s.session_grace,
+            persist=self.persist,
+            clock=self.clock,
+        )
+        self.batcher = Batcher(
+            domain=self.name,
+            resource=self.resource,
+            exporter=self.exporter,
+            store=self.store,
+            metrics=self.metrics,
+            batch_size=s.export.batch_size,
+            batch_timeout=s.export.batch_timeout,
+            max_inflight=s.export.max_inflight_exports,
+            lookback_ms=int(s.lookback * 1000),
+            persist=self.persist,
+            monotonic=self.monotonic,
+            on_commit=lambda _batch: self._succeeded(),
+        )
+        self.records = RecordPath(
+            domain=self.name,
+            batcher=self.batcher,
+            store=self.store,
+            metrics=self.metrics,
+            severity=self.severity,
+            include_metrics=s.include_metrics,
+            metrics_as_logs=s.metrics_as_logs,
+            clock=self.clock,
+        )
+        self.reader = SessionReader(
+            s,
+            streams=self.streams,
+            client=self.client,
+            records=self.records,
+            batcher=self.batcher,
+            metrics=self.metrics,
+            clock=self.clock,
+            monotonic=self.monotonic,
+            should_stop=lambda: self.stop_requested,
+        )
+        self.queue = DueQueue()
+        self.pacing = PacingWindow()
+        self.next_discovery_at = 0.0
 
-    def _load(self) -> Sessions:
-        if self.sessions is None:
-            now_ms = int(self.clock() * 1000)
-            state = self.store.load_domain(
-                self.name, default_floor_ms=now_ms - int(self.settings.initial_lookback * 1000)
-            )
-            self.floor_ms = state.floor_ms
-            self.discovered_until_ms = state.discovered_until_ms
-            sessions: Sessions = {}
-            for stream in self.streams:
-                for session_id, cursor in self.store.load_cursors(self.name, stream).items():
-                    sessions.setdefault(session_id, {})[stream] = cursor
-            for by_stream in sessions.values():
-                # A stream enabled after the session was first seen starts where it would
-                # have started then; a retired session stays retired for it too.
-                model = next(iter(by_stream.values()))
-                for stream in self.streams:
-                    if stream not in by_stream:
-                        by_stream[stream] = SessionCursor(
-                            session_id=model.session_id,
-                            room=model.room,
-                            start_floor_ms=model.start_floor_ms,
-                            ended_at_ms=model.ended_at_ms,
-                            retired=model.retired,
-                        )
-            self.sessions = sessions
-        return self.sessions
+    async def reset(self) -> None:
+        """Drop everything in memory (after a failure); the next run reloads the store."""
+        await self.batcher.abort()
+        self._build()
+        self._reads_in_flight = 0
+        self._m_reads.set(0)
 
-    def forget_memory(self) -> None:
-        """After a failure: drop in-memory cursors so the next sweep starts from the store."""
-        self.sessions = None
-        self._log_batch = None
-        self._metrics_batch = None
-        self._pending = {s: {} for s in self.streams}
-        self.metrics.records_pending.labels(self.name).set(0)
+    def _succeeded(self) -> None:
+        self.last_success = self.clock()
+        self.metrics.last_success.labels(self.name).set(self.last_success)
+        if self.on_success is not None:
+            self.on_success()
 
-    def _primary(self, by_stream: Mapping[str, SessionCursor]) -> SessionCursor:
-        return by_stream[self.streams[0]]
+    # -- what the rest of the bridge asks --------------------------------------------------
 
     def active_cursors(self) -> list[SessionCursor]:
         """The primary cursor of every session still being read."""
-        return [
-            self._primary(by_stream)
-            for by_stream in (self.sessions or {}).values()
-            if not all(c.retired for c in by_stream.values())
-        ]
+        return [t.primary(self.streams) for t in self.table.active()]
 
-    # -- discovery -----------------------------------------------------------------------
+    def cursor_lag_seconds(self) -> float | None:
+        drained = [c.drained_until_ms for c in self.active_cursors() if c.drained_until_ms]
+        if not drained:
+            return None
+        return max(0.0, self.clock() - min(drained) / 1000)
 
-    async def discover(self) -> int:
-        """Track every meeting that may still have logs to read; returns how many are new."""
-        sessions = self._load()
-        now = self.clock()
-        if self.discovered_until_ms is None:
-            since_s = self.floor_ms // 1000
-        else:
-            since_s = self.discovered_until_ms // 1000 - int(self.settings.session_grace)
-            since_s = max(since_s - DISCOVERY_MARGIN_S, self.floor_ms // 1000 - DISCOVERY_MARGIN_S)
-        recent = await self.client.list_meetings(timeframe_start=since_s)
-        ongoing = await self.client.list_meetings(ongoing=True)
-        listed: dict[str, Meeting] = {m.id: m for m in recent}
-        for meeting in ongoing:
-            listed[meeting.id] = meeting
-        new: list[tuple[str, SessionCursor]] = []
-        for meeting in listed.values():
-            if not room_selected(meeting.room, self.settings.rooms):
-                continue
-            by_stream = sessions.get(meeting.id)
-            if by_stream is None:
-                start = max(meeting.start_time * 1000 - START_MARGIN_MS, self.floor_ms)
-                by_stream = sessions[meeting.id] = {
-                    s: SessionCursor(session_id=meeting.id, room=meeting.room, start_floor_ms=start)
-                    for s in self.streams
-                }
-                new.extend(by_stream.items())
-                self.log.info("session discovered", session=meeting.id, room=meeting.room)
-            end = meeting.end_time
-            for cursor in by_stream.values():
-                if not cursor.retired:
-                    cursor.ended_at_ms = end * 1000 if end is not None else None
-        # A tracked meeting that is neither ongoing nor recent has ended since we last saw
-        # it; its exact end is unknown, so the grace period counts from now.
-        for session_id, by_stream in sessions.items():
-            if session_id in listed:
-                continue
-            for cursor in by_stream.values():
-                if not cursor.retired and cursor.ended_at_ms is None:
-                    cursor.ended_at_ms = int(now) * 1000
-        self.discovered_until_ms = int(now * 1000)
-        # The sessions found and the time covered are committed together: a crash can never
-        # record "discovered up to T" without the sessions found before T.
-        if self.persist:
-            for index, stream in enumerate(self.streams):
-                self.store.commit(
-                    self.name,
-                    stream,
-                    [
-                        CursorUpdate(cursor=dataclasses.replace(c, seen={}))
-                        for s, c in new
-                        if s == stream
-                    ],
-                    discovered_until_ms=self.discovered_until_ms if index == 0 else None,
-                )
-            self._forget_retired(since_s * 1000)
-        self.metrics.sessions_tracked.labels(self.name).set(len(self.active_cursors()))
-        return len(new) // len(self.streams)
+    def _update_gauges(self) -> None:
+        lag = self.cursor_lag_seconds()
+        if lag is not None:
+            self.metrics.cursor_lag.labels(self.name).set(lag)
+        self.metrics.sessions_tracked.labels(self.name).set(self.table.active_count())
 
-    def _forget_retired(self, listed_since_ms: int) -> None:
-        """Drop retired sessions that discovery can no longer list.
+    def next_due_in(self) -> float:
+        due = self.queue.next_due_at()
+        return self.settings.poll_interval if due is None else max(0.0, due - self.monotonic())
 
-        A retired row stays while its meeting could still be listed (it keeps the meeting
-        from being read again from scratch); once the meeting started before what discovery
-        asks for, the row has no more use.
+    # -- reading one session ---------------------------------------------------------------
+
+    async def _read_session(self, session: TrackedSession, stats: SweepStats) -> bool:
+        """Read one session; False when the read failed (the session backs off alone).
+
+        Raises what concerns the whole domain: the key refused, a failed export, the store.
         """
-        sessions = self.sessions or {}
-        gone = [
-            session_id
-            for session_id, by_stream in sessions.items()
-            if all(
-                c.retired
-                and c.drained_until_ms is not None
-                and c.drained_until_ms < listed_since_ms
-                for c in by_stream.values()
+        started = self.monotonic()
+        if session.last_read_at is not None:
+            self.pacing.observe(
+                busy=session.busy,
+                interval=started - session.last_read_at,
+                overdue=max(0.0, started - session.due_at),
             )
-        ]
-        if not gone:
-            return
-        for stream in self.streams:
-            self.store.forget_retired(self.name, stream, listed_since_ms)
-        for session_id in gone:
-            del sessions[session_id]
+        session.last_read_at = started
+        session.reading = True
+        self._reads_in_flight += 1
+        self._m_reads.set(self._reads_in_flight)
+        try:
+            result = await self.reader.read(session)
+        except AuthError:
+            raise
+        except (TransientError, PermanentError) as exc:
+            session.failures += 1
+            delay = failure_delay(
+                session.failures,
+                base=min(FAILURE_BACKOFF_BASE, self.settings.poll_interval),
+                cap=self.settings.max_quiet_interval,
+            )
+            session.due_at = self.monotonic() + delay
+            self.log.warning(
+                "session read failed; it is tried again after its own backoff",
+                session=session.session_id,
+                error=str(exc),
+                failures=session.failures,
+                retry_in_s=round(delay, 1),
+            )
+            stats.session_failures.append(f"{session.session_id}: {exc}")
+            return False
+        finally:
+            session.reading = False
+            self._reads_in_flight -= 1
+            self._m_reads.set(self._reads_in_flight)
+        session.failures = 0
+        self._count(result, stats)
+        if result.not_found is not None:
+            stats.session_errors.append(f"{session.session_id}: {result.not_found}")
+        self._schedule(session, result.delivered)
+        return True
 
-    # -- the sweep -----------------------------------------------------------------------
+    def _count(self, result: ReadResult, stats: SweepStats) -> None:
+        stats.sessions_polled += 1
+        stats.fetched += result.fetched
+        stats.reread += result.reread
+
+    def _schedule(self, session: TrackedSession, delivered: int) -> None:
+        """Busy sessions every poll_interval; quiet ones back off to max_quiet_interval."""
+        s = self.settings
+        if delivered:
+            session.busy = True
+            session.quiet_polls = 0
+            delay = s.poll_interval
+        else:
+            session.busy = False
+            session.quiet_polls += 1
+            delay = quiet_delay(
+                session.quiet_polls,
+                poll_interval=s.poll_interval,
+                max_quiet_interval=s.max_quiet_interval,
+            )
+        session.due_at = self.monotonic() + delay
+
+    # -- one pass (run --once, backfill, tests) --------------------------------------------
 
     async def sweep(self, *, full: bool = False) -> SweepStats:
-        """Discover (when due) and drain every session that is due (every one if `full`).
+        """Discover (when due) and read every session that is due (every one if `full`),
+        concurrently, each to the end of its window; then export and commit everything.
 
-        Raises on a failure that stops the sweep (Daily unreachable or refusing the key,
-        backend not acknowledging, state not writable); what was acknowledged before it is
-        committed, the rest is read again next time.
+        Raises on a failure that stops the domain (Daily refusing the key, the backend not
+        acknowledging, the state not writable) after dropping what was not committed.
         """
         stats = SweepStats()
         requests_before = self.client.requests_made
+        totals_before = dataclasses.replace(self.batcher.totals)
+        malformed_before = self.records.counts.malformed
         try:
-            sessions = self._load()
+            await self.table.load()
             mono = self.monotonic()
             if full or mono >= self.next_discovery_at:
-                await self.discover()
+                await self.table.discover(self.client)
                 self.next_discovery_at = mono + self.settings.poll_interval
-            due = [
-                by_stream
-                for by_stream in sessions.values()
-                if not all(c.retired for c in by_stream.values())
-                and (full or self._primary(by_stream).next_poll_at <= self.monotonic())
-            ]
+            due = [s for s in self.table.active() if full or s.due_at <= self.monotonic()]
             # Sessions that had news last time first, then the longest waiting.
-            due.sort(
-                key=lambda b: (self._primary(b).quiet_polls > 0, self._primary(b).next_poll_at)
-            )
-            failed_in_a_row = 0
-            for by_stream in due:
-                if self.stop_requested:
-                    break
-                try:
-                    stats.merge(await self._drain_session(by_stream))
-                    failed_in_a_row = 0
-                except (TransientError, PermanentError) as exc:
-                    if isinstance(exc, AuthError):
-                        raise
-                    failed_in_a_row += 1
-                    if failed_in_a_row >= MAX_FAILED_SESSIONS:
-                        raise
-                    self._session_failed(by_stream, exc, stats)
-            await self._flush(stats)
+            due.sort(key=lambda s: (not s.busy, s.due_at))
+            timer = asyncio.create_task(self.batcher.run_timer())
+            try:
+                await self._read_all(due, stats)
+            finally:
+                timer.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await timer
+            await self.batcher.flush()
         except BaseException:
-            self.forget_memory()
+            await self.reset()
             raise
         finally:
             stats.requests = self.client.requests_made - requests_before
+        self._fold_batches(stats, totals_before, malformed_before)
         if not self.stop_requested:
-            self.last_success = self.clock()
-            self.metrics.last_success.labels(self.name).set(self.last_success)
-        self._update_lag()
+            self._succeeded()
+        self._update_gauges()
         return stats
 
-    def _session_failed(
-        self, by_stream: dict[str, SessionCursor], exc: Exception, stats: SweepStats
-    ) -> None:
-        """One session's read failed: the others go on; it is tried again after a backoff.
+    def _fold_batches(self, stats: SweepStats, before: Any, malformed_before: int) -> None:
+        after = self.batcher.totals
+        stats.exported = after.exported - before.exported
+        stats.rejected = after.rejected - before.rejected
+        stats.samples_exported = after.samples_exported - before.samples_exported
+        stats.points_exported = after.points_exported - before.points_exported
+        stats.points_rejected = after.points_rejected - before.points_rejected
+        stats.malformed = self.records.counts.malformed - malformed_before
 
-        What it delivered before the failure stays batched and is committed with the next
-        acknowledged export; the rest of its window is read again next time.
-        """
-        primary = self._primary(by_stream)
-        self.log.warning("session read failed", session=primary.session_id, error=str(exc))
-        stats.session_failures.append(f"{primary.session_id}: {exc}")
-        primary.quiet_polls += 1
-        delay = min(self.settings.poll_interval * (2**primary.quiet_polls), 300.0)
-        primary.next_poll_at = self.monotonic() + delay
+    async def _read_all(self, sessions: Iterable[TrackedSession], stats: SweepStats) -> None:
+        pending = deque(sessions)
+        failed_in_a_row = 0
 
-    def next_due_in(self) -> float:
-        """Seconds until some session or discovery is due (for the scheduler's sleep)."""
-        mono = self.monotonic()
-        times = [self.next_discovery_at] + [c.next_poll_at for c in self.active_cursors()]
-        return max(0.0, min(times) - mono)
-
-    async def _drain_session(self, by_stream: dict[str, SessionCursor]) -> SweepStats:
-        stats = SweepStats(sessions_polled=1)
-        s = self.settings
-        primary = self._primary(by_stream)
-        session_id = primary.session_id
-        log = self.log.bind(session=session_id)
-        open_streams = {name: c for name, c in by_stream.items() if not c.retired}
-        now_ms = int(self.clock() * 1000)
-        lookback_ms = int(s.lookback * 1000)
-        # One window for the streams read together (see cursor.drain_streams).
-        start_ms = min(window_start_ms(c, lookback_ms) for c in open_streams.values())
-        end_ms = max(now_ms - int(s.settle_lag * 1000), start_ms)
-        if len(open_streams) == 1:
-            ((name, only),) = open_streams.items()
-            if await self._nothing_changed(session_id, only, start_ms, end_ms):
-                # As good as a complete read that found nothing new.
-                quiet = SessionRead(cursor=only, start_ms=start_ms, end_ms=end_ms)
-                self._after_read(name, quiet, complete=True)
-                self._schedule(primary, 0)
-                return stats
-        drains: dict[str, StreamDrain] = {}
-        for name, cursor in open_streams.items():
-            read = SessionRead(cursor=cursor, start_ms=start_ms, end_ms=end_ms, limit=s.page_size)
-            read.own_start_ns = window_start_ms(cursor, lookback_ms) * NS_PER_MS
-            drains[name] = StreamDrain(read=read, deliver=self._deliverer(name, read, stats, log))
-        await self._read(session_id, drains, stats, log)
-        delivered = 0
-        for name, drain in drains.items():
-            delivered += drain.result.delivered
-            self._after_read(name, drain.read, drain.result.complete)
-            complete = drain.result.complete
-            drain.read.cursor.resume = (start_ms, drain.read.consumed) if complete else None
-        self._schedule(primary, delivered)
-        return stats
-
-    async def _nothing_changed(
-        self, session_id: str, cursor: SessionCursor, start_ms: int, end_ms: int
-    ) -> bool:
-        """A quiet session in one request: nothing past where the last read ended.
-
-        Valid only while the window starts where it started then (no record delivered
-        since): the list can then only have grown, by new records at its end or late ones
-        inside it, and either makes the answer non-empty, which falls back to a full read.
-        """
-        if cursor.resume is None or cursor.resume[0] != start_ms or cursor.retired:
-            return False
-        page = await self.client.fetch_logs_page(
-            mtg_session_id=session_id,
-            start_ms=start_ms,
-            end_ms=end_ms,
-            offset=cursor.resume[1],
-            limit=2,
-            log_level=self.settings.log_level,
-            include_logs=self.streams[0] == LOGS,
-            include_metrics=self.streams[0] == METRICS,
-        )
-        return not (page.logs or page.metrics)
-
-    async def _read(
-        self, session_id: str, drains: dict[str, StreamDrain], stats: SweepStats, log: Any
-    ) -> None:
-        s = self.settings
-        any_read = next(iter(drains.values())).read
-
-        async def fetch_page(offset: int, names: Sequence[str]) -> Mapping[str, Sequence[Any]]:
-            page = await self.client.fetch_logs_page(
-                mtg_session_id=session_id,
-                start_ms=any_read.start_ms,
-                end_ms=any_read.end_ms,
-                offset=offset,
-                limit=s.page_size,
-                log_level=s.log_level,
-                include_logs=LOGS in names,
-                include_metrics=METRICS in names,
-            )
-            self._observed_ns = time.time_ns()
-            if LOGS in names:
-                self._m_fetched[LOGS].inc(len(page.logs))
-            if METRICS in names:
-                self._m_fetched[METRICS].inc(len(page.metrics))
-            return {LOGS: page.logs, METRICS: page.metrics}
-
-        async def after_page() -> None:
-            await self._flush_if_full(stats)
+        async def worker() -> None:
+            nonlocal failed_in_a_row
+            while pending and not self.stop_requested:
+                session = pending.popleft()
+                if await self._read_session(session, stats):
+                    failed_in_a_row = 0
+                    continue
+                failed_in_a_row += 1
+                if failed_in_a_row >= MAX_FAILED_SESSIONS:
+                    raise _SweepAborted(stats.session_failures[-1])
 
         try:
-            await drain_streams(
-                drains,
-                fetch_page,
-                digest_any,
-                should_stop=lambda: self.stop_requested,
-                after_page=after_page,
-            )
-        except NotFoundError as exc:
-            # The session is gone at Daily (or never had logs). Others go on; it is tried
-            # again after a quiet interval and retired after its grace period.
-            log.warning("session not found at Daily", error=str(exc))
-            stats.session_errors.append(f"{session_id}: {exc}")
-            for drain in drains.values():
-                if drain.read.cursor.ended_at_ms is None:
-                    drain.read.cursor.ended_at_ms = int(self.clock() * 1000)
-        for name, drain in drains.items():
-            result = drain.result
-            stats.fetched += result.fetched
-            stats.deduplicated += result.deduplicated
-            if result.deduplicated:
-                self.metrics.records_deduplicated.labels(self.name, name).inc(result.deduplicated)
-            if result.stalled:
-                log.info(
-                    "read stopped early: the list moved while paging; the next read goes on",
-                    stream=name,
-                )
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.concurrency, len(pending))):
+                    group.create_task(worker())
+        except BaseExceptionGroup as group_error:
+            error = _first_error(group_error)
+            if isinstance(error, _SweepAborted):
+                raise TransientError(
+                    f"{MAX_FAILED_SESSIONS} session reads in a row failed; last: {error}"
+                ) from None
+            raise error from None
 
-    def _deliverer(
-        self, stream: str, read: SessionRead, stats: SweepStats, log: Any
-    ) -> Callable[[Any, str], bool]:
-        if stream == LOGS:
-            return lambda record, uid: self._deliver_log(read, record, uid, stats, log)
-        return lambda record, uid: self._deliver_sample(read, record, uid, stats, log)
+    # -- the daemon ------------------------------------------------------------------------
 
-    def _deliver_log(
-        self, read: SessionRead, record: Any, uid: str, stats: SweepStats, log: Any
-    ) -> bool:
+    async def run(self, stop: asyncio.Event) -> None:
+        """Read continuously until `stop` is set; then finish the reads' current pages,
+        export and commit what they hold. Raises a domain failure (see the module)."""
         try:
-            valid = validate(record)
-        except MalformedRecord as exc:
-            self._dead_letter(LOGS, read.cursor, uid, str(exc), record, stats, log)
-            return False
-        if valid.time_ns < read.own_start_ns:
-            stats.deduplicated += 1
-            return False
-        batch = self._logs()
-        target = batch.add()
-        try:
-            fill_log_record(
-                target,
-                record,
-                time_ns=valid.time_ns,
-                observed_ns=self._observed_ns,
-                uid=uid,
-                room=read.cursor.room or None,
-                severity=self.severity,
-            )
-        except (ValueError, TypeError) as exc:  # e.g. an int beyond int64 for `code`
-            batch.discard_last()
-            self._dead_letter(LOGS, read.cursor, uid, f"cannot encode: {exc}", record, stats, log)
-            return False
-        read.mark(uid, valid.time_ns)
-        self._pending_update(LOGS, read.cursor).new_seen.append((uid, valid.time_ns))
-        return True
-
-    def _deliver_sample(
-        self, read: SessionRead, sample: Any, uid: str, stats: SweepStats, log: Any
-    ) -> bool:
-        room = read.cursor.room or None
-        try:
-            valid = validate_sample(sample)
-        except MalformedRecord as exc:
-            self._dead_letter(METRICS, read.cursor, uid, str(exc), sample, stats, log)
-            return False
-        if valid.time_ns < read.own_start_ns:
-            stats.deduplicated += 1
-            return False
-        mapped = map_sample(sample, room=room) if self.settings.include_metrics else None
-        if mapped is not None:
-            self._samples().add(mapped)
-            if mapped.ignored_non_numeric:
-                self.metrics.metric_fields_ignored.labels(self.name).inc(mapped.ignored_non_numeric)
-        if self.settings.metrics_as_logs:
-            batch = self._logs()
-            fill_sample_log_record(
-                batch.add(),
-                sample,
-                time_ns=valid.time_ns,
-                observed_ns=self._observed_ns,
-                uid=uid,
-                room=room,
-            )
-        read.mark(uid, valid.time_ns)
-        self._pending_update(METRICS, read.cursor).new_seen.append((uid, valid.time_ns))
-        return True
-
-    def _pending_update(self, stream: str, cursor: SessionCursor) -> CursorUpdate:
-        pending = self._pending[stream]
-        update = pending.get(cursor.session_id)
-        if update is None:
-            update = pending[cursor.session_id] = CursorUpdate(cursor=cursor)
-        return update
-
-    def _dead_letter(
-        self,
-        stream: str,
-        cursor: SessionCursor,
-        uid: str,
-        reason: str,
-        record: Any,
-        stats: SweepStats,
-        log: Any,
-    ) -> None:
-        stats.malformed += 1
-        raw = json.dumps(record, ensure_ascii=False, default=str)
-        letter = DeadLetter(self.name, stream, cursor.session_id, uid, reason, raw, self.clock())
-        if self.store.add_dead_letter(letter):
-            # Logged and counted once; re-reads inside the overlap find it kept already.
-            self.metrics.records_malformed.labels(self.name, stream).inc()
-            log.warning(
-                "malformed record kept as a dead letter", stream=stream, reason=reason, uid=uid
-            )
-
-    def _after_read(self, stream: str, read: SessionRead, complete: bool) -> None:
-        s = self.settings
-        cursor = read.cursor
-        if cursor.ended_at_ms is not None and cursor.end_seen_mono is None:
-            cursor.end_seen_mono = self.monotonic()
-        if complete:
-            cursor.drained_until_ms = read.end_ms
-            # Both clocks must agree that the grace period is over: the wall clock against
-            # Daily's end time, and the monotonic one, which a wall-clock jump cannot move.
-            if (
-                cursor.ended_at_ms is not None
-                and cursor.end_seen_mono is not None
-                and read.end_ms >= cursor.ended_at_ms + int(s.session_grace * 1000)
-                and self.monotonic() - cursor.end_seen_mono >= s.session_grace
-            ):
-                cursor.retired = True
-                cursor.seen.clear()
-                self.log.info("session retired", session=cursor.session_id, stream=stream)
-        horizon = window_start_ms(cursor, int(s.lookback * 1000))
-        prune_seen(cursor.seen, horizon)
-        self._pending_update(stream, cursor).prune_before_ms = horizon
-
-    def _schedule(self, primary: SessionCursor, delivered: int) -> None:
-        """Adaptive polling: busy sessions every poll_interval, quiet ones less often."""
-        s = self.settings
-        now_mono = self.monotonic()
-        if delivered:
-            primary.quiet_polls = 0
-            primary.next_poll_at = now_mono + s.poll_interval
-        else:
-            primary.quiet_polls += 1
-            backoff = min(s.poll_interval * (2**primary.quiet_polls), s.max_quiet_interval)
-            primary.next_poll_at = now_mono + max(backoff, s.poll_interval)
-
-    def _logs(self) -> LogBatch:
-        if self._log_batch is None:
-            self._log_batch = LogBatch(self.resource)
-        return self._log_batch
-
-    def _samples(self) -> MetricsBatch:
-        if self._metrics_batch is None:
-            self._metrics_batch = MetricsBatch(self.resource)
-        return self._metrics_batch
-
-    async def _flush_if_full(self, stats: SweepStats) -> None:
-        # Checked once per page rather than per record: a batch may exceed `batch_size` by
-        # at most one page, and the per-record path stays free of coroutines.
-        limit = self.settings.export.batch_size
-        logs, samples = self._log_batch, self._metrics_batch
-        if (logs is not None and logs.size >= limit) or (
-            samples is not None and samples.size >= limit * POINTS_PER_RECORD
-        ):
-            await self._flush(stats)
-
-    def _take_updates(self, stream: str) -> list[CursorUpdate]:
-        lookback_ms = int(self.settings.lookback * 1000)
-        updates = []
-        for u in self._pending[stream].values():
-            # Identities older than where the next read starts are never looked up again:
-            # persisting them would only be deleted at the end of the read.
-            horizon_ns = window_start_ms(u.cursor, lookback_ms) * NS_PER_MS
-            updates.append(
-                CursorUpdate(
-                    cursor=dataclasses.replace(u.cursor, seen={}),
-                    new_seen=[(uid, t) for uid, t in u.new_seen if t >= horizon_ns],
-                    prune_before_ms=u.prune_before_ms,
-                )
-            )
-        self._pending[stream] = {}
-        return updates
-
-    async def _flush(self, stats: SweepStats) -> None:
-        """Export what is batched, then commit the cursors it covers, one transaction each.
-
-        Samples exported as logs (`metrics_as_logs`) ride in the logs request; when they are
-        also exported as metrics, the samples' cursor waits for both acknowledgements.
-        """
-        log_batch, self._log_batch = self._log_batch, None
-        metrics_batch, self._metrics_batch = self._metrics_batch, None
-        log_updates = self._take_updates(LOGS) if LOGS in self._pending else []
-        sample_updates = self._take_updates(METRICS) if METRICS in self._pending else []
-        if log_batch is not None and log_batch.size:
-            self.metrics.records_pending.labels(self.name).set(log_batch.size)
-            await self._export_logs(log_batch, stats)
-        if log_updates and self.persist:
-            self.store.commit(self.name, LOGS, log_updates)
-        if metrics_batch is not None and metrics_batch.size:
-            await self._export_samples(metrics_batch, stats)
-        if sample_updates:
-            stats.samples_exported += sum(len(u.new_seen) for u in sample_updates)
-            if self.persist:
-                self.store.commit(self.name, METRICS, sample_updates)
-        self.metrics.records_pending.labels(self.name).set(0)
-
-    async def _export_logs(self, batch: LogBatch, stats: SweepStats) -> None:
-        started = self.monotonic()
-        try:
-            outcome = await self.exporter.export_logs(batch.request)
-        except Exception:
-            self.metrics.export_failures.labels(self.name, "logs").inc()
+            await self.table.load()
+            now = self.monotonic()
+            for session in self.table.active():
+                # A restart reads every session once, promptly.
+                session.due_at = now
+                session.busy = True
+                self.queue.push(session.session_id, now, True)
+            self._update_gauges()
+            background = [
+                asyncio.create_task(self._discovery_loop(), name=f"{self.name}:discovery"),
+                asyncio.create_task(self.batcher.run_timer(), name=f"{self.name}:batch-timer"),
+                asyncio.create_task(self._report_loop(), name=f"{self.name}:report"),
+            ]
+            workers = [
+                asyncio.create_task(self._worker(stop), name=f"{self.name}:read-{i}")
+                for i in range(self.concurrency)
+            ]
+            stopped = asyncio.create_task(stop.wait())
+        except BaseException:
+            await self.reset()
             raise
-        self.metrics.export_duration.labels(self.name, self.exporter.protocol).observe(
-            self.monotonic() - started
+        try:
+            waiting: set[asyncio.Task[Any]] = {*background, *workers, stopped}
+            while True:
+                done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is not stopped and not task.cancelled() and task.exception():
+                        raise task.exception()  # type: ignore[misc]
+                if stopped in done:
+                    break
+            # Graceful stop: the reads end after their current page; what they read is
+            # exported and committed (the caller bounds how long that may take).
+            self.stop_requested = True
+            self._wake.set()
+            self._wake.clear()
+            await asyncio.gather(*workers)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self.batcher.flush()
+            self._update_gauges()
+        except BaseException:
+            for task in (*background, *workers, stopped):
+                task.cancel()
+            await asyncio.gather(*background, *workers, stopped, return_exceptions=True)
+            await self.reset()
+            raise
+        finally:
+            stopped.cancel()
+
+    def _wake_workers(self) -> None:
+        self._wake.set()
+        self._wake.clear()
+
+    async def _worker(self, stop: asyncio.Event) -> None:
+        while not stop.is_set() and not self.stop_requested:
+            now = self.monotonic()
+            key = self.queue.pop_due(now)
+            if key is None:
+                due = self.queue.next_due_at()
+                delay = IDLE_WAIT if due is None else min(IDLE_WAIT, max(0.001, due - now))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                continue
+            session = self.table.sessions.get(key)
+            if session is None or session.retired:
+                continue
+            await self._read_session(session, self.totals)
+            if not session.retired:
+                self.queue.push(key, session.due_at, session.busy)
+
+    async def _discovery_loop(self) -> None:
+        """Discovery on its own timer: never blocks reads; its failures back off alone."""
+        failures = 0
+        while True:
+            try:
+                new = await self.table.discover(self.client)
+            except AuthError:
+                raise
+            except DailyApiError as exc:
+                failures += 1
+                delay = backoff_delay(failures, base=1.0, cap=self.settings.poll_interval)
+                if failures == 1 or failures % 10 == 0:
+                    self.log.warning(
+                        "discovery failed; reads of known sessions go on",
+                        error=str(exc),
+                        failures=failures,
+                        retry_in_s=round(delay, 1),
+                    )
+            else:
+                failures = 0
+                delay = self.settings.poll_interval
+                now = self.monotonic()
+                for session in new:
+                    session.due_at = now
+                    session.busy = True  # unknown yet: read promptly
+                    self.queue.push(session.session_id, now, True)
+                if new:
+                    self._wake_workers()
+                if not self.table.sessions:
+                    self._succeeded()  # nothing to read is a healthy state too
+                self._update_gauges()
+            await asyncio.sleep(delay)
+
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_INTERVAL)
+            self.report()
+
+    def report(self) -> None:
+        """Pacing over the last window: gauges, and a warning when saturated."""
+        s = self.settings
+        summary = self.pacing.summary(
+            poll_interval=s.poll_interval, max_quiet_interval=s.max_quiet_interval
         )
-        accepted = batch.size - outcome.rejected
-        stats.exported += accepted
-        self.metrics.records_exported.labels(self.name, LOGS).inc(accepted)
-        if outcome.rejected:
-            stats.rejected += outcome.rejected
-            self.metrics.records_rejected.labels(self.name, LOGS).inc(outcome.rejected)
+        self.pacing = PacingWindow()
+        for cls, value in (("busy", summary.busy_interval), ("quiet", summary.quiet_interval)):
+            if value is not None:
+                self.metrics.poll_interval.labels(self.name, cls).set(value)
+        self.metrics.budget_saturated.labels(self.name).set(1 if summary.saturated else 0)
+        self._update_gauges()
+        busy = sum(1 for t in self.table.active() if t.busy)
+        if summary.saturated:
             self.log.warning(
-                "backend rejected records (partial success); they are not retried",
-                rejected=outcome.rejected,
-                reason=outcome.error_message[:200],
+                "request budget saturated: sessions are read less often than configured",
+                requests_per_second=s.requests_per_second,
+                busy_sessions=busy,
+                quiet_sessions=self.table.active_count() - busy,
+                busy_interval_s=_round(summary.busy_interval),
+                quiet_interval_s=_round(summary.quiet_interval),
+                busy_overdue_s=_round(summary.busy_overdue),
+                quiet_overdue_s=_round(summary.quiet_overdue),
+                poll_interval_s=s.poll_interval,
+                max_quiet_interval_s=s.max_quiet_interval,
             )
 
-    async def _export_samples(self, batch: MetricsBatch, stats: SweepStats) -> None:
-        started = self.monotonic()
-        try:
-            outcome = await self.exporter.export_metrics(batch.request)
-        except Exception:
-            self.metrics.export_failures.labels(self.name, "metrics").inc()
-            raise
-        self.metrics.export_duration.labels(self.name, self.exporter.protocol).observe(
-            self.monotonic() - started
-        )
-        accepted = batch.size - outcome.rejected
-        stats.points_exported += accepted
-        self.metrics.records_exported.labels(self.name, METRICS).inc(accepted)
-        if outcome.rejected:
-            stats.points_rejected += outcome.rejected
-            self.metrics.records_rejected.labels(self.name, METRICS).inc(outcome.rejected)
-            self.log.warning(
-                "backend rejected data points (partial success); they are not retried",
-                rejected=outcome.rejected,
-                reason=outcome.error_message[:200],
-            )
+    # -- backfill --------------------------------------------------------------------------
 
     async def backfill_session(
         self, session_id: str, room: str, start_ms: int, end_ms: int
@@ -718,40 +536,42 @@ class DomainPipeline:
         on the records), so a backend that de-duplicates on `log.record.uid` can.
         """
         stats = SweepStats(sessions_polled=1)
-        log = self.log.bind(session=session_id, backfill=True)
+        totals_before = dataclasses.replace(self.batcher.totals)
+        page = PageContext()
         drains: dict[str, StreamDrain] = {}
         for name in self.streams:
             cursor = SessionCursor(session_id=session_id, room=room, start_floor_ms=start_ms)
             read = SessionRead(
                 cursor=cursor, start_ms=start_ms, end_ms=end_ms, limit=self.settings.page_size
             )
-            drains[name] = StreamDrain(read=read, deliver=self._deliverer(name, read, stats, log))
+            drains[name] = StreamDrain(read=read, deliver=self.records.deliverer(name, read, page))
+        result = ReadResult()
         try:
-            await self._read(session_id, drains, stats, log)
-            await self._flush(stats)
-        finally:
-            self._log_batch = None
-            self._metrics_batch = None
-            self._pending = {s: {} for s in self.streams}
+            await self.reader.drain(session_id, drains, page, result)
+            await self.batcher.flush()
+        except BaseException:
+            await self.reset()
+            raise
+        self._count(result, stats)
+        stats.sessions_polled = 1
+        if result.not_found is not None:
+            stats.session_errors.append(f"{session_id}: {result.not_found}")
+        self._fold_batches(stats, totals_before, 0)
         return stats
 
-    def _update_lag(self) -> None:
-        lag = self.cursor_lag_seconds()
-        if lag is not None:
-            self.metrics.cursor_lag.labels(self.name).set(lag)
-        self.metrics.sessions_tracked.labels(self.name).set(len(self.active_cursors()))
 
-    def cursor_lag_seconds(self) -> float | None:
-        drained = [c.drained_until_ms for c in self.active_cursors() if c.drained_until_ms]
-        if not drained:
-            return None
-        return max(0.0, self.clock() - min(drained) / 1000)
+class _SweepAborted(Exception):
+    pass
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def build_pipeline(
     domain: DomainSettings,
     *,
-    store: SqliteCursorStore,
+    store: CursorStore | SqliteCursorStore,
     metrics: BridgeMetrics,
     persist: bool = True,
 ) -> DomainPipeline:
@@ -764,6 +584,7 @@ def build_pipeline(
         timeout=domain.request_timeout,
         ca_file=domain.ca_file,
         metrics=metrics,
+        max_connections=domain.concurrent_reads + 2,
     )
     exporter = Exporter(build_transport(domain.export), max_retry_time=domain.export.max_retry_time)
     return DomainPipeline(
@@ -771,4 +592,11 @@ def build_pipeline(
     )
 
 
-__all__ = ["LOGS", "METRICS", "DomainPipeline", "SweepStats", "build_pipeline", "room_selected"]
+__all__ = [
+    "LOGS",
+    "METRICS",
+    "DomainPipeline",
+    "SweepStats",
+    "build_pipeline",
+    "room_selected",
+]

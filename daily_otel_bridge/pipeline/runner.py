@@ -1,4 +1,4 @@
-"""Per-domain loops: when to sweep, how to back off, and keeping domains apart.
+"""Per-domain supervision: run the pipeline, classify its failures, back off, start over.
 
 Each domain runs in its own task with its own client, exporter and backoff, so a revoked key
 or a dead backend of one domain never delays another. Only a state store that cannot be
@@ -21,7 +21,6 @@ from daily_otel_bridge.pipeline.domain import DomainPipeline, SweepStats
 from daily_otel_bridge.state.base import StateError
 
 AUTH_RETRY_SECONDS = 300.0
-MIN_SLEEP = 0.05
 
 
 @dataclass(slots=True)
@@ -39,7 +38,7 @@ class DomainStatus:
 
 
 def classify(exc: BaseException) -> tuple[str, str]:
-    """(state, error type) of a failed sweep."""
+    """(state, error type) of a domain failure."""
     if isinstance(exc, AuthError):
         return "auth_failed", "daily_auth"
     if isinstance(exc, DailyApiError):
@@ -52,37 +51,44 @@ def classify(exc: BaseException) -> tuple[str, str]:
 class DomainRunner:
     def __init__(self, pipeline: DomainPipeline) -> None:
         self.pipeline = pipeline
-        self.status = DomainStatus(name=pipeline.name, totals=SweepStats())
-        self._partial = False  # the last sweep read some sessions but not all
+        self.status = DomainStatus(name=pipeline.name, totals=pipeline.totals)
         self.log = structlog.get_logger(__name__).bind(domain=pipeline.name)
+        # Every commit (and a healthy discovery with nothing to read) marks the domain ok.
+        pipeline.on_success = self._recovered
+
+    def _failed(self, exc: BaseException) -> None:
+        state, error_type = classify(exc)
+        changed = state != self.status.state or error_type != self.status.last_error_type
+        self.status.state = state
+        self.status.last_error_type = error_type
+        self.status.last_error = str(exc)
+        self.status.consecutive_failures += 1
+        if changed or self.status.consecutive_failures % 20 == 0:
+            # One clear line per kind of trouble, not one per retry.
+            if isinstance(exc, DailyApiError | ExportError):
+                self.log.error("domain failed", error_type=error_type, error=str(exc))
+            else:
+                self.log.exception("domain failed", error_type=error_type, exc_info=exc)
+
+    def _recovered(self) -> None:
+        if self.status.state not in ("ok", "starting") and self.status.consecutive_failures:
+            self.log.info("domain recovered", after_failures=self.status.consecutive_failures)
+        self.status.state = "ok"
+        self.status.last_error_type = None
+        self.status.last_error = None
+        self.status.consecutive_failures = 0
+        self.status.last_success = self.pipeline.last_success or time.time()
 
     async def sweep_once(self, *, full: bool) -> bool:
-        """One sweep with error handling; True when it succeeded."""
+        """One pass with error handling (`run --once`); True when it fully succeeded."""
         try:
             stats = await self.pipeline.sweep(full=full)
-        except StateError:
-            raise
-        except asyncio.CancelledError:
+        except (StateError, asyncio.CancelledError):
             raise
         except Exception as exc:
-            self._partial = False
-            state, error_type = classify(exc)
-            changed = state != self.status.state or error_type != self.status.last_error_type
-            self.status.state = state
-            self.status.last_error_type = error_type
-            self.status.last_error = str(exc)
-            self.status.consecutive_failures += 1
-            if changed or self.status.consecutive_failures % 20 == 0:
-                # One clear line per kind of trouble, not one per retry.
-                if isinstance(exc, DailyApiError | ExportError):
-                    self.log.error("sweep failed", error_type=error_type, error=str(exc))
-                else:
-                    self.log.exception("sweep failed", error_type=error_type)
+            self._failed(exc)
             return False
         self.status.sweeps += 1
-        assert self.status.totals is not None
-        self.status.totals.merge(stats)
-        self._partial = bool(stats.session_failures)
         if stats.session_failures:
             # Some sessions could not be read; the rest were. Not a success (readiness,
             # `--once`), but no reason to back the whole domain off either.
@@ -90,43 +96,39 @@ class DomainRunner:
             self.status.last_error_type = "daily_session"
             self.status.consecutive_failures += 1
             self.log.error(
-                "sweep incomplete: some sessions could not be read",
+                "pass incomplete: some sessions could not be read",
                 failed_sessions=len(stats.session_failures),
                 first=stats.session_failures[0][:300],
             )
             return False
-        if self.status.state != "ok" and self.status.consecutive_failures:
-            self.log.info("domain recovered", after_failures=self.status.consecutive_failures)
-        self.status.state = "ok"
-        self.status.last_error_type = None
-        self.status.last_error = None
-        self.status.consecutive_failures = 0
-        self.status.last_success = time.time()
-        if stats.exported or stats.malformed or stats.rejected:
-            self.log.info(
-                "sweep done",
-                sessions=stats.sessions_polled,
-                exported=stats.exported,
-                deduplicated=stats.deduplicated,
-                malformed=stats.malformed,
-                rejected=stats.rejected,
-                requests=stats.requests,
-            )
+        self._recovered()
+        self.log.info(
+            "pass done",
+            sessions=stats.sessions_polled,
+            exported=stats.exported,
+            reread=stats.reread,
+            malformed=stats.malformed,
+            rejected=stats.rejected,
+            requests=stats.requests,
+        )
         return True
 
-    def delay_after(self, ok: bool) -> float:
-        s = self.pipeline.settings
-        if ok or self._partial:
-            return max(MIN_SLEEP, min(self.pipeline.next_due_in(), s.poll_interval))
+    def delay_after_failure(self) -> float:
         if self.status.state == "auth_failed":
             return AUTH_RETRY_SECONDS
         return backoff_delay(self.status.consecutive_failures, base=1.0, cap=60.0)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """The daemon: continuous reads until `stop`; after a failure, back off, start over."""
         while not stop.is_set():
-            ok = await self.sweep_once(full=False)
-            if stop.is_set():
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.delay_after(ok))
+            try:
+                await self.pipeline.run(stop)
+            except (StateError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                self._failed(exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.delay_after_failure())
+                continue
+            break
         self.status.state = "stopped"

@@ -100,6 +100,32 @@ class BridgeMetrics:
             ["domain"],
             registry=r,
         )
+        self.poll_interval = Gauge(
+            f"{PREFIX}_poll_interval_seconds",
+            "Achieved interval between two reads of a session, mean over the last minute, by"
+            " class (busy: had news on its last read; quiet: did not).",
+            ["domain", "class"],
+            registry=r,
+        )
+        self.budget_saturated = Gauge(
+            f"{PREFIX}_budget_saturated",
+            "1 when the domain's request budget cannot read every session as often as"
+            " configured (sessions wait past their due time), else 0.",
+            ["domain"],
+            registry=r,
+        )
+        self.reads_in_flight = Gauge(
+            f"{PREFIX}_reads_in_flight",
+            "Session reads in progress.",
+            ["domain"],
+            registry=r,
+        )
+        self.exports_in_flight = Gauge(
+            f"{PREFIX}_exports_in_flight",
+            "Export requests sent and not yet committed.",
+            ["domain"],
+            registry=r,
+        )
         self.last_success = Gauge(
             f"{PREFIX}_last_success_timestamp_seconds",
             "When the domain last completed a sweep with everything acknowledged.",

@@ -64,7 +64,9 @@ async def test_a_fault_outlasting_the_retries_fails_that_session_only_and_loses_
 ) -> None:
     with rig(tmp_path) as r:
         r.daily.force("500", count=5, endpoint="logs")  # all 5 attempts of one session's read
-        pipeline = r.pipeline(r.settings())
+        # One read at a time, so that the five faults meet one session's five attempts
+        # (concurrent reads would share them out and each would recover).
+        pipeline = r.pipeline(r.settings(max_concurrent_reads=1))
         stats = await pipeline.sweep(full=True)
         assert len(stats.session_failures) == 1
         assert 0 < r.receiver.count() < len(r.bodies), "the other session went on"
@@ -84,8 +86,7 @@ async def test_a_session_answering_404_does_not_stop_the_others(tmp_path: Path) 
         others = [b for b in r.bodies if b["mtgSessionId"] != gone]
         assert r.got() == expected_uids(others)
         # Its end is taken as now: it retires after its grace period, not polled forever.
-        assert pipeline.sessions is not None
-        assert pipeline.sessions[gone]["logs"].ended_at_ms is not None
+        assert pipeline.table.sessions[gone].cursors["logs"].ended_at_ms is not None
         await close(pipeline)
 
 

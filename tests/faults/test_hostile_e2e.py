@@ -256,7 +256,7 @@ def test_hostile_daily_and_flaky_receiver_lose_nothing(tmp_path: Path) -> None:
             assert wait_for(
                 lambda: [
                     e
-                    for e in events(log_path.read_text(), "sweep failed")
+                    for e in events(log_path.read_text(), "domain failed")
                     if e.get("error_type") == "daily_auth"
                 ],
                 120,
@@ -314,7 +314,7 @@ def test_hostile_daily_and_flaky_receiver_lose_nothing(tmp_path: Path) -> None:
             assert word in mine[0]["reason"], (word, mine[0]["reason"])
         # It said what went wrong, in words an operator can act on.
         assert events(text, "session not found at Daily")
-        assert [e for e in events(text, "sweep failed") if e.get("error_type") == "daily_auth"]
+        assert [e for e in events(text, "domain failed") if e.get("error_type") == "daily_auth"]
 
         # Last: a uid that names no record Daily served (a re-read taken for a byte-identical
         # twin of the anchor, `<digest>-2`: see the property tests) is a duplicate that

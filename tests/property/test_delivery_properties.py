@@ -1,11 +1,12 @@
-"""Properties of the read algorithm: whatever the stream and however it is cut, nothing is
+"""Properties of the real read path: whatever the stream and however it is cut, nothing is
 lost, and without crashes nothing is repeated either.
 
-The model is the pipeline's own discipline, restated in memory: `cursor.SessionRead` and
-`cursor.drain()` read a paged server; delivered records go into a batch; a batch is "acked"
-(handed to the receiver) once it is full and at the end of each read, and only then committed
-(watermark + identities) to a store that survives crashes. A crash drops everything in memory
-and the next sweep starts again from the committed state.
+No restated model: every pass runs the bridge's own `DomainPipeline` (session table, reader,
+per-record path, batcher with several exports in flight and ordered commits) against paged
+fake Daily sessions, an exporter that acknowledges after a drawn number of loop turns (so
+acknowledgements come back out of order) and the in-memory `CursorStore`. A crash (at a
+page request, between an acknowledgement and its commit, or right after a commit) drops the
+pipeline; the next pass builds a new one from what the store holds.
 
 The server keeps records sorted by (time, tie rank, arrival), answers `[start, end]` windows
 with `offset`/`limit`, caps `limit`, may answer short pages, and makes records visible late
@@ -16,25 +17,34 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from daily_otel_bridge.core.cursor import (
-    NS_PER_MS,
-    SessionCursor,
-    SessionRead,
-    drain,
-    prune_seen,
-    window_start_ms,
-)
+from daily_otel_bridge.config.settings import DomainSettings
+from daily_otel_bridge.core.cursor import NS_PER_MS
 from daily_otel_bridge.core.mapping import record_digest, record_uid
+from daily_otel_bridge.core.records import Meeting
+from daily_otel_bridge.daily.client import LogsPage
+from daily_otel_bridge.otlp.transport import ExportOutcome
+from daily_otel_bridge.pipeline.domain import DomainPipeline
+from daily_otel_bridge.service.self_metrics import BridgeMetrics
+from daily_otel_bridge.testing.memory_store import MemoryCursorStore
 
 LOOKBACK_MS = 50
+BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z; record times are offsets from it
+SESSIONS = ("s1", "s2")
+
+
+def iso(ms: int) -> str:
+    whole = datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{whole}.{ms % 1000:03d}000000Z"
 
 
 @dataclass(frozen=True)
@@ -44,12 +54,18 @@ class Rec:
     arrive_call: int  # visible from the page request after this many requests
     tie_rank: int  # where it sorts among records of the same time
 
-    def body(self) -> dict[str, Any]:
-        return {"time": f"{self.time_ms:015d}", "message": f"m{self.content}"}
+    def body(self, session: str) -> dict[str, Any]:
+        return {
+            "time": iso(BASE_MS + self.time_ms),
+            "message": f"m{self.content}",
+            "mtgSessionId": session,
+            "userSessionId": "u",
+        }
 
 
 @dataclass
 class PagedServer:
+    session: str
     records: list[Rec]
     max_limit: int
     short: Sequence[int]  # page i is cut to short[i % len] records when that is > 0
@@ -58,6 +74,7 @@ class PagedServer:
     calls: int = 0
 
     def page(self, start_ms: int, end_ms: int, offset: int, limit: int) -> list[dict[str, Any]]:
+        start_ms, end_ms = start_ms - BASE_MS, end_ms - BASE_MS
         cut = self.short[self.calls % len(self.short)] if self.short else 0
         self.calls += 1
         rows = [
@@ -69,7 +86,7 @@ class PagedServer:
         ]
         rows.sort(key=lambda row: row[:3])
         size = min(limit, self.max_limit, cut or limit)
-        return [row[3].body() for row in rows[offset : offset + size]]
+        return [row[3].body(self.session) for row in rows[offset : offset + size]]
 
     def all_arrived(self) -> bool:
         return all(r.arrive_call < self.calls for r in self.records)
@@ -79,114 +96,152 @@ class Crash(Exception):
     pass
 
 
-@dataclass
-class Committed:
-    """The store: only what was acknowledged and then committed."""
+class FakeDaily:
+    """What the pipeline asks of `DailyClient`, answered by the paged servers."""
 
-    watermark_ns: int | None = None
-    seen: dict[str, int] = field(default_factory=dict)
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.requests_made = 0
+
+    async def list_meetings(self, **_: Any) -> list[Meeting]:
+        start = (BASE_MS - 10_000) // 1000
+        return [Meeting(s, "r", start, None, True) for s in self.model.servers]
+
+    async def fetch_logs_page(
+        self, *, mtg_session_id: str, start_ms: int, end_ms: int, offset: int, limit: int, **_: Any
+    ) -> LogsPage:
+        self.requests_made += 1
+        self.model.tick("fetch")
+        await asyncio.sleep(0)  # let the other session's read and the exports run
+        server = self.model.servers[mtg_session_id]
+        return LogsPage(logs=server.page(start_ms, end_ms, offset, limit), metrics=[])
+
+
+class FakeExporter:
+    """A backend that takes each request and acknowledges it a drawn number of turns later."""
+
+    protocol = "memory"
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.delays = itertools.cycle(model.ack_delays or [0])
+
+    async def export(self, signal: str, request: Any) -> ExportOutcome:
+        for _ in range(next(self.delays)):
+            await asyncio.sleep(0)
+        uids = [
+            next(a.value.string_value for a in r.attributes if a.key == "log.record.uid")
+            for rl in request.resource_logs
+            for sl in rl.scope_logs
+            for r in sl.log_records
+        ]
+        self.model.largest_batch = max(self.model.largest_batch, len(uids))
+        self.model.received.extend(uids)
+        self.model.tick("acked")  # a crash here: the backend has them, no cursor moved
+        return ExportOutcome(rejected=0, error_message="")
+
+    async def close(self) -> None:
+        return None
 
 
 @dataclass
 class Model:
-    server: PagedServer
+    servers: dict[str, PagedServer]
     limit: int
     batch_size: int
+    inflight: int = 2
+    ack_delays: list[int] = field(default_factory=list)
     crash_at: frozenset[int] = frozenset()  # event numbers at which the process dies
-    store: Committed = field(default_factory=Committed)
+    store: MemoryCursorStore = field(default_factory=MemoryCursorStore)
     received: list[str] = field(default_factory=list)
     events: int = 0
     crashes: int = 0
-    crashes_between_ack_and_commit: int = 0
     largest_batch: int = 0
-    # (first page request of the sweep, committed watermark in ms when it began, completed)
-    sweeps: list[tuple[int, int | None, bool]] = field(default_factory=list)
+    now_ms: int = 0
+    pipeline: DomainPipeline | None = None
+    # per session: (first page request of the pass, committed watermark in ms, completed)
+    sweeps: dict[str, list[tuple[int, int | None, bool]]] = field(default_factory=dict)
 
-    def _tick(self, where: str) -> None:
+    def __post_init__(self) -> None:
+        self.store.after_commit = lambda: self.tick("committed")
+
+    def tick(self, where: str) -> None:
         self.events += 1
         if self.events in self.crash_at:
             self.crashes += 1
-            if where == "acked":
-                self.crashes_between_ack_and_commit += 1
             raise Crash(where)
 
+    def settings(self) -> DomainSettings:
+        return DomainSettings.model_validate(
+            {
+                "name": "acme",
+                "api_key": "k",
+                "lookback": LOOKBACK_MS / 1000,
+                "settle_lag": 0,
+                "initial_lookback": 3600,
+                "session_grace": 3600,
+                "page_size": self.limit,
+                "max_concurrent_reads": 2,
+                "export": {
+                    "batch_size": self.batch_size,
+                    "max_inflight_exports": self.inflight,
+                    "batch_timeout": 3600,  # batches leave by size or at the end of a pass
+                },
+            }
+        )
+
+    def _pipeline(self) -> DomainPipeline:
+        if self.pipeline is None:
+            self.pipeline = DomainPipeline(
+                self.settings(),
+                client=FakeDaily(self),  # type: ignore[arg-type]
+                exporter=FakeExporter(self),
+                store=self.store,
+                metrics=BridgeMetrics(),
+                clock=lambda: (BASE_MS + self.now_ms) / 1000,
+            )
+        return self.pipeline
+
+    def _watermark_ms(self, session: str) -> int | None:
+        cursor = self.store.cursors.get(("acme", "logs"), {}).get(session)
+        if cursor is None or cursor.watermark_ns is None:
+            return None
+        return cursor.watermark_ns // NS_PER_MS - BASE_MS
+
     async def sweep(self, now_ms: int) -> bool:
-        """One read of the session; False when the process "crashed" during it."""
-        first_call = self.server.calls + 1
-        watermark = self.store.watermark_ns
-        completed = await self._sweep(now_ms)
-        self.sweeps.append(
-            (first_call, None if watermark is None else watermark // NS_PER_MS, completed)
-        )
-        return completed
-
-    async def _sweep(self, now_ms: int) -> bool:
-        cursor = SessionCursor(
-            "s",
-            "r",
-            start_floor_ms=0,
-            watermark_ns=self.store.watermark_ns,
-            seen=dict(self.store.seen),
-        )
-        read = SessionRead.begin(
-            cursor, now_ms=now_ms, lookback_ms=LOOKBACK_MS, settle_lag_ms=0, limit=self.limit
-        )
-        batch: list[tuple[str, int]] = []
-
-        def ack() -> None:
-            if not batch:
-                return
-            self.largest_batch = max(self.largest_batch, len(batch))
-            self.received.extend(uid for uid, _ in batch)
-            self._tick("acked")
-            self.store.watermark_ns = cursor.watermark_ns
-            self.store.seen.update(batch)
-            batch.clear()
-            self._tick("committed")
-
-        async def fetch(offset: int) -> list[dict[str, Any]]:
-            self._tick("fetch")
-            return self.server.page(read.start_ms, read.end_ms, offset, self.limit)
-
-        def deliver(record: dict[str, Any], uid: str) -> bool:
-            time_ns = int(record["time"]) * NS_PER_MS
-            read.mark(uid, time_ns)
-            batch.append((uid, time_ns))
-            return True
-
-        async def after_page() -> None:
-            if len(batch) >= self.batch_size:
-                ack()
-
+        """One pass over both sessions; False when the process "crashed" during it."""
+        self.now_ms = now_ms
+        starts = {s: (srv.calls + 1, self._watermark_ms(s)) for s, srv in self.servers.items()}
         try:
-            await drain(read, fetch, record_digest, deliver, after_page=after_page)
-            ack()
-            horizon = window_start_ms(cursor, LOOKBACK_MS)
-            prune_seen(cursor.seen, horizon)
-            prune_seen(self.store.seen, horizon)  # committed with the pruning, as the store does
+            await self._pipeline().sweep(full=True)
+            completed = True
         except Crash:
-            return False  # everything in memory is gone; the next sweep reloads `store`
-        return True
+            self.pipeline = None  # everything in memory is gone; the next pass reloads
+            completed = False
+        for s, (first, watermark) in starts.items():
+            self.sweeps.setdefault(s, []).append((first, watermark, completed))
+        return completed
 
 
 def expected(records: Sequence[Rec]) -> Counter[str]:
-    counts: Counter[bytes] = Counter()
     out: Counter[str] = Counter()
-    for r in records:
-        digest = record_digest(r.body())
-        counts[digest] += 1
-        out[record_uid(digest, counts[digest])] += 1
+    for session in SESSIONS:
+        counts: Counter[bytes] = Counter()
+        for r in records:
+            digest = record_digest(r.body(session))
+            counts[digest] += 1
+            out[record_uid(digest, counts[digest])] += 1
     return out
 
 
-def required(model: Model, records: Sequence[Rec]) -> list[Rec]:
+def required(model: Model, records: Sequence[Rec], session: str) -> list[Rec]:
     """The records the bridge promises to deliver: those inside the lookback, i.e. not older
     than `lookback` before the watermark of the first complete read begun after they became
     visible. (A record that shows up later than that is beyond what the overlap re-reads.)"""
     out = []
     for r in records:
         visible_from = r.arrive_call + 1
-        later = [w for first, w, done in model.sweeps if first > visible_from and done]
+        later = [w for first, w, done in model.sweeps[session] if first > visible_from and done]
         if not later or later[0] is None or r.time_ms >= later[0] - LOOKBACK_MS:
             out.append(r)
     return out
@@ -202,10 +257,24 @@ def occurrences_by_digest(uids: Counter[str]) -> dict[str, set[int]]:
 
 def check_nothing_required_lost(model: Model, records: Sequence[Rec]) -> None:
     got = occurrences_by_digest(Counter(model.received))
-    for digest, n in Counter(
-        record_digest(r.body()).hex() for r in required(model, records)
-    ).items():
-        assert len(got.get(digest, set())) >= n, f"lost: {n} copies of {digest}"
+    for session in SESSIONS:
+        for digest, n in Counter(
+            record_digest(r.body(session)).hex() for r in required(model, records, session)
+        ).items():
+            assert len(got.get(digest, set())) >= n, f"lost: {n} copies of {digest}"
+
+
+def servers(
+    records: Sequence[Rec],
+    max_limit: int,
+    short: Sequence[int],
+    start_inclusive: bool,
+    end_inclusive: bool,
+) -> dict[str, PagedServer]:
+    return {
+        s: PagedServer(s, list(records), max_limit, short, start_inclusive, end_inclusive)
+        for s in SESSIONS
+    }
 
 
 @st.composite
@@ -248,7 +317,7 @@ async def run(model: Model, records: Sequence[Rec], nows: Sequence[int]) -> None
     # Then sweep until everything arrived, plus three more complete sweeps for late records.
     quiet = 0
     while quiet < 3 and sweeps < 400:
-        arrived = model.server.all_arrived()
+        arrived = all(s.all_arrived() for s in model.servers.values())
         completed = await model.sweep(final_now)
         sweeps += 1
         quiet = quiet + 1 if arrived and completed else 0
@@ -264,6 +333,8 @@ PAGING = {
     "start_inclusive": st.booleans(),
     "end_inclusive": st.booleans(),
     "batch_size": st.integers(1, 7),
+    "inflight": st.integers(1, 3),
+    "ack_delays": st.lists(st.integers(0, 4), max_size=5),
 }
 
 
@@ -287,6 +358,8 @@ def test_without_crashes_every_record_arrives_exactly_once(
     start_inclusive: bool,
     end_inclusive: bool,
     batch_size: int,
+    inflight: int,
+    ack_delays: list[int],
 ) -> None:
     if len({(r.time_ms, r.content) for r in records}) < len(records):
         # Byte-identical twins are read exactly once when nothing shifts the list while the
@@ -295,8 +368,13 @@ def test_without_crashes_every_record_arrives_exactly_once(
         # under a new uid (README, "Limits"). So twins are tested here without late records,
         # late records without twins; the crash property below tests them together for loss.
         records = [dataclasses.replace(r, arrive_call=0) for r in records]
-    server = PagedServer(records, max_limit, short, start_inclusive, end_inclusive)
-    model = Model(server, limit=limit, batch_size=batch_size)
+    model = Model(
+        servers(records, max_limit, short, start_inclusive, end_inclusive),
+        limit=limit,
+        batch_size=batch_size,
+        inflight=inflight,
+        ack_delays=ack_delays,
+    )
     asyncio.run(run(model, records, nows))
     check_nothing_required_lost(model, records)
     got = Counter(model.received)
@@ -329,9 +407,17 @@ def test_with_crashes_every_record_still_arrives(
     start_inclusive: bool,
     end_inclusive: bool,
     batch_size: int,
+    inflight: int,
+    ack_delays: list[int],
 ) -> None:
-    server = PagedServer(records, max_limit, short, start_inclusive, end_inclusive)
-    model = Model(server, limit=limit, batch_size=batch_size, crash_at=crash_at)
+    model = Model(
+        servers(records, max_limit, short, start_inclusive, end_inclusive),
+        limit=limit,
+        batch_size=batch_size,
+        inflight=inflight,
+        ack_delays=ack_delays,
+        crash_at=crash_at,
+    )
     asyncio.run(run(model, records, nows))
     check_nothing_required_lost(model, records)
     # Duplicates come only from batches acknowledged but not yet committed at a crash (and
@@ -347,7 +433,7 @@ def test_interleaved_identical_pairs_under_a_capped_limit_are_all_delivered() ->
     # "short", and a page repeating the last page's content is taken for a shifted list.
     a, b = Rec(1000, 0, 0, 0), Rec(1000, 1, 0, 0)
     records = [a, b, a, b]
-    model = Model(PagedServer(records, max_limit=2, short=[]), limit=3, batch_size=1)
+    model = Model(servers(records, 2, [], True, True), limit=3, batch_size=1)
     asyncio.run(run(model, records, []))
     assert Counter(model.received) == expected(records)
 
@@ -356,6 +442,6 @@ def test_a_late_record_ahead_of_the_anchor_makes_no_phantom_twin() -> None:
     # A is read alone (a short page); B, one ms older, becomes visible before the next
     # request, which therefore returns A again: it is a re-read, not a twin of A.
     records = [Rec(1000, 0, 0, 0), Rec(999, 1, 1, 0)]
-    model = Model(PagedServer(records, max_limit=2, short=[]), limit=2, batch_size=1)
+    model = Model(servers(records, 2, [], True, True), limit=2, batch_size=1)
     asyncio.run(run(model, records, []))
     assert Counter(model.received) == expected(records)

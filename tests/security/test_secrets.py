@@ -123,7 +123,7 @@ def test_planted_secrets_appear_in_no_output(tmp_path: Path) -> None:
 
     # The key Daily echoed back was really in the error path (so masking was exercised).
     auth_errors = [
-        e for e in events(outputs["daemon log"], "sweep failed") if e["domain"] == "leaky"
+        e for e in events(outputs["daemon log"], "domain failed") if e["domain"] == "leaky"
     ]
     assert auth_errors
     assert "***" in auth_errors[0]["error"]

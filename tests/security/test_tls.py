@@ -59,7 +59,7 @@ def test_tls_is_verified_towards_daily_and_otlp_and_a_ca_bundle_makes_it_work(
         # 1. Daily's certificate is not trusted by default: a clear error, nothing shipped.
         result = run_once(_config(tmp_path, daily.url, receiver))
         assert result.returncode == 1, result.stderr[-2000:]
-        failures = events(result.stderr, "sweep failed")
+        failures = events(result.stderr, "domain failed")
         assert len(failures) == 2, result.stderr[-3000:]
         for failure in failures:
             assert "TLS certificate" in failure["error"], failure
@@ -70,14 +70,14 @@ def test_tls_is_verified_towards_daily_and_otlp_and_a_ca_bundle_makes_it_work(
         other = _config(tmp_path, daily.url, receiver, ca_file=pki.other_ca_file)
         result = run_once(other)
         assert result.returncode == 1
-        assert all("TLS certificate" in f["error"] for f in events(result.stderr, "sweep failed"))
+        assert all("TLS certificate" in f["error"] for f in events(result.stderr, "domain failed"))
         assert receiver.records == 0
 
         # 3. Daily trusted through ca_file, the OTLP endpoints not (no certificate_file): the
         # exporters refuse to send, over gRPC and over HTTPS alike; no plaintext fallback.
         result = run_once(_config(tmp_path, daily.url, receiver, ca_file=pki.ca_file))
         assert result.returncode == 1
-        failures = {f["domain"]: f for f in events(result.stderr, "sweep failed")}
+        failures = {f["domain"]: f for f in events(result.stderr, "domain failed")}
         assert set(failures) == {"grpc", "http"}, result.stderr[-3000:]
         assert "CERTIFICATE_VERIFY_FAILED" in failures["grpc"]["error"] or (
             "handshake" in failures["grpc"]["error"].lower()

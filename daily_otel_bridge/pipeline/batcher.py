@@ -1,0 +1,347 @@
+"""Batches bounded in size and time, exports in flight, and commits in order.
+
+One `Batcher` per domain. The per-record path writes records straight into the open batch
+(a logs request and a metrics request under construction) and notes, next to them, the
+cursor updates those records make possible. A batch is *sealed* when it holds `batch_size`
+records, `batch_timeout` after its first content, or on demand (`flush`); a sealed batch is
+exported while the reads go on, up to `max_inflight_exports` at once.
+
+Commit-after-ack stays exact under that overlap because commits are strictly ordered: the
+updates of batch *k* are committed (in one transaction) only after batch *k* and every
+batch before it were acknowledged and committed. An update noted in batch *k* covers only
+records of batches up to *k*, so no cursor ever moves past a record that was not
+acknowledged; and a batch that fails moves nothing after it: the failure is kept, every
+later batch is refused, and the domain starts over from what was committed.
+
+Memory: a sealed batch holds its export slot until it is committed, and `room()` makes the
+reads wait while the open batch is full and no slot is free. A domain therefore holds at
+most `(max_inflight_exports + 1) * batch_size` records in batches, plus up to one page per
+read in flight that arrived while the batch was filling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+from google.protobuf.message import Message
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ProtoResource
+
+from daily_otel_bridge.core.cursor import NS_PER_MS, SessionCursor, window_start_ms
+from daily_otel_bridge.core.encoding import LogBatch
+from daily_otel_bridge.core.metrics_mapping import MetricsBatch
+from daily_otel_bridge.otlp.transport import ExportOutcome
+from daily_otel_bridge.service.self_metrics import BridgeMetrics
+from daily_otel_bridge.state.base import CursorStore, CursorUpdate
+
+LOGS = "logs"
+METRICS = "metrics"
+# A metrics sample carries a few dozen data points: the metrics request is bounded by points.
+POINTS_PER_RECORD = 10
+
+
+class ExportSink(Protocol):
+    """What the batcher needs of an exporter (`otlp.transport.Exporter`)."""
+
+    @property
+    def protocol(self) -> str: ...
+
+    async def export(self, signal: str, request: Message) -> ExportOutcome: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class BatchTotals:
+    """What acknowledged exports carried, summed over the batcher's life."""
+
+    exported: int = 0  # log records accepted (including samples sent as logs)
+    rejected: int = 0
+    samples_exported: int = 0  # call-quality samples whose cursor was committed
+    points_exported: int = 0
+    points_rejected: int = 0
+    batches: int = 0
+    commits: int = 0
+
+
+@dataclass(slots=True)
+class _Open:
+    logs: LogBatch | None = None
+    samples: MetricsBatch | None = None
+    # stream -> session id -> the update the batch's records make possible
+    updates: dict[str, dict[str, CursorUpdate]] = field(default_factory=dict)
+    opened_at: float | None = None  # monotonic, when the first content came in
+
+    @property
+    def records(self) -> int:
+        return self.logs.size if self.logs is not None else 0
+
+    @property
+    def points(self) -> int:
+        return self.samples.size if self.samples is not None else 0
+
+    @property
+    def empty(self) -> bool:
+        return self.opened_at is None
+
+
+@dataclass(slots=True)
+class _Sealed:
+    seq: int
+    logs: LogBatch | None
+    samples: MetricsBatch | None
+    updates: dict[str, list[CursorUpdate]]
+    committed: asyncio.Future[None]
+
+
+class Batcher:
+    def __init__(
+        self,
+        *,
+        domain: str,
+        resource: ProtoResource,
+        exporter: ExportSink,
+        store: CursorStore,
+        metrics: BridgeMetrics,
+        batch_size: int,
+        batch_timeout: float,
+        max_inflight: int,
+        lookback_ms: int,
+        persist: bool = True,
+        monotonic: Callable[[], float] = time.monotonic,
+        on_commit: Callable[[_Sealed], None] | None = None,
+    ) -> None:
+        self.domain = domain
+        self.resource = resource
+        self.exporter = exporter
+        self.store = store
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.batch_timeout = batch_timeout
+        self.max_inflight = max_inflight
+        self.lookback_ms = lookback_ms
+        self.persist = persist
+        self.monotonic = monotonic
+        self.on_commit = on_commit
+        self.totals = BatchTotals()
+        self.failure: BaseException | None = None
+        self._open = _Open()
+        self._slots = asyncio.Semaphore(max_inflight)
+        self._seal_lock = asyncio.Lock()
+        self._opened = asyncio.Event()
+        self._seq = 0
+        self._last: asyncio.Future[None] | None = None  # committed-future of the newest batch
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._inflight = 0
+        self.log = structlog.get_logger(__name__).bind(domain=domain)
+        self._m_pending = metrics.records_pending.labels(domain)
+        self._m_inflight = metrics.exports_in_flight.labels(domain)
+
+    # -- the open batch (synchronous: the per-record path never awaits) ------------------
+
+    def _touch(self) -> None:
+        if self._open.opened_at is None:
+            self._open.opened_at = self.monotonic()
+            self._opened.set()
+
+    def logs(self) -> LogBatch:
+        self._touch()
+        if self._open.logs is None:
+            self._open.logs = LogBatch(self.resource)
+        return self._open.logs
+
+    def samples(self) -> MetricsBatch:
+        self._touch()
+        if self._open.samples is None:
+            self._open.samples = MetricsBatch(self.resource)
+        return self._open.samples
+
+    def update_for(self, stream: str, cursor: SessionCursor) -> CursorUpdate:
+        """The pending update of `cursor` in the open batch (committed with it)."""
+        self._touch()
+        by_session = self._open.updates.setdefault(stream, {})
+        update = by_session.get(cursor.session_id)
+        if update is None:
+            update = by_session[cursor.session_id] = CursorUpdate(cursor=cursor)
+        return update
+
+    @property
+    def full(self) -> bool:
+        return (
+            self._open.records >= self.batch_size
+            or self._open.points >= self.batch_size * POINTS_PER_RECORD
+        )
+
+    @property
+    def in_memory(self) -> int:
+        """Records held in the open batch (for the pending gauge and the memory bound)."""
+        return self._open.records
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    # -- sealing, exporting, committing ----------------------------------------------------
+
+    def raise_if_failed(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    async def room(self) -> None:
+        """Called by each read after a page: seals a full batch, waiting for a free export
+        slot (backpressure), and raises the failure of an earlier batch."""
+        self.raise_if_failed()
+        if self.full:
+            await self._seal(only_if=lambda: self.full)
+        self._m_pending.set(self._open.records)
+
+    async def flush(self) -> None:
+        """Seal what is open and wait until every batch is committed; raises a failure."""
+        await self._seal(only_if=lambda: not self._open.empty)
+        last = self._last
+        if last is not None:
+            await asyncio.shield(last)
+        self.raise_if_failed()
+
+    async def run_timer(self) -> None:
+        """Seal the open batch `batch_timeout` after its first content (runs until cancelled)."""
+        while True:
+            self.raise_if_failed()
+            opened_at = self._open.opened_at
+            if opened_at is None:
+                self._opened.clear()
+                await self._opened.wait()
+                continue
+            delay = opened_at + self.batch_timeout - self.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            await self._seal(
+                only_if=lambda: (
+                    self._open.opened_at is not None
+                    and self._open.opened_at + self.batch_timeout <= self.monotonic()
+                )
+            )
+
+    async def _seal(self, only_if: Callable[[], bool]) -> None:
+        async with self._seal_lock:
+            if not only_if():
+                return
+            await self._slots.acquire()
+            if not only_if():  # another path sealed it while we waited for the slot
+                self._slots.release()
+                return
+            self.raise_if_failed()
+            opened, self._open = self._open, _Open()
+            self._seq += 1
+            loop = asyncio.get_running_loop()
+            sealed = _Sealed(
+                seq=self._seq,
+                logs=opened.logs,
+                samples=opened.samples,
+                updates={s: self._snapshot(u) for s, u in opened.updates.items()},
+                committed=loop.create_future(),
+            )
+            previous, self._last = self._last, sealed.committed
+            self._inflight += 1
+            self._m_inflight.set(self._inflight)
+            task = asyncio.create_task(self._export_and_commit(sealed, previous))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            self._m_pending.set(0)
+
+    def _snapshot(self, updates: dict[str, CursorUpdate]) -> list[CursorUpdate]:
+        """Copies of the cursors as they are now: the live ones go on moving with the reads."""
+        out = []
+        for u in updates.values():
+            # Identities older than where the next read starts are never looked up again:
+            # persisting them would only have them deleted at the end of the read.
+            horizon_ns = window_start_ms(u.cursor, self.lookback_ms) * NS_PER_MS
+            out.append(
+                CursorUpdate(
+                    cursor=dataclasses.replace(u.cursor, seen={}),
+                    new_seen=[(uid, t) for uid, t in u.new_seen if t >= horizon_ns],
+                    prune_before_ms=u.prune_before_ms,
+                )
+            )
+        return out
+
+    async def _export_and_commit(
+        self, batch: _Sealed, previous: asyncio.Future[None] | None
+    ) -> None:
+        try:
+            accepted_logs = rejected_logs = accepted_points = rejected_points = 0
+            if batch.logs is not None and batch.logs.size:
+                outcome = await self._export(LOGS, batch.logs.request, batch.logs.size)
+                rejected_logs = outcome.rejected
+                accepted_logs = batch.logs.size - outcome.rejected
+            if batch.samples is not None and batch.samples.size:
+                outcome = await self._export(METRICS, batch.samples.request, batch.samples.size)
+                rejected_points = outcome.rejected
+                accepted_points = batch.samples.size - outcome.rejected
+            if previous is not None:
+                # Ordered commits: wait for every earlier batch; its failure is ours too.
+                await asyncio.shield(previous)
+            self.raise_if_failed()
+            if self.persist and any(batch.updates.values()):
+                await self.store.commit(self.domain, batch.updates)
+            t = self.totals
+            t.exported += accepted_logs
+            t.rejected += rejected_logs
+            t.points_exported += accepted_points
+            t.points_rejected += rejected_points
+            t.samples_exported += sum(len(u.new_seen) for u in batch.updates.get(METRICS, ()))
+            t.batches += 1
+            t.commits += 1
+            if self.on_commit is not None:
+                self.on_commit(batch)
+            batch.committed.set_result(None)
+        except BaseException as exc:
+            if self.failure is None and not isinstance(exc, asyncio.CancelledError):
+                self.failure = exc
+                self._opened.set()  # wake the timer, which raises it to the domain
+            if not batch.committed.done():
+                batch.committed.set_exception(self.failure or exc)
+                # Nobody may be waiting on it (a failure in the last batch): mark retrieved.
+                batch.committed.exception()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            self._inflight -= 1
+            self._m_inflight.set(self._inflight)
+            self._slots.release()
+
+    async def _export(self, signal: str, request: Message, size: int) -> ExportOutcome:
+        started = self.monotonic()
+        try:
+            outcome = await self.exporter.export(signal, request)
+        except Exception:
+            self.metrics.export_failures.labels(self.domain, signal).inc()
+            raise
+        self.metrics.export_duration.labels(self.domain, self.exporter.protocol).observe(
+            self.monotonic() - started
+        )
+        accepted = size - outcome.rejected
+        self.metrics.records_exported.labels(self.domain, signal).inc(accepted)
+        if outcome.rejected:
+            self.metrics.records_rejected.labels(self.domain, signal).inc(outcome.rejected)
+            what = "records" if signal == LOGS else "data points"
+            self.log.warning(
+                f"backend rejected {what} (partial success); they are not retried",
+                rejected=outcome.rejected,
+                reason=outcome.error_message[:200],
+            )
+        return outcome
+
+    async def abort(self) -> None:
+        """Drop everything not committed (after a failure or on a hard stop)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._open = _Open()
+        self._m_pending.set(0)

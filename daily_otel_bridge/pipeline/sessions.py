@@ -1,0 +1,214 @@
+"""The table of one domain's tracked sessions: load, discover, retire, forget.
+
+A session is tracked from the first discovery that lists it until it is retired (drained up
+to `session_grace` past its end). Its cursors (one per stream) are persisted; its schedule
+(when it is read next, whether it had news) lives in memory only, so a restart reads every
+session once, promptly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from daily_otel_bridge.core.cursor import SessionCursor
+from daily_otel_bridge.core.records import Meeting
+from daily_otel_bridge.daily.client import DailyClient
+from daily_otel_bridge.state.base import CursorStore, CursorUpdate
+
+# Meeting start times are accurate to about 15 s, and a client may upload its first lines a
+# little before Daily records the meeting as started.
+START_MARGIN_MS = 60_000
+# Discovery re-lists a little more than strictly needed, for the same 15 s inaccuracy.
+DISCOVERY_MARGIN_S = 120
+
+
+def room_selected(room: str, patterns: Sequence[str]) -> bool:
+    return not patterns or any(fnmatch.fnmatchcase(room, p) for p in patterns)
+
+
+@dataclass(slots=True)
+class TrackedSession:
+    """One meeting session: its cursor per stream and its place in the schedule."""
+
+    session_id: str
+    cursors: dict[str, SessionCursor]
+    due_at: float = 0.0  # monotonic
+    busy: bool = False  # the last read delivered something
+    quiet_polls: int = 0  # complete reads in a row that found nothing new
+    failures: int = 0  # failed reads in a row (its own backoff, not the quiet counter)
+    last_read_at: float | None = None  # monotonic, when the last read started
+    reading: bool = False
+
+    @property
+    def retired(self) -> bool:
+        return all(c.retired for c in self.cursors.values())
+
+    def primary(self, streams: Sequence[str]) -> SessionCursor:
+        return self.cursors[streams[0]]
+
+
+class SessionTable:
+    def __init__(
+        self,
+        *,
+        domain: str,
+        streams: Sequence[str],
+        store: CursorStore,
+        rooms: Sequence[str],
+        initial_lookback: float,
+        session_grace: float,
+        persist: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.domain = domain
+        self.streams = tuple(streams)
+        self.store = store
+        self.rooms = list(rooms)
+        self.initial_lookback = initial_lookback
+        self.session_grace = session_grace
+        self.persist = persist
+        self.clock = clock
+        self.sessions: dict[str, TrackedSession] = {}
+        self.floor_ms = 0
+        self.discovered_until_ms: int | None = None
+        self.loaded = False
+        self.log = structlog.get_logger(__name__).bind(domain=domain)
+
+    async def load(self) -> None:
+        """Read what the store has (once; `SessionTable` is rebuilt after a failure)."""
+        if self.loaded:
+            return
+        now_ms = int(self.clock() * 1000)
+        state = await self.store.load_domain(
+            self.domain, default_floor_ms=now_ms - int(self.initial_lookback * 1000)
+        )
+        self.floor_ms = state.floor_ms
+        self.discovered_until_ms = state.discovered_until_ms
+        by_session: dict[str, dict[str, SessionCursor]] = {}
+        for stream in self.streams:
+            for session_id, cursor in (await self.store.load_cursors(self.domain, stream)).items():
+                by_session.setdefault(session_id, {})[stream] = cursor
+        for session_id, cursors in by_session.items():
+            # A stream enabled after the session was first seen starts where it would have
+            # started then; a retired session stays retired for it too.
+            model = next(iter(cursors.values()))
+            for stream in self.streams:
+                if stream not in cursors:
+                    cursors[stream] = SessionCursor(
+                        session_id=model.session_id,
+                        room=model.room,
+                        start_floor_ms=model.start_floor_ms,
+                        ended_at_ms=model.ended_at_ms,
+                        retired=model.retired,
+                    )
+            self.sessions[session_id] = TrackedSession(session_id=session_id, cursors=cursors)
+        self.loaded = True
+
+    def active(self) -> Iterator[TrackedSession]:
+        return (s for s in self.sessions.values() if not s.retired)
+
+    def active_count(self) -> int:
+        return sum(1 for _ in self.active())
+
+    async def discover(self, client: DailyClient) -> list[TrackedSession]:
+        """Track every meeting that may still have logs to read; returns the new ones.
+
+        The sessions found and the time covered are committed together: a crash can never
+        record "discovered up to T" without the sessions found before T.
+        """
+        await self.load()
+        now = self.clock()
+        if self.discovered_until_ms is None:
+            since_s = self.floor_ms // 1000
+        else:
+            since_s = self.discovered_until_ms // 1000 - int(self.session_grace)
+            since_s = max(since_s - DISCOVERY_MARGIN_S, self.floor_ms // 1000 - DISCOVERY_MARGIN_S)
+        recent = await client.list_meetings(timeframe_start=since_s)
+        ongoing = await client.list_meetings(ongoing=True)
+        listed: dict[str, Meeting] = {m.id: m for m in recent}
+        for meeting in ongoing:
+            listed[meeting.id] = meeting
+        new: list[TrackedSession] = []
+        for meeting in listed.values():
+            if not room_selected(meeting.room, self.rooms):
+                continue
+            tracked = self.sessions.get(meeting.id)
+            if tracked is None:
+                start = max(meeting.start_time * 1000 - START_MARGIN_MS, self.floor_ms)
+                tracked = TrackedSession(
+                    session_id=meeting.id,
+                    cursors={
+                        s: SessionCursor(
+                            session_id=meeting.id, room=meeting.room, start_floor_ms=start
+                        )
+                        for s in self.streams
+                    },
+                )
+                new.append(tracked)
+                self.log.debug("session discovered", session=meeting.id, room=meeting.room)
+            end = meeting.end_time
+            for cursor in tracked.cursors.values():
+                if not cursor.retired:
+                    cursor.ended_at_ms = end * 1000 if end is not None else None
+        # A tracked meeting that is neither ongoing nor recent has ended since we last saw
+        # it; its exact end is unknown, so the grace period counts from now.
+        for session_id, tracked in self.sessions.items():
+            if session_id in listed:
+                continue
+            for cursor in tracked.cursors.values():
+                if not cursor.retired and cursor.ended_at_ms is None:
+                    cursor.ended_at_ms = int(now) * 1000
+        discovered_until_ms = int(now * 1000)
+        if self.persist:
+            await self.store.commit(
+                self.domain,
+                {
+                    stream: [
+                        CursorUpdate(cursor=dataclasses.replace(t.cursors[stream], seen={}))
+                        for t in new
+                    ]
+                    for stream in self.streams
+                },
+                discovered_until_ms=discovered_until_ms,
+            )
+        self.discovered_until_ms = discovered_until_ms
+        for tracked in new:
+            self.sessions[tracked.session_id] = tracked
+        if new:
+            self.log.info(
+                "sessions discovered", new=len(new), tracked=self.active_count(), listed=len(listed)
+            )
+        if self.persist:
+            await self._forget_retired(since_s * 1000)
+        return new
+
+    async def _forget_retired(self, listed_since_ms: int) -> None:
+        """Drop retired sessions that discovery can no longer list.
+
+        A retired row stays while its meeting could still be listed (it keeps the meeting
+        from being read again from scratch); once the meeting started before what discovery
+        asks for, the row has no more use.
+        """
+        gone = [
+            session_id
+            for session_id, tracked in self.sessions.items()
+            if not tracked.reading
+            and all(
+                c.retired
+                and c.drained_until_ms is not None
+                and c.drained_until_ms < listed_since_ms
+                for c in tracked.cursors.values()
+            )
+        ]
+        if not gone:
+            return
+        for stream in self.streams:
+            await self.store.forget_retired(self.domain, stream, listed_since_ms)
+        for session_id in gone:
+            del self.sessions[session_id]
