@@ -142,6 +142,8 @@ class HostileDaily:
         self.counts: dict[str, int] = {}
         self._forced: list[list[Any]] = []  # [fault, remaining, endpoint or None]
         self.log: list[tuple[float, str, str]] = []  # (server clock, path, answer)
+        # (server clock, mtgSessionId of a /logs request, answer)
+        self.session_log: list[tuple[float, str, str]] = []
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -221,11 +223,14 @@ class HostileDaily:
     def _count(self, what: str) -> None:
         self.counts[what] = self.counts.get(what, 0) + 1
 
-    def force(self, fault: str, count: int = 1, endpoint: str | None = None) -> None:
-        """Answer the next `count` API requests (of `endpoint`, if given) with `fault`: one of
-        429-seconds, 429-date, 429-none, 500, 502, 503, hang, reset, truncated, html."""
+    def force(
+        self, fault: str, count: int = 1, endpoint: str | None = None, session: str | None = None
+    ) -> None:
+        """Answer the next `count` API requests (of `endpoint`, and for `session`, if given)
+        with `fault`: one of 429-seconds, 429-date, 429-none, 500, 502, 503, hang, reset,
+        truncated, html."""
         with self._lock:
-            self._forced.append([fault, count, endpoint])
+            self._forced.append([fault, count, endpoint, session])
 
     # -- running ---------------------------------------------------------------------------
 
@@ -282,6 +287,10 @@ class HostileDaily:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             fault = self._take_forced(request) or self._pick_fault(request)
             self.log.append((self.clock(), request.path, fault or "ok"))
+            if "mtgSessionId" in request.query:
+                self.session_log.append(
+                    (self.clock(), request.query["mtgSessionId"], fault or "ok")
+                )
             if fault is not None:
                 self._count(fault.split("-")[0] if fault.startswith("429") else fault)
                 return await self._serve_fault(fault, request)
@@ -306,8 +315,10 @@ class HostileDaily:
     def _take_forced(self, request: web.Request) -> str | None:
         with self._lock:
             for item in self._forced:
-                fault, remaining, endpoint = item
-                if endpoint is None or request.path.endswith("/" + endpoint):
+                fault, remaining, endpoint, session = item
+                if (endpoint is None or request.path.endswith("/" + endpoint)) and (
+                    session is None or request.query.get("mtgSessionId") == session
+                ):
                     item[1] = remaining - 1
                     if item[1] <= 0:
                         self._forced.remove(item)
