@@ -165,6 +165,13 @@ class BridgeMetrics:
             ["domain"],
             registry=r,
         )
+        self.api_budget = Gauge(
+            f"{PREFIX}_daily_api_budget_requests_per_second",
+            "The domain's configured request budget (requests_per_second): compare with "
+            "rate(daily_otel_bridge_daily_api_requests_total) for the budget in use.",
+            ["domain"],
+            registry=r,
+        )
         self.reads_in_flight = Gauge(
             f"{PREFIX}_reads_in_flight",
             "Session reads under way against Daily (at most max_concurrent_reads).",
@@ -206,12 +213,20 @@ class BridgeMetrics:
             registry=r,
         )
 
-    def init_domain(self, domain: str, streams: Sequence[str], protocol: str) -> None:
+    def init_domain(
+        self,
+        domain: str,
+        streams: Sequence[str],
+        protocol: str,
+        *,
+        requests_per_second: float | None = None,
+    ) -> None:
         """Create every series of `domain` at 0, before its first event.
 
         `streams` are the streams the domain reads (`logs`, `metrics`); `protocol` its export
-        protocol (`grpc`, `http/protobuf`, `console`). Series whose 0 would be a lie are left
-        to appear with their first real value: `cursor_lag_seconds` and
+        protocol (`grpc`, `http/protobuf`, `console`); `requests_per_second` its Daily API
+        budget (sets `daily_api_budget_requests_per_second`). Series whose 0 would be a lie
+        are left to appear with their first real value: `cursor_lag_seconds` and
         `last_success_timestamp_seconds` (0 would read as "in 1970"), and
         `poll_interval_seconds` (0 would read as "polled constantly").
         """
@@ -249,6 +264,8 @@ class BridgeMetrics:
             self.sessions_tracked,
         ):
             gauge.labels(domain).set(0)
+        if requests_per_second is not None:
+            self.api_budget.labels(domain).set(requests_per_second)
 
     def export_failed(self, domain: str, signal: Signal, *, permanent: bool) -> None:
         """Count one export request that failed for good after the exporter's retries."""

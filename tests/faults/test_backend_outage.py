@@ -43,7 +43,7 @@ def export_failures(port: int) -> float:
         return 0.0
     match = re.search(
         r"^daily_otel_bridge_export_failures_total"
-        r'\{domain="acme",signal="logs",kind="transient"\} (\S+)$',
+        r'\{domain="acme",kind="transient",signal="logs"\} (\S+)$',
         text,
         re.MULTILINE,
     )
