@@ -24,6 +24,7 @@ from daily_otel_bridge.cli.errors import UsageError
 from daily_otel_bridge.config.settings import (
     ConfigError,
     ExportSettings,
+    Settings,
     load_settings,
     parse_duration,
     render_effective,
@@ -273,9 +274,7 @@ def _simulator_argv(argv: Sequence[str]) -> tuple[list[str], list[str]] | None:
     return None
 
 
-def _load(path: Path, *, explicit: bool) -> object:
-    from daily_otel_bridge.config.settings import Settings
-
+def _load(path: Path, *, explicit: bool) -> Settings:
     if not path.exists():
         how = "" if explicit else f" (no --config given and ${CONFIG_ENV} is not set)"
         raise ConfigError(
@@ -286,9 +285,7 @@ def _load(path: Path, *, explicit: bool) -> object:
                 )
             ]
         )
-    settings = load_settings(path)
-    assert isinstance(settings, Settings)
-    return settings
+    return load_settings(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -329,9 +326,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             target = args.path if args.path is not None else path
             return write_example(target, force=args.force)
         settings = _load(path, explicit=explicit_config)
-        from daily_otel_bridge.config.settings import Settings
-
-        assert isinstance(settings, Settings)
         log.debug(
             "configuration loaded",
             config=str(settings.config_path),
@@ -380,7 +374,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except ConfigError as exc:
         sys.stderr.write(format_config_error(exc))
-        return EXIT_CONFIG
+        # Docker reserves a HEALTHCHECK's exit code 2; a config the probe cannot read means
+        # "unhealthy" there.
+        return EXIT_FAILED if args.command == "healthcheck" else EXIT_CONFIG
     except StateError as exc:
         log.error("state store unusable", error=str(exc))
         return EXIT_STATE
@@ -397,11 +393,9 @@ def format_config_error(exc: ConfigError) -> str:
     return f"configuration error:\n{text}\n"
 
 
-async def _run(settings: object, *, once: bool) -> int:
-    from daily_otel_bridge.config.settings import Settings
+async def _run(settings: Settings, *, once: bool) -> int:
     from daily_otel_bridge.service.app import Bridge
 
-    assert isinstance(settings, Settings)
     bridge = Bridge(settings)
     try:
         if once:

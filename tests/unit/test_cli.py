@@ -213,3 +213,29 @@ def test_startup_fields(tmp_path: Path) -> None:
     assert fields["domains"] == ["acme"]
     assert fields["health"] == "127.0.0.1:40123"
     assert startup_fields(settings, health_address=None)["health"] == "disabled"
+
+
+# --- healthcheck -----------------------------------------------------------------------------
+
+
+def test_healthcheck_asks_loopback_for_a_wildcard_listen_address(tmp_path: Path) -> None:
+    from daily_otel_bridge.cli.probe import healthz_url
+    from daily_otel_bridge.config.settings import load_settings
+
+    config = write_config(tmp_path)
+    for listen, url in (
+        ("0.0.0.0:9000", "http://127.0.0.1:9000/healthz"),
+        ("[::]:9001", "http://[::1]:9001/healthz"),
+        ("10.1.2.3:9002", "http://10.1.2.3:9002/healthz"),
+    ):
+        doc = yaml.safe_load(config.read_text())
+        doc["health"] = {"listen": listen}
+        config.write_text(yaml.safe_dump(doc))
+        assert healthz_url(load_settings(config)) == url
+
+
+def test_healthcheck_never_exits_2_which_docker_reserves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["healthcheck", "--config", str(tmp_path / "missing.yaml")]) == 1
+    assert "config file not found" in capsys.readouterr().err
