@@ -94,18 +94,18 @@ def _endpoint_arg(value: str) -> str:
 # the parser
 
 
-def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+CONFIG_HELP = f"the config file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG})"
+
+
+def _add_global_options(
+    parser: argparse.ArgumentParser, *, top: bool, with_config: bool = True
+) -> None:
     """--config, --log-level, --log-format. On subcommands their default is SUPPRESS: absent
     from the namespace unless given there, so they never undo a value given before."""
     default: object = None if top else argparse.SUPPRESS
     group = parser.add_argument_group("global options (before or after the subcommand)")
-    group.add_argument(
-        "--config",
-        type=Path,
-        metavar="PATH",
-        default=default,
-        help=f"the config file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG})",
-    )
+    if with_config:
+        group.add_argument("--config", type=Path, metavar="PATH", default=default, help=CONFIG_HELP)
     group.add_argument(
         "--log-level",
         type=_level_arg,
@@ -123,7 +123,11 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
-    """Every subcommand parser below `parser`, nested ones (state show) included."""
+    """Every subcommand parser below `parser`, nested ones (state show) included.
+
+    argparse has no public way to list subparsers; `_actions` and `_SubParsersAction` have
+    been there unchanged since Python 3.2, and the unit tests exercise every path through here.
+    """
     seen: set[int] = set()
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -142,19 +146,8 @@ def _apply_global_options(parser: argparse.ArgumentParser) -> None:
             # the option became global) gets the global behaviour: optional, with the default.
             existing.required = False
             existing.default = argparse.SUPPRESS
-            existing.help = f"the config file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG})"
-            _add_rest_of_globals(child)
-        else:
-            _add_global_options(child, top=False)
-
-
-def _add_rest_of_globals(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("global options (before or after the subcommand)")
-    for flag, arg_type, meta in (
-        ("--log-level", _level_arg, "LEVEL"),
-        ("--log-format", _format_arg, "FORMAT"),
-    ):
-        group.add_argument(flag, type=arg_type, metavar=meta, default=argparse.SUPPRESS)
+            existing.help = CONFIG_HELP
+        _add_global_options(child, top=False, with_config=existing is None)
 
 
 def _parser() -> argparse.ArgumentParser:
