@@ -1,7 +1,9 @@
 """`daily-otel-bridge demo`: the bundled simulator, a temporary state file, console output.
 
 A newcomer sees records flow within seconds without a Daily account; `--endpoint` sends the
-same records to a real OTLP receiver instead.
+same records to a real OTLP receiver instead. The demo ends with one summary line (records
+read, delivered, failed export requests) and exits 1 when nothing could be delivered: a dead
+endpoint must not look like a success.
 """
 
 from __future__ import annotations
@@ -9,10 +11,26 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
+from prometheus_client import Counter
+
+from daily_otel_bridge.service.self_metrics import BridgeMetrics
+
 DEMO_KEY = "demo-key-not-a-secret"
+EXIT_OK = 0
+EXIT_NOTHING_DELIVERED = 1
+
+# Short export deadlines: the demo runs against loopback, and `--duration` must end the demo
+# close to when asked even when the endpoint is dead (the stop waits for the export in flight,
+# bounded by these; the daemon's defaults, 10 s and 60 s, would add up to a minute).
+DEMO_EXPORT_TIMEOUT = "2s"
+DEMO_MAX_RETRY_TIME = "2s"
+
+log = structlog.get_logger("daily_otel_bridge.cli.demo")
 
 
 def demo_config(
@@ -20,7 +38,13 @@ def demo_config(
 ) -> dict[str, Any]:
     export: dict[str, Any] = {"protocol": "console"}
     if endpoint:
-        export = {"protocol": protocol, "endpoint": endpoint, "compression": "gzip"}
+        export = {
+            "protocol": protocol,
+            "endpoint": endpoint,
+            "compression": "gzip",
+            "timeout": DEMO_EXPORT_TIMEOUT,
+            "max_retry_time": DEMO_MAX_RETRY_TIME,
+        }
     return {
         "state_path": str(state_path),
         "health": {"enabled": False},
@@ -42,6 +66,38 @@ def demo_config(
     }
 
 
+@dataclass(frozen=True, slots=True)
+class DemoSummary:
+    read: int  # records and samples read from the simulator (re-reads of the overlap included)
+    delivered: int  # acknowledged by the destination
+    failed_exports: int  # export requests that failed after the exporter's retries
+
+    def line(self, destination: str) -> str:
+        return (
+            f"demo summary: {self.read} records read from the simulator, {self.delivered} "
+            f"delivered to {destination}, {self.failed_exports} export requests failed"
+        )
+
+
+def _total(counter: Counter) -> int:
+    return int(
+        sum(
+            sample.value
+            for family in counter.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        )
+    )
+
+
+def summarize(metrics: BridgeMetrics) -> DemoSummary:
+    return DemoSummary(
+        read=_total(metrics.records_fetched),
+        delivered=_total(metrics.records_exported),
+        failed_exports=_total(metrics.export_failures_by_kind),
+    )
+
+
 async def _demo(endpoint: str | None, protocol: str, duration: float | None, seed: int) -> int:
     from daily_otel_bridge.config.settings import parse_settings
     from daily_otel_bridge.service.app import Bridge
@@ -57,6 +113,8 @@ async def _demo(endpoint: str | None, protocol: str, duration: float | None, see
         live_meetings=1,
         live_records_per_second=2.0,
     )
+    destination = f"{endpoint} ({protocol})" if endpoint else "the console"
+    metrics = BridgeMetrics()
     with tempfile.TemporaryDirectory(prefix="daily-otel-bridge-demo-") as tmp:
         simulator = await start_simulator(sim_config)
         settings = parse_settings(
@@ -64,12 +122,14 @@ async def _demo(endpoint: str | None, protocol: str, duration: float | None, see
             environ={},
         )
         err = sys.stderr
+        until = f"for {duration:g}s" if duration is not None else "until Ctrl-C"
         err.write(
             f"Daily API simulator on {simulator.url}; "
-            + (f"exporting to {endpoint} ({protocol})" if endpoint else "printing records here")
-            + ". Ctrl-C stops.\n"
+            + (f"exporting to {destination}" if endpoint else "printing records here")
+            + f", {until}.\n"
         )
-        bridge = Bridge(settings)
+        bridge = Bridge(settings, metrics=metrics)
+        log.debug("demo starting", simulator=simulator.url, destination=destination)
         try:
             if duration is not None:
                 asyncio.get_running_loop().call_later(duration, bridge.request_stop)
@@ -77,16 +137,32 @@ async def _demo(endpoint: str | None, protocol: str, duration: float | None, see
         finally:
             await bridge.close()
             await simulator.close()
-        err.write(
-            "\nNext: copy config/daily-otel-bridge.example.yaml, set DAILY_API_KEY and your OTLP "
-            "endpoint, check it with `daily-otel-bridge check-config --config FILE`, then "
-            "`daily-otel-bridge run --config FILE`.\n"
+    summary = summarize(metrics)
+    sys.stderr.write("\n" + summary.line(destination) + "\n")
+    if summary.delivered == 0:
+        sys.stderr.write(
+            "nothing could be delivered"
+            + (
+                f": is an OTLP receiver listening on {endpoint} and speaking {protocol}? "
+                "(the log lines above name the error)\n"
+                if endpoint
+                else "\n"
+            )
         )
-    return 0
+        return EXIT_NOTHING_DELIVERED
+    sys.stderr.write(
+        "Next: `daily-otel-bridge init config.yaml` writes the documented example config; set "
+        "DAILY_API_KEY and your OTLP endpoint in it, check it with `daily-otel-bridge "
+        "check-config --config config.yaml`, then `daily-otel-bridge run --config "
+        "config.yaml`.\n"
+    )
+    return EXIT_OK
 
 
 def run_demo(*, endpoint: str | None, protocol: str, duration: float | None, seed: int) -> int:
     try:
         return asyncio.run(_demo(endpoint, protocol, duration, seed))
     except KeyboardInterrupt:
-        return 0
+        # The bridge turns Ctrl-C into a clean stop (and the summary) once it runs; this is a
+        # Ctrl-C during start-up, before there is anything to summarize.
+        return EXIT_OK

@@ -26,7 +26,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 import structlog
 from google.protobuf.message import Message
@@ -35,12 +35,12 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ProtoResour
 from daily_otel_bridge.core.cursor import NS_PER_MS, SessionCursor, window_start_ms
 from daily_otel_bridge.core.encoding import LogBatch
 from daily_otel_bridge.core.metrics_mapping import MetricsBatch
-from daily_otel_bridge.otlp.transport import ExportOutcome
-from daily_otel_bridge.service.self_metrics import BridgeMetrics
+from daily_otel_bridge.otlp.transport import ExportError, ExportOutcome
+from daily_otel_bridge.service.self_metrics import BridgeMetrics, Signal
 from daily_otel_bridge.state.base import CursorStore, CursorUpdate
 
-LOGS = "logs"
-METRICS = "metrics"
+LOGS: Final = "logs"
+METRICS: Final = "metrics"
 # A metrics sample carries a few dozen data points: the metrics request is bounded by points.
 POINTS_PER_RECORD = 10
 
@@ -76,6 +76,7 @@ class _Open:
     # stream -> session id -> the update the batch's records make possible
     updates: dict[str, dict[str, CursorUpdate]] = field(default_factory=dict)
     opened_at: float | None = None  # monotonic, when the first content came in
+    sample_logs: int = 0  # call-quality samples written as log records (metrics_as_logs)
 
     @property
     def records(self) -> int:
@@ -93,6 +94,7 @@ class _Open:
 @dataclass(slots=True)
 class _Sealed:
     seq: int
+    sample_logs: int
     logs: LogBatch | None
     samples: MetricsBatch | None
     updates: dict[str, list[CursorUpdate]]
@@ -160,6 +162,11 @@ class Batcher:
         if self._open.samples is None:
             self._open.samples = MetricsBatch(self.resource)
         return self._open.samples
+
+    def sample_log(self) -> LogBatch:
+        """The logs request, for a call-quality sample written as a log record."""
+        self._open.sample_logs += 1
+        return self.logs()
 
     def update_for(self, stream: str, cursor: SessionCursor) -> CursorUpdate:
         """The pending update of `cursor` in the open batch (committed with it)."""
@@ -242,6 +249,7 @@ class Batcher:
             loop = asyncio.get_running_loop()
             sealed = _Sealed(
                 seq=self._seq,
+                sample_logs=opened.sample_logs,
                 logs=opened.logs,
                 samples=opened.samples,
                 updates={s: self._snapshot(u) for s, u in opened.updates.items()},
@@ -290,6 +298,9 @@ class Batcher:
             self.raise_if_failed()
             if self.persist and any(batch.updates.values()):
                 await self.store.commit(self.domain, batch.updates)
+            self._count_committed(
+                batch, (accepted_logs, rejected_logs), (accepted_points, rejected_points)
+            )
             t = self.totals
             t.exported += accepted_logs
             t.rejected += rejected_logs
@@ -316,20 +327,20 @@ class Batcher:
             self._m_inflight.set(self._inflight)
             self._slots.release()
 
-    async def _export(self, signal: str, request: Message, size: int) -> ExportOutcome:
+    async def _export(self, signal: Signal, request: Message, size: int) -> ExportOutcome:
         started = self.monotonic()
         try:
             outcome = await self.exporter.export(signal, request)
+        except ExportError as exc:
+            self.metrics.export_failed(self.domain, signal, permanent=not exc.transient)
+            raise
         except Exception:
-            self.metrics.export_failures.labels(self.domain, signal).inc()
+            self.metrics.export_failed(self.domain, signal, permanent=False)
             raise
         self.metrics.export_duration.labels(self.domain, self.exporter.protocol).observe(
             self.monotonic() - started
         )
-        accepted = size - outcome.rejected
-        self.metrics.records_exported.labels(self.domain, signal).inc(accepted)
         if outcome.rejected:
-            self.metrics.records_rejected.labels(self.domain, signal).inc(outcome.rejected)
             what = "records" if signal == LOGS else "data points"
             self.log.warning(
                 f"backend rejected {what} (partial success); they are not retried",
@@ -337,6 +348,24 @@ class Batcher:
                 reason=outcome.error_message[:200],
             )
         return outcome
+
+    def _count_committed(
+        self, batch: _Sealed, logs: tuple[int, int], points: tuple[int, int]
+    ) -> None:
+        """Counters move when a batch is committed, so they agree with `state show`."""
+        m, domain = self.metrics, self.domain
+        accepted_logs, rejected_logs = logs
+        samples = sum(len(u.new_seen) for u in batch.updates.get(METRICS, ()))
+        # Samples sent as log records ride in the logs request but are counted as samples.
+        m.records_exported.labels(domain, LOGS).inc(max(0, accepted_logs - batch.sample_logs))
+        if rejected_logs:
+            m.records_rejected.labels(domain, LOGS).inc(rejected_logs)
+        if samples:
+            m.records_exported.labels(domain, METRICS).inc(samples)
+        if points[0]:
+            m.data_points_exported.labels(domain).inc(points[0])
+        if points[1]:
+            m.data_points_rejected.labels(domain).inc(points[1])
 
     async def abort(self) -> None:
         """Drop everything not committed (after a failure or on a hard stop)."""

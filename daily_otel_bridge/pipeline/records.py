@@ -125,7 +125,7 @@ class RecordPath:
                 )
         if self.metrics_as_logs:
             fill_sample_log_record(
-                self.batcher.logs().add(),
+                self.batcher.sample_log().add(),
                 sample,
                 time_ns=valid.time_ns,
                 observed_ns=page.observed_ns,

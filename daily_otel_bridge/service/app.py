@@ -20,6 +20,7 @@ from daily_otel_bridge.pipeline.runner import DomainRunner
 from daily_otel_bridge.service.health import HealthServer
 from daily_otel_bridge.service.logging import register_secrets
 from daily_otel_bridge.service.self_metrics import BridgeMetrics
+from daily_otel_bridge.service.startup import startup_fields
 from daily_otel_bridge.service.systemd import SystemdNotifier
 from daily_otel_bridge.state.sqlite import SqliteCursorStore
 
@@ -47,6 +48,12 @@ class Bridge:
             if not domain.enabled:
                 continue
             pipeline = build_pipeline(domain, store=self.store, metrics=self.metrics)
+            self.metrics.init_domain(
+                domain.name,
+                pipeline.streams,
+                domain.export.protocol,
+                requests_per_second=domain.requests_per_second,
+            )
             self.runners.append(DomainRunner(pipeline))
         self.stop = asyncio.Event()
         self.health: HealthServer | None = None
@@ -69,7 +76,13 @@ class Bridge:
         if self.settings.self_telemetry.otlp:
             background.append(asyncio.create_task(self._push_self_telemetry()))
         tasks = [asyncio.create_task(r.run(self.stop), name=r.pipeline.name) for r in self.runners]
-        log.info("bridge started", domains=[r.pipeline.name for r in self.runners])
+        log.info(
+            "bridge started",
+            **startup_fields(
+                self.settings,
+                health_address=self.health.address if self.health is not None else None,
+            ),
+        )
         stop_waiter = asyncio.create_task(self.stop.wait())
         try:
             # A task that dies (only a StateError does) ends the process with an error.

@@ -6,16 +6,44 @@ a server's message, and nothing here may ever show a secret.
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from daily_otel_bridge.config.settings import Settings
+from daily_otel_bridge.config.settings import ConfigError, Settings
 from daily_otel_bridge.pipeline.runner import DomainRunner
 from daily_otel_bridge.service.self_metrics import BridgeMetrics
+
+log = structlog.get_logger("daily_otel_bridge.service.health")
+
+
+class HealthListenError(ConfigError):
+    """`health.listen` cannot be bound (port in use, address not on this host, no permission).
+
+    A ConfigError, so that every command reports it as the one line naming the key to change,
+    and exits 2 like any other configuration problem.
+    """
+
+    def __init__(self, listen: str, error: OSError) -> None:
+        if error.errno == errno.EADDRINUSE:
+            reason = "address already in use (another process listens there; pick another port)"
+        elif error.errno == errno.EADDRNOTAVAIL:
+            reason = "this host has no such address"
+        elif error.errno == errno.EACCES:
+            reason = "permission denied (ports below 1024 need privileges)"
+        else:
+            reason = error.strerror or type(error).__name__
+        super().__init__([("health.listen", f"cannot listen on {listen}: {reason}")])
+
+
+def format_address(host: str, port: int) -> str:
+    """`host:port`, with an IPv6 host in brackets, as `health.listen` spells it."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def domain_report(runner: DomainRunner, staleness: float, now: float) -> dict[str, Any]:
@@ -66,15 +94,31 @@ class HealthServer:
         app.router.add_get("/metrics", self._metrics)
         return app
 
+    @property
+    def address(self) -> str | None:
+        """`host:port` actually served (the real port when `health.listen` asks for `:0`);
+        None before `start`."""
+        if self.port is None:
+            return None
+        return format_address(self.settings.health.host, self.port)
+
     async def start(self) -> None:
+        """Bind `health.listen`; raises HealthListenError (a ConfigError) when it cannot."""
+        health = self.settings.health
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.health.host, self.settings.health.port)
-        await site.start()
+        site = web.TCPSite(self._runner, health.host, health.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise HealthListenError(health.listen, exc) from None
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         if sockets:
             self.port = int(sockets[0].getsockname()[1])
+        log.debug("health server listening", address=self.address)
 
     async def stop(self) -> None:
         if self._runner is not None:

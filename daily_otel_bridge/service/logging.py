@@ -1,4 +1,5 @@
-"""structlog configuration: JSON lines when not on a TTY, readable lines on one.
+"""structlog configuration: `--log-format json|console`; by default JSON lines when the
+stream is not a terminal (journald, a container runtime, a pipe), readable lines on one.
 
 A last processor masks every registered secret wherever it appears in an event, as a net
 under the rule that secrets are never passed to a logger in the first place.
@@ -9,12 +10,38 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any, TextIO
+from typing import Any, Final, Literal, TextIO
 
 import structlog
 
 _SECRETS: set[str] = set()
 MASK = "***"
+
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS: Final = ("json", "console")
+LogFormat = Literal["json", "console"]
+
+
+def parse_log_level(value: str) -> str:
+    """The canonical name of a log level (case-insensitive, WARN = WARNING); ValueError else.
+
+    Checked, because an unknown level silently meaning INFO hides the mistake exactly when
+    someone is trying to see more.
+    """
+    name = value.strip().upper()
+    name = "WARNING" if name == "WARN" else name
+    if name not in LOG_LEVELS:
+        raise ValueError(f"unknown log level {value!r}; use one of {', '.join(LOG_LEVELS)}")
+    return name
+
+
+def parse_log_format(value: str) -> LogFormat:
+    name = value.strip().lower()
+    if name == "json":
+        return "json"
+    if name == "console":
+        return "console"
+    raise ValueError(f"unknown log format {value!r}; use json or console")
 
 
 def register_secrets(values: Iterable[str]) -> None:
@@ -47,10 +74,22 @@ def mask_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mutab
 
 
 def configure_logging(
-    level: str = "INFO", *, stream: TextIO | None = None, json_lines: bool | None = None
+    level: str = "INFO",
+    *,
+    stream: TextIO | None = None,
+    json_lines: bool | None = None,
+    log_format: LogFormat | None = None,
 ) -> None:
+    """Configure structlog (and the stdlib root logger) for the whole process.
+
+    `log_format` wins over `json_lines` (kept for callers that predate it); with neither, JSON
+    unless `stream` is a terminal. `level` must be one of `LOG_LEVELS` (ValueError otherwise).
+    """
     out = stream or sys.stderr
-    as_json = json_lines if json_lines is not None else not out.isatty()
+    if log_format is not None:
+        as_json = log_format == "json"
+    else:
+        as_json = json_lines if json_lines is not None else not out.isatty()
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if as_json
@@ -66,7 +105,7 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+            logging.getLevelNamesMapping()[parse_log_level(level)]
         ),
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,

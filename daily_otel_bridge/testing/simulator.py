@@ -1511,9 +1511,9 @@ def _domain_arg(value: str) -> tuple[str, str]:
     return name, key
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m daily_otel_bridge.testing.simulator",
+        prog=prog or "python -m daily_otel_bridge.testing.simulator",
         description="Serve a deterministic imitation of Daily's /v1/meetings and /v1/logs.",
     )
     p.add_argument("--host", default="127.0.0.1")
@@ -1582,7 +1582,15 @@ def _config_from_args(args: argparse.Namespace) -> SimulatorConfig:
 
 async def _serve(config: SimulatorConfig, host: str, port: int, max_seconds: float) -> int:
     running = await start_simulator(config, host, port)
+    # The first stdout line is the contract scripts and tests read; the hint goes to stderr.
     print(f"listening on {running.url}", flush=True)
+    for name, key in config.domains.items():
+        print(
+            f"domain {name}: set `api_url: {running.url}` and `api_key: {key}` in its config "
+            f"section; stops after {max_seconds:g}s or on Ctrl-C",
+            file=sys.stderr,
+            flush=True,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -1596,8 +1604,9 @@ async def _serve(config: SimulatorConfig, host: str, port: int, max_seconds: flo
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """The simulator's command line (also `daily-otel-bridge simulator ...`)."""
+    args = _parser(prog).parse_args(argv)
     try:
         config = _config_from_args(args)
     except ValueError as exc:

@@ -42,7 +42,8 @@ def export_failures(port: int) -> float:
     except OSError:  # not listening yet
         return 0.0
     match = re.search(
-        r'^daily_otel_bridge_export_failures_total\{domain="acme",kind="logs"\} (\S+)$',
+        r"^daily_otel_bridge_export_failures_total"
+        r'\{domain="acme",kind="transient",signal="logs"\} (\S+)$',
         text,
         re.MULTILINE,
     )

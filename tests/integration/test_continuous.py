@@ -13,8 +13,8 @@ from daily_otel_bridge.pipeline.domain import FAILURE_BACKOFF_BASE
 from tests.faults._rig import close, rig
 
 
-async def wait_for(predicate: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate: object, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if predicate():  # type: ignore[operator]
             return True
@@ -49,7 +49,8 @@ async def test_a_failed_read_is_tried_again_after_its_own_backoff_while_the_othe
         step = failure_delay(1, base=FAILURE_BACKOFF_BASE, cap=300)
         # Read again one backoff step after its failure (plus scheduling slack), not a poll
         # interval later, and the other sessions were read meanwhile.
-        assert retried and retried[0] - failed[-1] <= step + 3
+        assert retried
+        assert retried[0] - failed[-1] <= step + 3
         between = [
             t for t, s, _ in r.daily.session_log if s != sick and failed[0] <= t <= failed[-1]
         ]
@@ -67,5 +68,6 @@ async def test_a_429_pauses_every_request_of_the_domain(tmp_path: Path) -> None:
         (limited,) = [t for t, _, answer in r.daily.log if answer.startswith("429")]
         # Requests already on the wire may land just after it; none leaves during the pause.
         after = sorted(t for t, _, _ in r.daily.log if t > limited + 0.2)
-        assert after and after[0] >= limited + 0.9
+        assert after
+        assert after[0] >= limited + 0.9
         await close(pipeline)
