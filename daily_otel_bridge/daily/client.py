@@ -27,6 +27,7 @@ import aiohttp
 import orjson
 
 from daily_otel_bridge.core.records import DailyRecord, Meeting
+from daily_otel_bridge.core.trouble import AttemptObserver
 from daily_otel_bridge.daily.pacing import TokenBucket, backoff_delay, parse_retry_after
 from daily_otel_bridge.service.self_metrics import BridgeMetrics
 
@@ -98,6 +99,8 @@ class DailyClient:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self.requests_made = 0
+        # Told of each failed attempt at once (the retries can last a while).
+        self.observer: AttemptObserver | None = None
 
     async def __aenter__(self) -> DailyClient:
         return self
@@ -212,18 +215,22 @@ class DailyClient:
                     status = resp.status
                     self._metrics.api_requests.labels(self.domain, endpoint, str(status)).inc()
                     if status == 200:
-                        return await self._decode(resp, endpoint)
+                        body = await self._decode(resp, endpoint)
+                        self._observe_success()
+                        return body
                     error_type = await _error_type(resp)
                     message = f"GET /{endpoint}: HTTP {status}" + (
                         f" ({error_type})" if error_type else ""
                     )
                     if status in (401, 403):
+                        self._observe_failure("daily_auth", message, None)
                         raise AuthError(
                             f"{message}: Daily refused the API key of domain {self.domain!r}",
                             status=status,
                             error_type=error_type,
                         )
                     if status == 404:
+                        self._observe_success()  # the API answers; the session is gone
                         raise NotFoundError(message, status=status, error_type=error_type)
                     if status == 429 or status >= 500 or status == 408:
                         last_error = TransientError(message, status=status, error_type=error_type)
@@ -251,12 +258,23 @@ class DailyClient:
                 break
             if wait is None:
                 wait = backoff_delay(attempt, cap=self._backoff_cap)
+            if last_error is not None:
+                self._observe_failure("daily_api", str(last_error), wait)
             if last_error is not None and last_error.status == 429:
                 self.bucket.pause(wait)
             self._metrics.api_backoff_seconds.labels(self.domain).inc(wait)
             await asyncio.sleep(wait)
         assert last_error is not None
+        self._observe_failure("daily_api", str(last_error), None)
         raise last_error
+
+    def _observe_failure(self, error_type: str, message: str, retry_in: float | None) -> None:
+        if self.observer is not None:
+            self.observer.attempt_failed(error_type, message, retry_in)
+
+    def _observe_success(self) -> None:
+        if self.observer is not None:
+            self.observer.succeeded()
 
     async def _decode(self, resp: aiohttp.ClientResponse, endpoint: str) -> Any:
         content_type = resp.headers.get("Content-Type", "")

@@ -39,6 +39,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from daily_otel_bridge.config.settings import ExportSettings
+from daily_otel_bridge.core.trouble import AttemptObserver, clip
 from daily_otel_bridge.daily.pacing import backoff_delay, parse_retry_after
 
 LOGS_PATH = "/v1/logs"
@@ -56,6 +57,14 @@ _RETRYABLE_GRPC = {
     grpc.StatusCode.DATA_LOSS,
 }
 _RETRYABLE_HTTP = {429, 502, 503, 504}
+
+
+def _os_reason(exc: BaseException) -> str:
+    """The operating system's words for a failed connection ("Connection refused"), which
+    name no URL, path or header."""
+    os_error = getattr(exc, "os_error", None)
+    reason = getattr(os_error, "strerror", None)
+    return f" ({reason})" if reason else ""
 
 
 class ExportError(Exception):
@@ -180,7 +189,7 @@ class GrpcTransport:
             )
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
-            details = (exc.details() or "")[:200]
+            details = clip(exc.details() or "", 200)
             message = f"OTLP gRPC export failed: {code.name}" + (f" ({details})" if details else "")
             if code in _RETRYABLE_GRPC:
                 raise ExportError(message, transient=True) from None
@@ -252,7 +261,7 @@ class HttpTransport:
             ) from None
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise ExportError(
-                f"OTLP HTTP export failed: {type(exc).__name__}", transient=True
+                f"OTLP HTTP export failed: {type(exc).__name__}{_os_reason(exc)}", transient=True
             ) from None
         if 200 <= status < 300:
             if payload:
@@ -345,6 +354,8 @@ class Exporter:
         self._max_retry_time = max_retry_time
         self._backoff_cap = backoff_cap
         self._clock = clock
+        # Told of each failed attempt at once (the retries can last a minute).
+        self.observer: AttemptObserver | None = None
 
     @property
     def protocol(self) -> str:
@@ -371,19 +382,29 @@ class Exporter:
             try:
                 outcome: ExportOutcome = await send()
             except ExportError as exc:
+                kind = "export_transient" if exc.transient else "export_permanent"
                 if not exc.transient:
+                    self._observe_failure(kind, exc, None)
                     raise
                 delay = exc.retry_after
                 if delay is None:
                     delay = backoff_delay(attempt, base=0.5, cap=self._backoff_cap)
                 if self._clock() + delay > deadline:
+                    self._observe_failure(kind, exc, None)
                     raise
+                self._observe_failure(kind, exc, delay)
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
+            if self.observer is not None:
+                self.observer.succeeded()
             return ExportOutcome(
                 rejected=outcome.rejected, error_message=outcome.error_message, attempts=attempt + 1
             )
+
+    def _observe_failure(self, kind: str, exc: ExportError, retry_in: float | None) -> None:
+        if self.observer is not None:
+            self.observer.attempt_failed(kind, str(exc), retry_in)
 
     async def close(self) -> None:
         await self.transport.close()

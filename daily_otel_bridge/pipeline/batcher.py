@@ -22,6 +22,7 @@ read in flight that arrived while the batch was filling.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
@@ -77,6 +78,7 @@ class _Open:
     updates: dict[str, dict[str, CursorUpdate]] = field(default_factory=dict)
     opened_at: float | None = None  # monotonic, when the first content came in
     sample_logs: int = 0  # call-quality samples written as log records (metrics_as_logs)
+    oldest_ns: int | None = None  # `time` of the oldest record in the batch
 
     @property
     def records(self) -> int:
@@ -92,9 +94,10 @@ class _Open:
 
 
 @dataclass(slots=True)
-class _Sealed:
+class Sealed:
     seq: int
     sample_logs: int
+    oldest_ns: int | None
     logs: LogBatch | None
     samples: MetricsBatch | None
     updates: dict[str, list[CursorUpdate]]
@@ -116,7 +119,7 @@ class Batcher:
         lookback_ms: int,
         persist: bool = True,
         monotonic: Callable[[], float] = time.monotonic,
-        on_commit: Callable[[_Sealed], None] | None = None,
+        on_commit: Callable[[Sealed], None] | None = None,
     ) -> None:
         self.domain = domain
         self.resource = resource
@@ -139,6 +142,7 @@ class Batcher:
         self._seq = 0
         self._last: asyncio.Future[None] | None = None  # committed-future of the newest batch
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sealed: list[Sealed] = []  # sealed and not yet committed, in order
         self._inflight = 0
         self.log = structlog.get_logger(__name__).bind(domain=domain)
         self._m_pending = metrics.records_pending.labels(domain)
@@ -176,6 +180,19 @@ class Batcher:
         if update is None:
             update = by_session[cursor.session_id] = CursorUpdate(cursor=cursor)
         return update
+
+    def note_time(self, time_ns: int) -> None:
+        """A record of this `time` went into the open batch (for the lag)."""
+        oldest = self._open.oldest_ns
+        if oldest is None or time_ns < oldest:
+            self._open.oldest_ns = time_ns
+
+    def oldest_pending_ns(self) -> int | None:
+        """`time` of the oldest record read and not yet acknowledged and committed."""
+        times = [b.oldest_ns for b in self._sealed if b.oldest_ns is not None]
+        if self._open.oldest_ns is not None:
+            times.append(self._open.oldest_ns)
+        return min(times, default=None)
 
     @property
     def full(self) -> bool:
@@ -247,15 +264,17 @@ class Batcher:
             opened, self._open = self._open, _Open()
             self._seq += 1
             loop = asyncio.get_running_loop()
-            sealed = _Sealed(
+            sealed = Sealed(
                 seq=self._seq,
                 sample_logs=opened.sample_logs,
+                oldest_ns=opened.oldest_ns,
                 logs=opened.logs,
                 samples=opened.samples,
                 updates={s: self._snapshot(u) for s, u in opened.updates.items()},
                 committed=loop.create_future(),
             )
             previous, self._last = self._last, sealed.committed
+            self._sealed.append(sealed)
             self._inflight += 1
             self._m_inflight.set(self._inflight)
             task = asyncio.create_task(self._export_and_commit(sealed, previous))
@@ -280,7 +299,7 @@ class Batcher:
         return out
 
     async def _export_and_commit(
-        self, batch: _Sealed, previous: asyncio.Future[None] | None
+        self, batch: Sealed, previous: asyncio.Future[None] | None
     ) -> None:
         try:
             accepted_logs = rejected_logs = accepted_points = rejected_points = 0
@@ -323,6 +342,8 @@ class Batcher:
             if isinstance(exc, asyncio.CancelledError):
                 raise
         finally:
+            with contextlib.suppress(ValueError):
+                self._sealed.remove(batch)
             self._inflight -= 1
             self._m_inflight.set(self._inflight)
             self._slots.release()
@@ -350,7 +371,7 @@ class Batcher:
         return outcome
 
     def _count_committed(
-        self, batch: _Sealed, logs: tuple[int, int], points: tuple[int, int]
+        self, batch: Sealed, logs: tuple[int, int], points: tuple[int, int]
     ) -> None:
         """Counters move when a batch is committed, so they agree with `state show`."""
         m, domain = self.metrics, self.domain

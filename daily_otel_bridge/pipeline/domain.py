@@ -44,7 +44,7 @@ from daily_otel_bridge.daily.client import (
 )
 from daily_otel_bridge.daily.pacing import backoff_delay
 from daily_otel_bridge.otlp.transport import Exporter, build_transport
-from daily_otel_bridge.pipeline.batcher import LOGS, METRICS, Batcher, ExportSink
+from daily_otel_bridge.pipeline.batcher import LOGS, METRICS, Batcher, ExportSink, Sealed
 from daily_otel_bridge.pipeline.reader import ReadResult, SessionReader
 from daily_otel_bridge.pipeline.records import PageContext, RecordPath
 from daily_otel_bridge.pipeline.sessions import SessionTable, TrackedSession, room_selected
@@ -59,6 +59,10 @@ MAX_FAILED_SESSIONS = 3
 FAILURE_BACKOFF_BASE = 2.0
 # How often the daemon reports pacing (saturation) and a summary line.
 REPORT_INTERVAL = 60.0
+# Progress lines while catching up, at most this often.
+PROGRESS_INTERVAL = 10.0
+# A session due longer ago than this counts as behind.
+BEHIND_SLACK = 2.0
 # Longest a worker sleeps without looking at the queue (new sessions also wake it).
 IDLE_WAIT = 1.0
 
@@ -172,7 +176,7 @@ class DomainPipeline:
             lookback_ms=int(s.lookback * 1000),
             persist=self.persist,
             monotonic=self.monotonic,
-            on_commit=lambda _batch: self._succeeded(),
+            on_commit=self._committed,
         )
         self.records = RecordPath(
             domain=self.name,
@@ -206,6 +210,22 @@ class DomainPipeline:
         self._reads_in_flight = 0
         self._m_reads.set(0)
 
+    def _committed(self, batch: Sealed) -> None:
+        """A batch was acknowledged and its cursors written."""
+        for updates in batch.updates.values():
+            for update in updates:
+                tracked = self.table.sessions.get(update.cursor.session_id)
+                drained = update.cursor.drained_until_ms
+                if tracked is not None and drained is not None:
+                    previous = tracked.acked_until_ms
+                    tracked.acked_until_ms = drained if previous is None else max(previous, drained)
+        self.log.debug(
+            "committed",
+            batch=batch.seq,
+            sessions=sum(len(u) for u in batch.updates.values()),
+        )
+        self._succeeded()
+
     def _succeeded(self) -> None:
         self.last_success = self.clock()
         self.metrics.last_success.labels(self.name).set(self.last_success)
@@ -219,10 +239,29 @@ class DomainPipeline:
         return [t.primary(self.streams) for t in self.table.active()]
 
     def cursor_lag_seconds(self) -> float | None:
-        drained = [c.drained_until_ms for c in self.active_cursors() if c.drained_until_ms]
-        if not drained:
-            return None
-        return max(0.0, self.clock() - min(drained) / 1000)
+        """Age of the oldest record visible at Daily and not yet acknowledged, in seconds.
+
+        Two sources: records read and waiting for the backend (the oldest in a batch), and
+        what busy sessions have at Daily past their last acknowledged read (those sessions
+        are known to be producing). A quiet session (its last read found nothing new) adds
+        nothing: its next poll is not lag. One function serves `/readyz` and `/metrics`.
+        None until something is known.
+        """
+        now = self.clock()
+        ages: list[float] = []
+        pending = self.batcher.oldest_pending_ns()
+        if pending is not None:
+            ages.append(now - pending / 1e9)
+        for tracked in self.table.active():
+            if not tracked.busy:
+                continue
+            acked = tracked.acked_until_ms
+            if acked is None:
+                acked = tracked.primary(self.streams).start_floor_ms
+            ages.append(now - acked / 1000)
+        if not ages:
+            return 0.0 if self.last_success is not None else None
+        return max(0.0, max(ages))
 
     def _update_gauges(self) -> None:
         lag = self.cursor_lag_seconds()
@@ -494,9 +533,53 @@ class DomainPipeline:
             await asyncio.sleep(delay)
 
     async def _report_loop(self) -> None:
+        """Every PROGRESS_INTERVAL: gauges, and a progress line while catching up; every
+        REPORT_INTERVAL: pacing (saturation) and one summary line."""
+        ticks_per_report = max(1, round(REPORT_INTERVAL / PROGRESS_INTERVAL))
+        tick = 0
+        last = _Progress.now(self)
+        minute = last
         while True:
-            await asyncio.sleep(REPORT_INTERVAL)
-            self.report()
+            await asyncio.sleep(PROGRESS_INTERVAL)
+            tick += 1
+            current = _Progress.now(self)
+            self._update_gauges()
+            behind = self.sessions_behind()
+            if behind:
+                rate = (current.acked - last.acked) / max(current.at - last.at, 1e-9)
+                self.log.info(
+                    "catching up",
+                    acknowledged=current.acked - last.acked,
+                    sessions_behind=behind,
+                    sessions=self.table.active_count(),
+                    lag_s=_round(self.cursor_lag_seconds()),
+                    records_per_s=round(rate, 1),
+                )
+            last = current
+            if tick % ticks_per_report == 0:
+                self.report()
+                self.log.info(
+                    "domain summary",
+                    acknowledged=current.acked - minute.acked,
+                    reread=current.reread - minute.reread,
+                    requests=current.requests - minute.requests,
+                    sessions=self.table.active_count(),
+                    busy=sum(1 for s in self.table.active() if s.busy),
+                    lag_s=_round(self.cursor_lag_seconds()),
+                    per_s=round(
+                        (current.acked - minute.acked) / max(current.at - minute.at, 1e-9), 1
+                    ),
+                )
+                minute = current
+
+    def sessions_behind(self) -> int:
+        """Sessions not read since start, or waiting past their due time."""
+        now = self.monotonic()
+        return sum(
+            1
+            for s in self.table.active()
+            if not s.reading and (s.last_read_at is None or s.due_at < now - BEHIND_SLACK)
+        )
 
     def report(self) -> None:
         """Pacing over the last window: gauges, and a warning when saturated."""
@@ -558,6 +641,23 @@ class DomainPipeline:
             stats.session_errors.append(f"{session_id}: {result.not_found}")
         self._fold_batches(stats, totals_before, 0)
         return stats
+
+
+@dataclass(frozen=True, slots=True)
+class _Progress:
+    at: float
+    acked: int
+    reread: int
+    requests: int
+
+    @classmethod
+    def now(cls, pipeline: DomainPipeline) -> _Progress:
+        return cls(
+            at=pipeline.monotonic(),
+            acked=pipeline.batcher.totals.exported + pipeline.batcher.totals.samples_exported,
+            reread=pipeline.totals.reread,
+            requests=pipeline.client.requests_made,
+        )
 
 
 class _SweepAborted(Exception):

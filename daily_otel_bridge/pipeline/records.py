@@ -103,6 +103,7 @@ class RecordPath:
             self._dead_letter(LOGS, read, uid, f"cannot encode: {exc}", record)
             return False
         read.mark(uid, valid.time_ns)
+        self.batcher.note_time(valid.time_ns)
         self.batcher.update_for(LOGS, read.cursor).new_seen.append((uid, valid.time_ns))
         return True
 
@@ -133,6 +134,7 @@ class RecordPath:
                 room=room,
             )
         read.mark(uid, valid.time_ns)
+        self.batcher.note_time(valid.time_ns)
         self.batcher.update_for(METRICS, read.cursor).new_seen.append((uid, valid.time_ns))
         return True
 

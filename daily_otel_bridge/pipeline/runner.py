@@ -16,7 +16,8 @@ import structlog
 
 from daily_otel_bridge.daily.client import AuthError, DailyApiError
 from daily_otel_bridge.daily.pacing import backoff_delay
-from daily_otel_bridge.otlp.transport import ExportError
+from daily_otel_bridge.otlp.transport import Exporter, ExportError
+from daily_otel_bridge.pipeline.alarm import Alarm
 from daily_otel_bridge.pipeline.domain import DomainPipeline, SweepStats
 from daily_otel_bridge.state.base import StateError
 
@@ -55,6 +56,25 @@ class DomainRunner:
         self.log = structlog.get_logger(__name__).bind(domain=pipeline.name)
         # Every commit (and a healthy discovery with nothing to read) marks the domain ok.
         pipeline.on_success = self._recovered
+        # Failed attempts are said (and shown in /readyz) at once, not after the retries.
+        self.alarms = {
+            "export": Alarm(what="export", log=self.log, on_change=self._trouble),
+            "daily": Alarm(what="daily", log=self.log, on_change=self._trouble),
+        }
+        if isinstance(pipeline.exporter, Exporter):
+            pipeline.exporter.observer = self.alarms["export"]
+        pipeline.client.observer = self.alarms["daily"]
+
+    def _trouble(self, error_type: str | None, message: str | None) -> None:
+        """An alarm started, changed or ended: the status follows at once."""
+        failing = [a for a in self.alarms.values() if a.failing]
+        if not failing:
+            return  # back to ok with the next commit (`_recovered`)
+        alarm = failing[0]
+        self.status.state = "auth_failed" if alarm.error_type == "daily_auth" else "failing"
+        self.status.last_error_type = alarm.error_type
+        if error_type is not None and message is not None:
+            self.status.last_error = message
 
     def _failed(self, exc: BaseException) -> None:
         state, error_type = classify(exc)
@@ -71,6 +91,8 @@ class DomainRunner:
                 self.log.exception("domain failed", error_type=error_type, exc_info=exc)
 
     def _recovered(self) -> None:
+        if any(a.failing for a in self.alarms.values()):
+            return  # something still fails (e.g. discovery while reads go on)
         if self.status.state not in ("ok", "starting") and self.status.consecutive_failures:
             self.log.info("domain recovered", after_failures=self.status.consecutive_failures)
         self.status.state = "ok"

@@ -44,6 +44,9 @@ class TrackedSession:
     failures: int = 0  # failed reads in a row (its own backoff, not the quiet counter)
     last_read_at: float | None = None  # monotonic, when the last read started
     reading: bool = False
+    # endTime of the newest complete read all of whose records were acknowledged (the
+    # committed `drained_until_ms`): everything visible at Daily before it has shipped.
+    acked_until_ms: int | None = None
 
     @property
     def retired(self) -> bool:
@@ -107,7 +110,14 @@ class SessionTable:
                         ended_at_ms=model.ended_at_ms,
                         retired=model.retired,
                     )
-            self.sessions[session_id] = TrackedSession(session_id=session_id, cursors=cursors)
+            self.sessions[session_id] = TrackedSession(
+                session_id=session_id,
+                cursors=cursors,
+                acked_until_ms=min(
+                    (c.drained_until_ms or c.start_floor_ms for c in cursors.values()),
+                    default=None,
+                ),
+            )
         self.loaded = True
 
     def active(self) -> Iterator[TrackedSession]:

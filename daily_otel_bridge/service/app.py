@@ -1,8 +1,11 @@
 """Wiring: settings -> store, clients, exporters, pipelines, runners; signals; close order.
 
-Close order matters for the delivery guarantee: stop fetching first, let the export in
+Close order matters for the delivery guarantee: stop fetching first, let the exports in
 flight finish (bounded by the exporter's timeout), commit what was acknowledged, and only
 then close the exporters, the Daily clients and last the store.
+
+Domains start and stop one by one (`start_domain`, `stop_domain`), which SIGHUP uses to
+apply a new configuration: it is validated first, and a bad file keeps the running one.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable
 
 import structlog
 
-from daily_otel_bridge.config.settings import Settings
+from daily_otel_bridge.config.settings import ConfigError, DomainSettings, Settings, load_settings
 from daily_otel_bridge.otlp.transport import Exporter, build_transport
 from daily_otel_bridge.pipeline.domain import build_pipeline
 from daily_otel_bridge.pipeline.runner import DomainRunner
@@ -28,6 +32,8 @@ log = structlog.get_logger("daily_otel_bridge.service.app")
 
 # After SIGTERM, how long the in-flight work may take on top of the export timeout.
 SHUTDOWN_SLACK = 5.0
+# Settings that a reload cannot apply to a running process.
+RESTART_ONLY = ("state_path", "health", "self_telemetry")
 
 
 def secrets_of(settings: Settings) -> list[str]:
@@ -37,45 +43,70 @@ def secrets_of(settings: Settings) -> list[str]:
     return values
 
 
+class _Running:
+    """One domain's runner, its task and its own stop event."""
+
+    def __init__(self, runner: DomainRunner, task: asyncio.Task[None], stop: asyncio.Event):
+        self.runner, self.task, self.stop = runner, task, stop
+
+
 class Bridge:
-    def __init__(self, settings: Settings, *, metrics: BridgeMetrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metrics: BridgeMetrics | None = None,
+        reload: Callable[[], Settings] | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics or BridgeMetrics()
         register_secrets(secrets_of(settings))
         self.store = SqliteCursorStore(settings.state_path)
-        self.runners: list[DomainRunner] = []
-        for domain in settings.domains:
-            if not domain.enabled:
-                continue
-            pipeline = build_pipeline(domain, store=self.store, metrics=self.metrics)
-            self.metrics.init_domain(
-                domain.name,
-                pipeline.streams,
-                domain.export.protocol,
-                requests_per_second=domain.requests_per_second,
-            )
-            self.runners.append(DomainRunner(pipeline))
+        # The list health checks read: runners are added and removed in place.
+        self.runners: list[DomainRunner] = [
+            self._runner(domain) for domain in settings.domains if domain.enabled
+        ]
+        self._running: dict[str, _Running] = {}
         self.stop = asyncio.Event()
         self.health: HealthServer | None = None
         self.notifier = SystemdNotifier()
+        self._reload = reload or self._load_again
+        self._reloading: asyncio.Task[None] | None = None
+
+    def _runner(self, domain: DomainSettings) -> DomainRunner:
+        pipeline = build_pipeline(domain, store=self.store, metrics=self.metrics)
+        self.metrics.init_domain(
+            domain.name,
+            pipeline.streams,
+            domain.export.protocol,
+            requests_per_second=domain.requests_per_second,
+        )
+        return DomainRunner(pipeline)
+
+    def _load_again(self) -> Settings:
+        if self.settings.config_path is None:
+            raise ConfigError([("config", "the bridge was not started from a file")])
+        return load_settings(self.settings.config_path)
 
     async def run_once(self) -> bool:
-        """One full sweep of every domain, concurrently; True when all succeeded."""
-        self._install_signal_handlers()
+        """One full pass over every domain, concurrently; True when all succeeded."""
+        self._install_signal_handlers(reload=False)
         results = await asyncio.gather(*(r.sweep_once(full=True) for r in self.runners))
         return all(results)
 
+    # -- the daemon ------------------------------------------------------------------------
+
     async def run_forever(self) -> None:
-        self._install_signal_handlers()
+        self._install_signal_handlers(reload=True)
         if self.settings.health.enabled:
             self.health = HealthServer(self.settings, self.runners, self.metrics)
             await self.health.start()
         self.notifier.ready()
-        watchdog = asyncio.create_task(self.notifier.run_watchdog(self.stop))
-        background = [watchdog]
+        background = [asyncio.create_task(self.notifier.run_watchdog(self.stop))]
         if self.settings.self_telemetry.otlp:
             background.append(asyncio.create_task(self._push_self_telemetry()))
-        tasks = [asyncio.create_task(r.run(self.stop), name=r.pipeline.name) for r in self.runners]
+        for runner in self.runners:
+            self._start(runner)
         log.info(
             "bridge started",
             **startup_fields(
@@ -85,29 +116,119 @@ class Bridge:
         )
         stop_waiter = asyncio.create_task(self.stop.wait())
         try:
-            # A task that dies (only a StateError does) ends the process with an error.
-            done, _ = await asyncio.wait([stop_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not stop_waiter and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            # A domain task that dies (only a StateError does) ends the process with an error.
+            while not self.stop.is_set():
+                tasks = [r.task for r in self._running.values()]
+                done, _ = await asyncio.wait(
+                    [stop_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    if task is not stop_waiter and not task.cancelled() and task.exception():
+                        raise task.exception()  # type: ignore[misc]
+                # A domain stopped by a reload ends normally: wait again on the others.
+                for name in [n for n, r in self._running.items() if r.task.done()]:
+                    del self._running[name]
         finally:
             self.notifier.stopping()
             self.request_stop()
-            grace = (
-                max(r.pipeline.settings.export.timeout for r in self.runners) if self.runners else 0
+            await asyncio.gather(
+                *(self.stop_domain(name) for name in list(self._running)), return_exceptions=True
             )
-            pending = [t for t in tasks if not t.done()]
-            if pending:
-                _, still = await asyncio.wait(pending, timeout=grace + SHUTDOWN_SLACK)
-                for task in still:
-                    task.cancel()
-                await asyncio.gather(*still, return_exceptions=True)
+            if self._reloading is not None:
+                self._reloading.cancel()
             for task in (*background, stop_waiter):
                 task.cancel()
             await asyncio.gather(*background, stop_waiter, return_exceptions=True)
             if self.health is not None:
                 await self.health.stop()
             log.info("bridge stopped")
+
+    def _start(self, runner: DomainRunner) -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(runner.run(stop), name=runner.pipeline.name)
+        self._running[runner.pipeline.name] = _Running(runner, task, stop)
+
+    async def start_domain(self, domain: DomainSettings) -> None:
+        """Start reading one domain (a reload, or ownership won)."""
+        runner = self._runner(domain)
+        self.runners.append(runner)
+        self._start(runner)
+
+    async def stop_domain(self, name: str) -> None:
+        """Stop one domain: its reads end after their page, what they read is exported and
+        committed (bounded by the export timeout), then its clients close."""
+        running = self._running.pop(name, None)
+        if running is None:
+            return
+        runner = running.runner
+        running.stop.set()
+        runner.pipeline.stop_requested = True
+        grace = runner.pipeline.settings.export.timeout + SHUTDOWN_SLACK
+        done, _ = await asyncio.wait([running.task], timeout=grace)
+        if not done:
+            running.task.cancel()
+            await asyncio.gather(running.task, return_exceptions=True)
+            log.warning(
+                "domain stop timed out; what was not acknowledged is read again", domain=name
+            )
+        await self._close_runner(runner)
+        with contextlib.suppress(ValueError):
+            self.runners.remove(runner)
+
+    async def _close_runner(self, runner: DomainRunner) -> None:
+        await runner.pipeline.exporter.close()
+        await runner.pipeline.client.close()
+
+    # -- reload ----------------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        """Apply the configuration file again: validated first; domains added, removed or
+        changed are started, stopped or restarted; acknowledged work is never lost (a
+        stopped domain commits what was acknowledged, a started one resumes from it)."""
+        try:
+            new = self._reload()
+        except ConfigError as exc:
+            log.error(
+                "configuration reload refused; the running configuration stays",
+                problems=str(exc),
+            )
+            return
+        except Exception as exc:  # an unreadable file, say: the daemon must go on
+            log.error(
+                "configuration reload failed; the running configuration stays", error=str(exc)
+            )
+            return
+        ignored = [k for k in RESTART_ONLY if getattr(new, k) != getattr(self.settings, k)]
+        register_secrets(secrets_of(new))
+        old_domains = {d.name: d for d in self.settings.domains if d.enabled}
+        new_domains = {d.name: d for d in new.domains if d.enabled}
+        removed = [n for n in old_domains if n not in new_domains]
+        added = [n for n in new_domains if n not in old_domains]
+        changed = [n for n in new_domains if n in old_domains and new_domains[n] != old_domains[n]]
+        for name in removed + changed:
+            await self.stop_domain(name)
+        self.settings = new
+        if self.health is not None:
+            self.health.settings = new
+        for name in added + changed:
+            await self.start_domain(new_domains[name])
+        log.info(
+            "configuration reloaded",
+            added=added,
+            removed=removed,
+            restarted=changed,
+            unchanged=len(new_domains) - len(added) - len(changed),
+            needs_restart=ignored or None,
+        )
+
+    def _on_hup(self) -> None:
+        if self._reloading is not None and not self._reloading.done():
+            log.info("reload already in progress; SIGHUP ignored")
+            return
+        log.info("reloading the configuration", signal="SIGHUP")
+        self._reloading = asyncio.create_task(self.reload())
+
+    # -- self-telemetry, signals, close ----------------------------------------------------
 
     async def _push_self_telemetry(self) -> None:
         from opentelemetry.sdk.resources import Resource
@@ -133,14 +254,22 @@ class Bridge:
 
     def request_stop(self) -> None:
         self.stop.set()
+        for running in self._running.values():
+            running.stop.set()
         for runner in self.runners:
             runner.pipeline.stop_requested = True
 
-    def _install_signal_handlers(self) -> None:
+    def _install_signal_handlers(self, *, reload: bool) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Unix
                 loop.add_signal_handler(sig, self._on_signal, sig)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            # A closed terminal or SSH session sends SIGHUP: never a reason to die.
+            loop.add_signal_handler(signal.SIGHUP, self._on_hup if reload else self._ignore_hup)
+
+    def _ignore_hup(self) -> None:
+        log.info("SIGHUP ignored: --once reads its configuration once")
 
     def _on_signal(self, sig: signal.Signals) -> None:
         if self.stop.is_set():
@@ -150,6 +279,5 @@ class Bridge:
 
     async def close(self) -> None:
         for runner in self.runners:
-            await runner.pipeline.exporter.close()
-            await runner.pipeline.client.close()
+            await self._close_runner(runner)
         self.store.close()

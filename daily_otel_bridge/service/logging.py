@@ -7,6 +7,7 @@ under the rule that secrets are never passed to a logger in the first place.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
@@ -107,7 +108,7 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[parse_log_level(level)]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        logger_factory=structlog.PrintLoggerFactory(file=_Unfailing(out)),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     # Libraries that log through the stdlib (grpc, aiohttp) go to the same stream at WARNING,
@@ -118,6 +119,30 @@ def configure_logging(
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _MaskFilter) for f in handler.filters):
             handler.addFilter(_MaskFilter())
+
+
+class _Unfailing:
+    """A log stream whose failures are swallowed: a closed terminal (EIO after the SSH
+    session ends), a closed pipe or a full disk must stop the log, not the shipping."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):
+            return 0
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream.isatty()
+        except (OSError, ValueError):
+            return False
 
 
 class _MaskFilter(logging.Filter):
