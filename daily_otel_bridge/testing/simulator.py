@@ -70,7 +70,7 @@ Control endpoints (no auth, never rate limited)
   1-second sliding window) and ``per_second`` (``{unix_second: arrivals}``, simulator clock).
   ``?arrivals=1`` adds ``arrivals``: the last 100,000 arrival times (simulator clock).
   A client pacing itself with a token bucket of rate r and burst b may legitimately put up
-  to b + r - 1 arrivals into one sliding second (a full bucket, then the refill): check
+  to about b + r arrivals into one sliding second (a full bucket, then the refill): check
   ``max_per_second`` against that, or the rate over a longer span from ``arrivals``.
 * ``GET /_sim/records?domain=D[&session=ID][&kind=logs|metrics][&offset=N][&limit=N]``:
   the ground truth, every record visible now, ASC, rendered exactly as ``/v1/logs``
