@@ -81,8 +81,13 @@ def machine_summary() -> list[tuple[str, str]]:
     mem = psutil.virtual_memory().total / 2**30
     import platform
 
+    import daily_otel_bridge
+
+    # Which copy is measured: with PYTHONPATH=/tmp/copy it is not the checkout's commit.
+    where = str(Path(daily_otel_bridge.__file__).resolve().parent)
     return [
         ("package", package_revision()),
+        ("package imported from", where),
         ("cpus (nproc)", str(os.cpu_count())),
         ("cpu model", cpu),
         ("memory", f"{mem:.1f} GiB"),
