@@ -319,9 +319,9 @@ class ProcResult:
         return out
 
     def exported(self) -> int:
-        return sum(
-            int(e.get("exported", 0)) for e in self.events() if e.get("event") == "sweep done"
-        )
+        # "sweep done" before the pipeline rewrite, "pass done" (--once) after it.
+        done = ("sweep done", "pass done")
+        return sum(int(e.get("exported", 0)) for e in self.events() if e.get("event") in done)
 
     def tail(self, n: int = 20) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
