@@ -81,8 +81,13 @@ def machine_summary() -> list[tuple[str, str]]:
     mem = psutil.virtual_memory().total / 2**30
     import platform
 
+    import daily_otel_bridge
+
+    # Which copy is measured: with PYTHONPATH=/tmp/copy it is not the checkout's commit.
+    where = str(Path(daily_otel_bridge.__file__).resolve().parent)
     return [
         ("package", package_revision()),
+        ("package imported from", where),
         ("cpus (nproc)", str(os.cpu_count())),
         ("cpu model", cpu),
         ("memory", f"{mem:.1f} GiB"),
@@ -195,8 +200,9 @@ class Simulator:
     def meetings(self) -> list[dict[str, Any]]:
         return list(get_json(f"{self.base}/_sim/meetings?domain={DOMAIN}")["meetings"])
 
-    def new_requests(self) -> list[tuple[float, str, str, int, int]]:
-        """Requests logged since the last call: (time, endpoint, session, offset, status)."""
+    def new_requests(self) -> list[tuple[float, str, str, int, int, float]]:
+        """Requests logged since the last call: (arrival time, endpoint, session, offset, status,
+        answer time); with --latency the answer leaves that much after the arrival."""
         body = get_json(f"{self.base}/_bench/requests?since={self._log_next}")
         self._log_next = body["next"]
         return [tuple(r) for r in body["requests"]]  # type: ignore[misc]
@@ -246,6 +252,38 @@ def write_config(
     return path
 
 
+# The keys the pipeline rewrite adds (DESIGN.md, "Running under real conditions"). A daemon
+# that predates them refuses them at start-up (unknown key), so they are only written when
+# `check-config` accepts them.
+NEW_EXPORT_KEYS: dict[str, Any] = {"batch_timeout": "1s", "max_inflight_exports": 2}
+
+
+def new_keys_supported(workdir: Path) -> bool:
+    """Whether this package's config parser knows the concurrency keys."""
+    path = workdir / "probe-new-keys.yaml"
+    probe = {
+        "state_path": str(workdir / "probe.db"),
+        "health": {"enabled": False},
+        "export": {"protocol": "grpc", "endpoint": "http://127.0.0.1:4317", **NEW_EXPORT_KEYS},
+        "domains": [
+            {
+                "name": DOMAIN,
+                "api_key": API_KEY,
+                "api_url": "http://127.0.0.1:9/v1",
+                "max_concurrent_reads": 4,
+            }
+        ],
+    }
+    path.write_text(yaml.safe_dump(probe, sort_keys=False))
+    out = subprocess.run(
+        [*daemon_command(), "check-config", "--config", str(path)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    return out.returncode == 0
+
+
 def daemon_command() -> list[str]:
     """`daily-otel-bridge` from this interpreter's environment (or `python -m`)."""
     script = Path(PYTHON).parent / "daily-otel-bridge"
@@ -281,9 +319,9 @@ class ProcResult:
         return out
 
     def exported(self) -> int:
-        return sum(
-            int(e.get("exported", 0)) for e in self.events() if e.get("event") == "sweep done"
-        )
+        # "sweep done" before the pipeline rewrite, "pass done" (--once) after it.
+        done = ("sweep done", "pass done")
+        return sum(int(e.get("exported", 0)) for e in self.events() if e.get("event") in done)
 
     def tail(self, n: int = 20) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
@@ -423,14 +461,23 @@ def daemon(
 
 
 @contextlib.contextmanager
-def in_process_sink(keep_records: bool = False, max_seconds: float = 900) -> Iterator[Any]:
-    """The package's OTLP receiver in this process (gRPC + HTTP, no compression-sniffing relay)."""
+def in_process_sink(
+    keep_records: bool = False,
+    max_seconds: float = 900,
+    *,
+    answer_delay: float = 0.0,
+    failure_ratio: float = 0.0,
+) -> Iterator[Any]:
+    """The package's OTLP receiver in this process (gRPC + HTTP, no compression-sniffing relay);
+    `answer_delay` plays a backend that far away, `failure_ratio` one that fails that often."""
     from daily_otel_bridge.testing.otlp_receiver import OtlpReceiver
 
     receiver = OtlpReceiver(
         keep_records=keep_records,
         observe_grpc_compression=False,
         max_seconds=max_seconds,
+        answer_delay=answer_delay,
+        failure_ratio=failure_ratio,
     )
     receiver.start()
     try:

@@ -7,8 +7,19 @@
     python bench/run.py api-cost [--quick]     # 4: requests/min, 1,000 sessions, 10 active
     python bench/run.py freshness [--quick]    # 5: visible-at-Daily -> acked-at-receiver delay
     python bench/run.py rate [--quick]         # 6: share of requests_per_second used, 429s
+    python bench/run.py budget [--quick]       # 9.1: budget share of a backlog drain, slow API
+    python bench/run.py many-meetings [--quick]  # 9.2 + 9.3: 100 talking + 1,000 silent
+    python bench/run.py fault-storm [--quick]  # 9.4: every record through 429s, 5xx, failures
+    python bench/run.py issue9 [--quick]       # issue 9's rows: the three above, naive,
+                                               # memory, api-cost
     python bench/run.py stages [--quick]       # in-process cost of each hot-path step
     python bench/run.py profile [--tool pyinstrument|py-spy] [--quick]
+
+Every scenario runs under `--latency 150ms` (+- `--latency-jitter`, default 20 %) at the
+simulator and `--backend-delay 50ms` at the in-process sink (`--latency 0 --backend-delay 0`:
+loopback, the conditions of the figures before issue 9). `--new-keys auto|on|off` writes
+`export.batch_timeout` / `export.max_inflight_exports` (and `--max-concurrent-reads N` as
+`domains[].max_concurrent_reads`) when the package's `check-config` accepts them.
 
 Each measured program runs as its own process (simulator, daemon, naive baseline, rotel);
 the daemon's CPU and peak RSS come from `os.wait4` on its pid, so nothing else is counted.
@@ -23,6 +34,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import math
 import os
 import shutil
 import statistics
@@ -38,6 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (
     API_KEY,
     BENCH_DIR,
+    DOMAIN,
+    NEW_EXPORT_KEYS,
     PYTHON,
     Child,
     Simulator,
@@ -45,6 +59,7 @@ from harness import (
     daemon_command,
     in_process_sink,
     machine_summary,
+    new_keys_supported,
     percentile,
     print_table,
     proc_cpu,
@@ -53,7 +68,67 @@ from harness import (
     write_config,
 )
 
+from daily_otel_bridge.config.settings import parse_duration
+
 MAX_RPS = 20  # Daily's documented per-domain limit, and the highest the config accepts
+
+
+@dataclasses.dataclass(frozen=True)
+class Conditions:
+    """The network every benchmark runs under (issue 9: Daily and the backend are a round trip
+    away, not a loopback millisecond), and whether the concurrency config keys are written."""
+
+    latency: float = 0.15  # every Daily API answer, s
+    jitter: float = 0.03  # +- uniform around it
+    backend: float = 0.05  # every answer of the in-process OTLP sink, s
+    new_keys: bool = False
+    max_concurrent_reads: int | None = None
+
+    def sim_args(self) -> list[str]:
+        if self.latency <= 0:
+            return []
+        return ["--latency", f"{self.latency:g}", "--latency-jitter", f"{self.jitter:g}"]
+
+    def describe(self) -> str:
+        keys = "off"
+        if self.new_keys:
+            reads = self.max_concurrent_reads
+            keys = ", ".join(f"{k}={v}" for k, v in NEW_EXPORT_KEYS.items()) + (
+                f", max_concurrent_reads={reads}" if reads else ", max_concurrent_reads default"
+            )
+        return (
+            f"Daily latency {1000 * self.latency:g} ms +- {1000 * self.jitter:g} ms, "
+            f"backend answer delay {1000 * self.backend:g} ms; concurrency keys: {keys}"
+        )
+
+
+COND = Conditions()  # set by main() from the command line
+
+
+def start_sim(argv: list[str], **kw: Any) -> Simulator:
+    """The bench simulator, answering after the configured latency."""
+    return Simulator([*argv, *COND.sim_args()], **kw)
+
+
+def sink_for(keep_records: bool = False, **kw: Any) -> Any:
+    """The in-process sink, answering after the configured backend delay."""
+    kw.setdefault("answer_delay", COND.backend)
+    return in_process_sink(keep_records, **kw)
+
+
+def config_for(
+    workdir: Path,
+    *,
+    domain: dict[str, Any] | None = None,
+    export: dict[str, Any] | None = None,
+    **kw: Any,
+) -> Path:
+    """`write_config`, plus the concurrency keys when the package knows them."""
+    if COND.new_keys:
+        export = {**NEW_EXPORT_KEYS, **(export or {})}
+        if COND.max_concurrent_reads:
+            domain = {"max_concurrent_reads": COND.max_concurrent_reads, **(domain or {})}
+    return write_config(workdir, domain=domain, export=export, **kw)
 
 
 class Summary:
@@ -78,7 +153,7 @@ def throughput_config(
     export: dict[str, Any] | None = None,
     **domain: Any,
 ) -> Path:
-    return write_config(
+    return config_for(
         workdir,
         api_url=sim.url,
         endpoint=endpoint,
@@ -121,21 +196,24 @@ def measure_daemon(
 def run_throughput(
     args: argparse.Namespace, workdir: Path, summary: Summary, rotel: bool = True
 ) -> None:
+    """`naive` (rotel=False) skips the transport variants too: only what the ratio needs."""
+    variants = rotel
     meetings, per_meeting = (20, 1000) if args.quick else (200, 1000)
     total = meetings * per_meeting
     print(
         f"\n## Throughput: {total:,} records ({meetings} sessions x {per_meeting}), "
-        f"requests_per_second={MAX_RPS}, page_size=1000, batch_size default",
+        f"requests_per_second={MAX_RPS}, page_size=1000, batch_size default; "
+        f"{COND.describe()} (rotel answers at once)",
         flush=True,
     )
     rows: list[list[Any]] = []
-    with Simulator(
+    with start_sim(
         ["--meetings", str(meetings), "--records", str(per_meeting)],
         max_seconds=900,
         workdir=workdir,
     ) as sim:
         sim.warm_up()
-        with in_process_sink() as sink:
+        with sink_for() as sink:
             # Start-up + discovery only (no room matches): subtracted for the "excl." column.
             idle = measure_daemon(
                 workdir,
@@ -148,25 +226,26 @@ def run_throughput(
             startup_cpu = idle["result"].cpu
             ours = measure_daemon(workdir, sim, sink.grpc_endpoint, "throughput-sink", sink.count)
             rows.append(_throughput_row("bridge -> in-process sink (gRPC)", ours, startup_cpu))
-            # Variants of the export settings, same records: what the transport costs.
-            plain = measure_daemon(
-                workdir,
-                sim,
-                sink.grpc_endpoint,
-                "throughput-nogzip",
-                sink.count,
-                export={"compression": "none"},
-            )
-            rows.append(_throughput_row("  same, compression: none", plain, startup_cpu))
-            http = measure_daemon(
-                workdir,
-                sim,
-                sink.http_endpoint,
-                "throughput-http",
-                sink.count,
-                protocol="http/protobuf",
-            )
-            rows.append(_throughput_row("  same, http/protobuf (gzip)", http, startup_cpu))
+            if variants:
+                # Variants of the export settings, same records: what the transport costs.
+                plain = measure_daemon(
+                    workdir,
+                    sim,
+                    sink.grpc_endpoint,
+                    "throughput-nogzip",
+                    sink.count,
+                    export={"compression": "none"},
+                )
+                rows.append(_throughput_row("  same, compression: none", plain, startup_cpu))
+                http = measure_daemon(
+                    workdir,
+                    sim,
+                    sink.http_endpoint,
+                    "throughput-http",
+                    sink.count,
+                    protocol="http/protobuf",
+                )
+                rows.append(_throughput_row("  same, http/protobuf (gzip)", http, startup_cpu))
             # Run-to-run noise on a small VM is ~10 %: the headline row is run twice and the
             # ratios use the mean of both runs.
             again = measure_daemon(workdir, sim, sink.grpc_endpoint, "throughput-sink2", sink.count)
@@ -185,7 +264,7 @@ def run_throughput(
                     other_pid=collector.pid,
                 )
                 rows.append(_throughput_row("bridge -> rotel (gRPC)", via_rotel, startup_cpu))
-        with in_process_sink() as sink:
+        with sink_for() as sink:
             naive_idle = measure_naive(workdir, sim, sink, since=2**31 - 1)
             naive = measure_naive(workdir, sim, sink)
             rows.append(
@@ -263,6 +342,12 @@ def run_throughput(
         f"{r_ours / r_naive:.2f}x",
         ">= 3x",
         r_ours / r_naive >= 3,
+    )
+    summary.add(
+        "9.5 records per CPU-second incl. start-up, gzip (bridge / naive, same run)",
+        f"{cpu_naive / cpu_ours:.2f}x",
+        ">= 3x",
+        None if args.quick else cpu_naive / cpu_ours >= 3,
     )
     summary.add(
         "2. bridge / naive, records per CPU-second (excl. start-up)",
@@ -352,12 +437,12 @@ def run_memory(args: argparse.Namespace, workdir: Path, summary: Summary) -> Non
         flush=True,
     )
     with (
-        Simulator(
+        start_sim(
             ["--meetings", str(meetings), "--records", str(per_meeting)],
             max_seconds=900,
             workdir=workdir,
         ) as sim,
-        in_process_sink() as sink,
+        sink_for() as sink,
     ):
         sim.warm_up()
         # The same process with nothing to drain: what imports and set-up cost.
@@ -411,8 +496,9 @@ def run_memory(args: argparse.Namespace, workdir: Path, summary: Summary) -> Non
         ],
     )
     ok = r.maxrss_mb <= 150 if not args.quick else None
+    concurrency = "concurrency keys on" if COND.new_keys else "concurrency keys unsupported"
     summary.add(
-        f"3. peak RSS, {total:,} records / {meetings:,} sessions",
+        f"9.6 / 3. peak RSS, {total:,} records / {meetings:,} sessions, {concurrency}",
         f"{r.maxrss_mb:.0f} MB",
         "<= 150 MB",
         ok,
@@ -450,11 +536,11 @@ def run_api_cost(args: argparse.Namespace, workdir: Path, summary: Summary) -> N
     ]
     timeline: list[tuple[float, dict[str, Any]]] = []
     with (
-        Simulator(sim_args, max_seconds=run_s + 120, workdir=workdir) as sim,
-        in_process_sink() as sink,
+        start_sim(sim_args, max_seconds=run_s + 120, workdir=workdir) as sim,
+        sink_for() as sink,
     ):
         live_ids = {m["id"] for m in sim.meetings() if m["live"]}
-        config = write_config(
+        config = config_for(
             workdir,
             api_url=sim.url,
             endpoint=sink.grpc_endpoint,
@@ -466,7 +552,7 @@ def run_api_cost(args: argparse.Namespace, workdir: Path, summary: Summary) -> N
             },
         )
         proc = daemon(config, workdir, once=False, max_seconds=run_s + 60, name="api-cost")
-        log: list[tuple[float, str, str, int, int]] = []
+        log: list[tuple[float, str, str, int, int, float]] = []
         with proc:
             start = time.time()
             while time.time() - start < run_s:
@@ -488,6 +574,9 @@ def run_api_cost(args: argparse.Namespace, workdir: Path, summary: Summary) -> N
     status = collections.Counter(str(r[4]) for r in log)
     live_reads = [r for r in live_req if r[3] == 0]  # a read starts at offset 0
     gaps: list[float] = []
+    # The interval still open at the end counts towards the maximum (as a lower bound): a
+    # session not read at all in the window has waited at least that long.
+    open_gaps: list[float] = []
     for sid in live_ids:
         starts = sorted(
             r[0]
@@ -495,10 +584,12 @@ def run_api_cost(args: argparse.Namespace, workdir: Path, summary: Summary) -> N
             if r[1] == "logs" and r[2] == sid and r[3] == 0 and lo - 60 <= r[0] < hi
         )
         gaps.extend(b - a for a, b in itertools.pairwise(starts))
+        open_gaps.append(hi - (starts[-1] if starts else lo - 60))
+    max_gap = max(gaps + open_gaps) if live_ids else math.inf
     gap_text = (
-        f"; read every {statistics.mean(gaps):.1f} s on average, max {max(gaps):.1f} s"
+        f"; read every {statistics.mean(gaps):.1f} s on average, max {max_gap:.1f} s"
         if gaps
-        else ""
+        else f"; no two reads in the window: max interval >= {max_gap:.0f} s"
     )
     per_quiet = collections.Counter(r[2] for r in quiet_req)
     quiet_polled = len(per_quiet)
@@ -578,6 +669,13 @@ def run_api_cost(args: argparse.Namespace, workdir: Path, summary: Summary) -> N
         f"{60 / poll:g} reads/min",
         None if q else live_read_rate >= 0.9 * 60 / poll,
     )
+    mean_text = f"{statistics.mean(gaps):.1f} s avg" if gaps else "< 2 reads"
+    summary.add(
+        f"9.7 quiet session cost / active read interval ({quiet + live:,} tracked, {live} active)",
+        f"{quiet_rate:.2f} req/min / {mean_text}, max {max_gap:.1f} s",
+        f"<= 1 req/min / every {poll:g} s (max {1.2 * poll:g} s)",
+        None if q else quiet_rate <= 1 and max_gap <= 1.2 * poll,
+    )
 
 
 # -- 5: freshness ----------------------------------------------------------------------------
@@ -594,14 +692,14 @@ def run_freshness(args: argparse.Namespace, workdir: Path, summary: Summary) -> 
         flush=True,
     )
     with (
-        Simulator(
+        start_sim(
             ["--meetings", "0", "--live", "--live-meetings", str(live), "--live-rate", str(rate)],
             max_seconds=warm + window + 120,
             workdir=workdir,
         ) as sim,
-        in_process_sink(keep_records=True) as sink,
+        sink_for(keep_records=True) as sink,
     ):
-        config = write_config(
+        config = config_for(
             workdir,
             api_url=sim.url,
             endpoint=sink.grpc_endpoint,
@@ -618,13 +716,8 @@ def run_freshness(args: argparse.Namespace, workdir: Path, summary: Summary) -> 
             proc.stop()
             proc.wait()
         w_lo, w_hi = t0 + warm, t0 + warm + window
-        # Each request's arrival time applies to the records it carried (one exporter,
-        # one request at a time, so records and requests are stored in the same order).
         logs = sink.log_records()
-        arrivals: list[float] = []
-        for req in sink.requests():
-            if req.signal == "logs" and req.fault is None:
-                arrivals.extend([req.time] * req.records)
+        arrivals = ack_times(sink)
         truth = [r for r in json.loads(_get(sim.base + "/_sim/records?domain=acme"))["records"]]
     from daily_otel_bridge.core.mapping import parse_time_ns
 
@@ -657,6 +750,20 @@ def run_freshness(args: argparse.Namespace, workdir: Path, summary: Summary) -> 
     )
 
 
+def ack_times(sink: Any) -> list[float]:
+    """When each stored log record was acknowledged: its request's arrival + the answer delay.
+
+    The receiver stores a request's records right after recording the request, with no await
+    in between, so stored records and successful requests are in the same order even with
+    several exports in flight."""
+    out: list[float] = []
+    for req in sink.requests():
+        if req.signal == "logs" and (req.fault is None or not req.fault.is_error):
+            rejected = min(req.fault.reject_records, req.records) if req.fault else 0
+            out.extend([req.time + req.delay] * (req.records - rejected))
+    return out
+
+
 def _get(url: str) -> bytes:
     import urllib.request
 
@@ -679,14 +786,14 @@ def run_rate(args: argparse.Namespace, workdir: Path, summary: Summary) -> None:
     rows = []
     for limit, meetings in cases:
         with (
-            Simulator(
+            start_sim(
                 ["--meetings", str(meetings), "--records", "1000", "--rate-limit", str(limit)],
                 max_seconds=600,
                 workdir=workdir,
             ) as sim,
-            in_process_sink() as sink,
+            sink_for() as sink,
         ):
-            config = write_config(
+            config = config_for(
                 workdir,
                 api_url=sim.url,
                 endpoint=sink.grpc_endpoint,
@@ -738,6 +845,371 @@ def run_rate(args: argparse.Namespace, workdir: Path, summary: Summary) -> None:
             "records acked",
         ],
         rows,
+    )
+
+
+# -- issue 9: the core under real conditions ---------------------------------------------------
+
+
+def _span_rate(log: list[tuple[float, str, str, int, int, float]]) -> tuple[int, float, float]:
+    """(requests, span s, achieved req/s) from arrival times at the simulator."""
+    times = sorted(r[0] for r in log)
+    if len(times) < 2:
+        return len(times), 0.0, 0.0
+    span = times[-1] - times[0]
+    return len(times), span, (len(times) - 1) / span if span > 0 else 0.0
+
+
+def _burst_starts(times: list[float], pause: float) -> list[float]:
+    """The first of each run of sorted times whose neighbours are at most `pause` apart."""
+    starts: list[float] = []
+    prev = -math.inf
+    for t in times:
+        if t - prev > pause:
+            starts.append(t)
+        prev = t
+    return starts
+
+
+def run_budget(args: argparse.Namespace, workdir: Path, summary: Summary) -> None:
+    """9.1: how much of the request budget a backlog drain uses when every answer is slow."""
+    sessions, per = (10, 2000) if args.quick else (40, 2000)
+    print(
+        f"\n## Budget: drain {sessions} sessions x {per:,} records (--once), "
+        f"requests_per_second={MAX_RPS} (also enforced by the simulator), page_size=1000; "
+        f"{COND.describe()}",
+        flush=True,
+    )
+    sim_args = ["--meetings", str(sessions), "--records", str(per), "--rate-limit", str(MAX_RPS)]
+    with start_sim(sim_args, max_seconds=1200, workdir=workdir) as sim, sink_for() as sink:
+        sim.warm_up()
+        config = config_for(
+            workdir,
+            api_url=sim.url,
+            endpoint=sink.grpc_endpoint,
+            domain={"requests_per_second": MAX_RPS, "page_size": 1000},
+        )
+        result = daemon(config, workdir, once=True, max_seconds=1100, name="budget").run()
+        if result.rc != 0:
+            raise RuntimeError(f"daemon exited {result.rc}:\n{result.tail()}")
+        log = sim.new_requests()
+        stats = sim.stats()
+        acked = sink.count()
+        exports_inflight = sink.max_inflight()
+    n, span, achieved = _span_rate(log)
+    dom = stats["domains"][DOMAIN]
+    share = 100 * achieved / MAX_RPS
+    print_table(
+        "Share of the request budget used (arrivals at the simulator, first to last request)",
+        [
+            "records acked",
+            "wall s",
+            "records/s",
+            "API requests",
+            "API floor s",
+            "span s",
+            "achieved req/s",
+            "% of limit",
+            "max reads in flight at Daily",
+            "max exports in flight",
+            "429 (simulator's limiter)",
+            "target",
+        ],
+        [
+            [
+                acked,
+                result.wall,
+                acked / result.wall,
+                n,
+                n / MAX_RPS,
+                span,
+                achieved,
+                share,
+                dom["max_inflight"],
+                exports_inflight,
+                dom["limiter_429"],
+                ">= 90 %",
+            ]
+        ],
+    )
+    summary.add(
+        f"9.1 share of requests_per_second used, backlog drain ({sessions} x {per:,})",
+        f"{share:.0f} % ({achieved:.1f} req/s, {dom['limiter_429']} x 429)",
+        ">= 90 %",
+        None if args.quick else share >= 90,
+    )
+
+
+def run_many_meetings(args: argparse.Namespace, workdir: Path, summary: Summary) -> None:
+    """9.2 + 9.3: 100 talking + 1,000 silent ongoing meetings under the defaults."""
+    if args.quick:
+        talking, silent, run_s = 10, 100, 75.0
+    else:
+        talking, silent, run_s = 100, 1000, 300.0
+    rate, poll, settle = 2.0, 15.0, 5.0
+    total = talking + silent
+    print(
+        f"\n## Many meetings: {talking} talking ({rate:g} records/s each) + {silent:,} silent "
+        f"ongoing meetings, defaults (poll_interval {poll:g}s, settle_lag {settle:g}s), "
+        f"requests_per_second={MAX_RPS} (also enforced by the simulator), daemon mode for "
+        f"{run_s:g} s; {COND.describe()}",
+        flush=True,
+    )
+    sim_args = [
+        *("--meetings", "0", "--live", "--live-meetings", str(talking)),
+        *("--live-rate", f"{rate:g}", "--live-silent-meetings", str(silent)),
+        *("--rate-limit", str(MAX_RPS)),
+    ]
+    log: list[tuple[float, str, str, int, int, float]] = []
+    with (
+        start_sim(sim_args, max_seconds=run_s + 300, workdir=workdir) as sim,
+        sink_for(keep_records=True, max_seconds=run_s + 300) as sink,
+    ):
+        talking_ids = {m["id"] for m in sim.meetings() if m["index"] < talking}
+        config = config_for(
+            workdir,
+            api_url=sim.url,
+            endpoint=sink.grpc_endpoint,
+            domain={"requests_per_second": MAX_RPS},
+        )
+        proc = daemon(config, workdir, once=False, max_seconds=run_s + 60, name="many-meetings")
+        t0 = time.time()
+        with proc:
+            while time.time() - t0 < run_s:
+                time.sleep(5.0)
+                log.extend(sim.new_requests())
+                if proc.process is not None and proc.process.poll() is not None:
+                    raise RuntimeError("daemon died:\n" + proc.log_path.read_text()[-2000:])
+            t_end = time.time()
+            proc.stop()
+            proc.wait()
+        log.extend(sim.new_requests())
+        stats = sim.stats()
+        logs = sink.log_records()
+        acks = ack_times(sink)
+        truth = json.loads(_get(f"{sim.base}/_sim/records?domain={DOMAIN}"))["records"]
+    from daily_otel_bridge.core.mapping import parse_time_ns
+
+    # First pass: when each meeting's first /logs request was answered with a 200.
+    first_ok: dict[str, float] = {}
+    for r in log:
+        if r[1] == "logs" and r[4] == 200 and r[2]:
+            first_ok[r[2]] = min(first_ok.get(r[2], math.inf), r[5])
+    firsts = sorted(t - t0 for t in first_ok.values())
+    pass_done = len(first_ok) >= total
+    pass_s = firsts[-1] if pass_done else math.inf
+    # Freshness after the pass: records that became visible once every meeting had been read,
+    # and early enough before the end that poll_interval + settle_lag could have brought them.
+    lo = t0 + (pass_s if pass_done else run_s / 2)
+    hi = t_end - (poll + settle + 10.0)
+    window_truth = [
+        r
+        for r in truth
+        if r["mtgSessionId"] in talking_ids and lo <= parse_time_ns(r["time"]) / 1e9 < hi
+    ]
+    delays: list[float] = []
+    seen: set[str] = set()
+    for rec, ack in zip(logs, acks, strict=False):
+        uid = str(rec.attributes.get("log.record.uid"))
+        if uid in seen:
+            continue
+        seen.add(uid)
+        t = rec.time_unix_nano / 1e9
+        if lo <= t < hi:
+            delays.append(ack - t)
+    missing = max(0, len(window_truth) - len(delays))
+    padded = delays + [math.inf] * missing  # a record never acked is infinitely late
+    p50, p99 = (percentile(padded, q) if padded else math.inf for q in (50, 99))
+
+    def secs(v: float) -> str:
+        return "unbounded" if math.isinf(v) else f"{v:.1f}"
+
+    # Read intervals after the pass. A read is a burst of requests for one session (its pages
+    # follow each other within a latency or two); a pause longer than a quarter of
+    # poll_interval starts the next read. Not "offset=0": a quiet poll may start elsewhere.
+    per_session: dict[str, list[float]] = collections.defaultdict(list)
+    for r in log:
+        if r[1] == "logs" and r[2] in talking_ids:
+            per_session[r[2]].append(r[0])
+    gaps: list[float] = []
+    for times in per_session.values():
+        starts = _burst_starts(sorted(times), poll / 4)
+        gaps.extend(b - a for a, b in itertools.pairwise(t for t in starts if t >= lo))
+    after = [r for r in log if r[0] >= lo]
+    quiet_after = [r for r in after if r[1] == "logs" and r[2] not in talking_ids]
+    minutes_after = max(1e-9, (t_end - lo) / 60)
+    dom = stats["domains"][DOMAIN]
+    print_table(
+        "First pass over every meeting (time from daemon start to its first 200 /logs answer)",
+        [
+            "meetings",
+            "read by the end",
+            "p50 s",
+            "last (the pass) s",
+            "target",
+            "max reads in flight",
+            "429 (limiter)",
+            "requests",
+            "req/s",
+        ],
+        [
+            [
+                total,
+                len(first_ok),
+                percentile(firsts, 50) if firsts else math.inf,
+                secs(pass_s) if pass_done else f"> {run_s:g} (not done)",
+                "<= 70 s",
+                dom["max_inflight"],
+                dom["limiter_429"],
+                len(log),
+                _span_rate(log)[2],
+            ]
+        ],
+    )
+    since = f"from {secs(pass_s)} s" if pass_done else f"pass not done: from {run_s / 2:g} s"
+    print_table(
+        f"After the first pass ({since} to {hi - t0:.0f} s after start)",
+        [
+            "talking records",
+            "acked",
+            "missing",
+            "p50 s",
+            "p99 s",
+            "target p99",
+            "talking read interval avg / max s",
+            "silent req/min each",
+        ],
+        [
+            [
+                len(window_truth),
+                len(delays),
+                missing,
+                secs(p50),
+                secs(p99),
+                "<= 23 s",
+                f"{statistics.mean(gaps):.1f} / {max(gaps):.1f}" if gaps else "no reads",
+                len(quiet_after) / minutes_after / max(1, silent),
+            ]
+        ],
+    )
+    summary.add(
+        f"9.2 first pass over {total:,} meetings ({talking} talking)",
+        f"{secs(pass_s)} s" if pass_done else f"> {run_s:g} s ({len(first_ok):,} read)",
+        "<= 70 s",
+        None if args.quick else pass_s <= 70,
+    )
+    summary.add(
+        "9.3 freshness p99 after the first pass",
+        f"{secs(p99)} s ({missing} of {len(window_truth):,} missing)",
+        "<= 23 s",
+        None if args.quick else p99 <= 23,
+    )
+
+
+def run_fault_storm(args: argparse.Namespace, workdir: Path, summary: Summary) -> None:
+    """9.4: every record delivered through a storm of Daily and backend errors."""
+    if args.quick:
+        sessions, per, cap = 4, 1500, 150.0
+    else:
+        sessions, per, cap = 12, 1500, 330.0
+    target = 240.0
+    failure = 0.2
+    print(
+        f"\n## Fault storm: {sessions} sessions x {per:,} records, pages capped at 37, "
+        "15 % of answers 429 (half with Retry-After), 10 % 5xx, lookback 1m, "
+        f"receiver failing {100 * failure:g} % of exports, daemon mode (cap {cap:g} s); "
+        f"{COND.describe()}",
+        flush=True,
+    )
+    sim_args = [
+        *("--meetings", str(sessions), "--records", str(per), "--history", "600"),
+        *("--max-limit", "37", "--error-429-ratio", "0.15", "--error-5xx-ratio", "0.10"),
+        *("--error-retry-after-ratio", "0.5"),
+    ]
+    progress: list[tuple[float, int]] = []
+    done_at: float | None = None
+    with (
+        start_sim(sim_args, max_seconds=cap + 300, workdir=workdir) as sim,
+        sink_for(keep_records=True, max_seconds=cap + 300, failure_ratio=failure) as sink,
+    ):
+        expected = sum(m["visible_records"] for m in sim.meetings())
+        config = config_for(
+            workdir,
+            api_url=sim.url,
+            endpoint=sink.grpc_endpoint,
+            domain={"requests_per_second": MAX_RPS, "lookback": "1m"},
+        )
+        proc = daemon(config, workdir, once=False, max_seconds=cap + 60, name="fault-storm")
+        uids: set[str] = set()
+        taken = 0
+        t0 = time.time()
+        with proc:
+            while time.time() - t0 < cap:
+                time.sleep(1.0)
+                logs = sink.log_records()
+                for rec in logs[taken:]:
+                    uids.add(str(rec.attributes.get("log.record.uid")))
+                taken = len(logs)
+                elapsed = time.time() - t0
+                if not progress or elapsed - progress[-1][0] >= 30:
+                    progress.append((elapsed, len(uids)))
+                if len(uids) >= expected:
+                    done_at = elapsed
+                    break
+                if proc.process is not None and proc.process.poll() is not None:
+                    raise RuntimeError("daemon died:\n" + proc.log_path.read_text()[-2000:])
+            proc.stop()
+            proc.wait()
+        stats = sim.stats()
+        received = sink.count()
+        failed_exports = sink.failed_count()
+        exports = sink.request_count()
+    dom = stats["domains"][DOMAIN]
+    status = stats["status_counts"]
+    api = sum(stats["requests"].values())
+    print_table(
+        "Delivery through the storm (unique log.record.uid at the receiver vs the ground truth)",
+        [
+            "records",
+            "delivered",
+            "all delivered after s",
+            "target",
+            "duplicates",
+            "API requests",
+            "429 (random, limiter)",
+            "5xx",
+            "exports",
+            "failed exports",
+            "max reads in flight",
+        ],
+        [
+            [
+                expected,
+                len(uids),
+                f"{done_at:.1f}" if done_at is not None else f"> {cap:g} (not done)",
+                f"<= {target:g} s",
+                received - len(uids),
+                api,
+                f"{dom['random_429']}, {dom['limiter_429']}",
+                sum(v for k, v in status.items() if k.startswith("5")),
+                exports,
+                failed_exports,
+                dom["max_inflight"],
+            ]
+        ],
+    )
+    print_table(
+        "Progress",
+        ["seconds since start", "unique records delivered"],
+        [[f"{t:.0f}", n] for t, n in progress],
+    )
+    summary.add(
+        f"9.4 fault storm ({sessions} x {per:,}): every record delivered",
+        f"after {done_at:.0f} s"
+        if done_at is not None
+        else f"not after {cap:g} s ({len(uids):,} of {expected:,})",
+        f"within {target:g} s",
+        None if args.quick else done_at is not None and done_at <= target,
     )
 
 
@@ -857,7 +1329,7 @@ def run_stages(args: argparse.Namespace, workdir: Path, summary: Summary) -> Non
         ("gzip level 1 (what the HTTP transport uses)", gzip1),
         ("SQLite commit of every uid (2,000 per transaction)", sqlite_commit),
     ]
-    rows = []
+    rows: list[list[Any]] = []
     for label, fn in steps:
         try:
             cpu = timed(fn)
@@ -922,10 +1394,10 @@ def run_profile(args: argparse.Namespace, workdir: Path, summary: Summary) -> No
         flush=True,
     )
     with (
-        Simulator(
+        start_sim(
             ["--meetings", str(meetings), "--records", "1000"], max_seconds=900, workdir=workdir
         ) as sim,
-        in_process_sink() as sink,
+        sink_for() as sink,
     ):
         config = throughput_config(workdir, sim, sink.grpc_endpoint)
         cmd = list(daemon_command())
@@ -1002,10 +1474,16 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace, Path, Summary], None]] = {
     "api-cost": run_api_cost,
     "freshness": run_freshness,
     "rate": run_rate,
+    "budget": run_budget,
+    "many-meetings": run_many_meetings,
+    "fault-storm": run_fault_storm,
     "stages": run_stages,
     "profile": run_profile,
 }
-ALL = ["throughput", "memory", "api-cost", "freshness", "rate", "stages"]
+# Issue 9's rows, in the order of its table.
+ISSUE9 = ["budget", "many-meetings", "fault-storm", "naive", "memory", "api-cost"]
+ALL = ["throughput", "memory", "api-cost", "freshness", "rate", "budget", "many-meetings"]
+ALL += ["fault-storm", "stages"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1014,7 +1492,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("benchmark", choices=[*SCENARIOS, "all"])
+    parser.add_argument("benchmark", choices=[*SCENARIOS, "all", "issue9"])
     parser.add_argument("--quick", action="store_true", help="small smoke-test sizes (< 1 min)")
     parser.add_argument(
         "--tool",
@@ -1027,11 +1505,46 @@ def main(argv: list[str] | None = None) -> int:
         "--native", action="store_true", help="py-spy: include native (C) frames, e.g. inside grpc"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--latency",
+        type=parse_duration,
+        default=Conditions.latency,
+        help="Daily API answer delay (simulator), e.g. 150ms; 0 = loopback (the old figures)",
+    )
+    parser.add_argument(
+        "--latency-jitter", type=parse_duration, default=None, help="+- uniform (default 20 %%)"
+    )
+    parser.add_argument(
+        "--backend-delay",
+        type=parse_duration,
+        default=Conditions.backend,
+        help="answer delay of the in-process OTLP sink, e.g. 50ms",
+    )
+    parser.add_argument(
+        "--new-keys",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="write export.batch_timeout / max_inflight_exports (and --max-concurrent-reads): "
+        "auto = when `check-config` accepts them",
+    )
+    parser.add_argument(
+        "--max-concurrent-reads", type=int, default=None, help="domains[].max_concurrent_reads"
+    )
     args = parser.parse_args(argv)
-    names = ALL if args.benchmark == "all" else [args.benchmark]
+    names = {"all": ALL, "issue9": ISSUE9}.get(args.benchmark, [args.benchmark])
     workdir = Path(tempfile.mkdtemp(prefix="daily-otel-bench-"))
+    new_keys = args.new_keys == "on" or (args.new_keys == "auto" and new_keys_supported(workdir))
+    global COND
+    COND = Conditions(
+        latency=args.latency,
+        jitter=args.latency / 5 if args.latency_jitter is None else args.latency_jitter,
+        backend=args.backend_delay,
+        new_keys=new_keys,
+        max_concurrent_reads=args.max_concurrent_reads,
+    )
     summary = Summary()
     print_table("Machine", ["", ""], machine_summary())
+    print(f"\nconditions: {COND.describe()}", flush=True)
     started = time.monotonic()
     try:
         for name in names:

@@ -2,12 +2,16 @@
 
 Same simulator as `python -m daily_otel_bridge.testing.simulator` (built with the public
 `SimulatorConfig` and `create_app`), with one addition: every `/v1/*` request is appended to an
-in-memory log (arrival time, endpoint, mtgSessionId, offset, status), served as JSON by
-`GET /_bench/requests?since=N`. The API-cost and rate benchmarks need it to split requests per
-session and to time them; `/_sim/stats` gives the same totals.
+in-memory log (arrival time, endpoint, mtgSessionId, offset, status, answer time), served as
+JSON by `GET /_bench/requests?since=N`. The API-cost and rate benchmarks need it to split
+requests per session and to time them; `/_sim/stats` gives the same totals. With `--latency`
+the answer time is the arrival time plus the latency: rates are counted on arrival, as Daily
+counts them.
 
     python bench/simserver.py --port 0 --domain acme=KEY --meetings 10 --records 100 \
-        [--live --live-meetings N --live-rate R] [--rate-limit R] [--history S] --max-seconds S
+        [--live --live-meetings N --live-rate R --live-silent-meetings M] [--rate-limit R] \
+        [--history S] [--latency 150ms --latency-jitter 30ms] [--max-limit 37] \
+        [--error-429-ratio 0.15 --error-5xx-ratio 0.1] --max-seconds S
 
 prints `listening on http://127.0.0.1:PORT/v1` once ready; stops on SIGTERM/SIGINT or after
 --max-seconds. Binds to loopback only.
@@ -21,13 +25,16 @@ import contextlib
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from daily_otel_bridge.config.settings import parse_duration
 from daily_otel_bridge.testing.simulator import SimulatorConfig, create_app
 
-LOG_KEY: web.AppKey[list[tuple[float, str, str, int, int]]] = web.AppKey("bench_log", list)
+LogRow = tuple[float, str, str, int, int, float]
+LOG_KEY: web.AppKey[list[LogRow]] = web.AppKey("bench_log", list)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--live-duration", type=float, default=None)
     p.add_argument("--rate-limit", type=float, default=None)
     p.add_argument("--rate-burst", type=float, default=None)
+    p.add_argument("--live-silent-meetings", type=int, default=0)
+    p.add_argument("--latency", type=parse_duration, default=0.0)
+    p.add_argument("--latency-jitter", type=parse_duration, default=0.0)
+    p.add_argument("--max-limit", type=int, default=1000)
+    p.add_argument("--error-429-ratio", type=float, default=0.0)
+    p.add_argument("--error-5xx-ratio", type=float, default=0.0)
+    p.add_argument("--error-retry-after-ratio", type=float, default=0.5)
     p.add_argument("--max-seconds", type=float, default=600.0)
     return p
 
@@ -64,14 +78,25 @@ def build_app(args: argparse.Namespace) -> web.Application:
         include_metrics_samples=False,
         rate_limit_per_second=args.rate_limit,
         rate_burst=args.rate_burst,
+        live_silent_meetings=args.live_silent_meetings,
+        latency=args.latency,
+        latency_jitter=args.latency_jitter,
+        max_limit=args.max_limit,
+        error_429_ratio=args.error_429_ratio,
+        error_5xx_ratio=args.error_5xx_ratio,
+        error_retry_after_ratio=args.error_retry_after_ratio,
         # Large backlogs: keep every meeting's records generated once.
         cache_meetings=max(2048, args.meetings + args.live_meetings + 16),
     )
-    app = create_app(config)
-    log: list[tuple[float, str, str, int, int]] = []
-    app[LOG_KEY] = log
+    log: list[LogRow] = []
 
-    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    @web.middleware
+    async def request_log(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        # A middleware, not on_response_prepare: it sees the arrival, before the latency.
+        arrived = time.time()
+        response = await handler(request)
         path = request.path
         if path.startswith("/v1/"):
             q = request.query
@@ -79,14 +104,19 @@ def build_app(args: argparse.Namespace) -> web.Application:
                 offset = int(q.get("offset", "0") or 0)
             except ValueError:
                 offset = -1
-            log.append((time.time(), path[4:], q.get("mtgSessionId", ""), offset, response.status))
+            row = (arrived, path[4:], q.get("mtgSessionId", ""), offset, response.status)
+            log.append((*row, time.time()))
+        return response
+
+    app = create_app(config)
+    app.middlewares.append(request_log)
+    app[LOG_KEY] = log
 
     async def requests_since(request: web.Request) -> web.Response:
         since = int(request.query.get("since", "0"))
         rows = log[since:]
         return web.json_response({"next": since + len(rows), "requests": rows})
 
-    app.on_response_prepare.append(on_prepare)
     app.router.add_get("/_bench/requests", requests_since)
     return app
 

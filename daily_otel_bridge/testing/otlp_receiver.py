@@ -11,6 +11,14 @@ so synchronous tests, async tests (whose loop is a different one) and benchmarks
         receiver.stop_serving()   # the ports are really closed: clients get "connection refused"
         receiver.resume_serving()  # ... and re-opened on the same ports
 
+A backend that is a network round trip away and not always healthy: `answer_delay` (+-
+`answer_delay_jitter`, uniform) delays every export answer, `failure_ratio` answers that share of
+the export requests with a retryable error (gRPC UNAVAILABLE / HTTP 503, nothing stored), drawn
+in arrival order from `random.Random(failure_seed)`. An explicit `Fault` takes precedence over a
+random failure; its own `delay_seconds` adds to `answer_delay`. As with a delayed fault, records
+are stored on arrival and acknowledged after the delay (`ReceivedRequest.time + .delay`).
+`max_inflight()` is the most export requests that were received and not yet answered at once.
+
 Everything received is decoded into plain frozen dataclasses (`ReceivedLog`, `ReceivedPoint`,
 `ReceivedRequest`); attribute values become Python values (see `decode_any_value`).
 
@@ -26,7 +34,7 @@ that do not care should pass `observe_grpc_compression=False` to skip the extra 
 Also a CLI for subprocess-based tests and benchmarks:
 
     python -m daily_otel_bridge.testing.otlp_receiver --grpc-port 0 --http-port 0 \
-        --max-seconds 600 [--dump records.jsonl]
+        --max-seconds 600 [--dump records.jsonl] [--answer-delay 50ms] [--failure-ratio 0.2]
 
 prints `grpc http://127.0.0.1:P` and `http http://127.0.0.1:Q` on stdout, then
 `records=N metric_points=M requests=R` on stderr every second, and on SIGTERM/SIGINT (or after
@@ -45,6 +53,7 @@ import hashlib
 import ipaddress
 import json
 import math
+import random
 import signal
 import socket
 import sys
@@ -244,7 +253,9 @@ class ReceivedRequest:
     with ", "; binary `-bin` metadata base64-encoded). `compression` is the Content-Encoding /
     grpc-encoding seen: "gzip", "identity", "deflate" for gRPC, or None when not observed (gRPC
     with observe_grpc_compression=False). `time` is time.time() on arrival. `size` is the
-    uncompressed protobuf size in bytes.
+    uncompressed protobuf size in bytes. `fault` is what it was answered with instead of a plain
+    success (a random failure shows as `Fault(grpc_status="UNAVAILABLE", http_status=503)`);
+    `delay` is how long its answer was held back (answer_delay + jitter + the fault's delay).
     """
 
     transport: Transport
@@ -255,6 +266,7 @@ class ReceivedRequest:
     time: float
     size: int
     fault: Fault | None
+    delay: float = 0.0
 
 
 def decode_any_value(value: common_pb2.AnyValue) -> object:
@@ -526,9 +538,17 @@ class OtlpReceiver:
         keep_records: bool = True,
         observe_grpc_compression: bool = True,
         dump_path: str | PathLike[str] | None = None,
+        answer_delay: float = 0.0,
+        answer_delay_jitter: float = 0.0,
+        failure_ratio: float = 0.0,
+        failure_seed: int = 0,
     ) -> None:
         if not (grpc or http):
             raise ValueError("enable at least one of grpc and http")
+        if not 0 <= answer_delay_jitter <= answer_delay:
+            raise ValueError("answer_delay must be >= 0 and answer_delay_jitter in [0, delay]")
+        if not 0.0 <= failure_ratio <= 1.0:
+            raise ValueError(f"failure_ratio must be within [0, 1], got {failure_ratio}")
         _check_loopback(host)
         if host == "localhost":
             host = "127.0.0.1"  # one address family, the same for gRPC and HTTP
@@ -541,6 +561,12 @@ class OtlpReceiver:
         self._keep = keep_records
         self._observe = observe_grpc_compression
         self._dump_path = dump_path
+        self._answer_delay = answer_delay
+        self._answer_jitter = answer_delay_jitter
+        self._failure_ratio = failure_ratio
+        # Separate streams: turning jitter on must not change which requests fail.
+        self._failure_rng = random.Random(f"{failure_seed}:failures")
+        self._jitter_rng = random.Random(f"{failure_seed}:jitter")
 
         # Shared between the caller's threads and the loop thread.
         self._lock = threading.Lock()
@@ -553,6 +579,9 @@ class OtlpReceiver:
         self._request_count = 0
         self._fault: Fault | None = None
         self._fault_left: int | None = None
+        self._inflight = 0
+        self._max_inflight = 0
+        self._failed = 0
 
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -669,6 +698,16 @@ class OtlpReceiver:
         with self._lock:
             return self._request_count
 
+    def max_inflight(self) -> int:
+        """The most export requests received and not yet answered at the same time."""
+        with self._lock:
+            return self._max_inflight
+
+    def failed_count(self) -> int:
+        """Export requests answered with an error (an injected Fault or a random failure)."""
+        with self._lock:
+            return self._failed
+
     def wait_for_logs(self, n: int, timeout: float) -> list[ReceivedLog]:
         """Block until at least `n` log records are stored; returns log_records()."""
         self._wait(lambda: self._log_count, n, timeout, "log records")
@@ -685,6 +724,8 @@ class OtlpReceiver:
             self._points.clear()
             self._requests.clear()
             self._log_count = self._point_count = self._request_count = 0
+            self._max_inflight = self._inflight
+            self._failed = 0
 
     def set_fault(self, fault: Fault | None) -> None:
         """Answer the next requests with `fault` (None: plain success again)."""
@@ -723,7 +764,18 @@ class OtlpReceiver:
                 self._fault_left -= 1
                 if self._fault_left <= 0:
                     self._fault, self._fault_left = None, None
-            return fault
+        # Drawn for every request, fault or not, so the sequence depends on arrivals only.
+        if self._failure_ratio and self._failure_rng.random() < self._failure_ratio:
+            fault = fault or _RANDOM_FAILURE
+        return fault
+
+    def _delay_for(self, fault: Fault | None) -> float:
+        delay = self._answer_delay
+        if self._answer_jitter:
+            delay += self._jitter_rng.uniform(-1.0, 1.0) * self._answer_jitter
+        if fault is not None:
+            delay += fault.delay_seconds
+        return max(0.0, delay)
 
     # -- internals: loop thread --------------------------------------------------------------
 
@@ -1004,6 +1056,23 @@ class OtlpReceiver:
     ) -> bytes | str | Fault:
         """Record and store one request. Returns the serialized success response, a message for
         an unparseable body, or the error Fault to answer with."""
+        with self._lock:
+            self._inflight += 1
+            self._max_inflight = max(self._max_inflight, self._inflight)
+        try:
+            return await self._export_one(transport, signal_type, body, headers, compression)
+        finally:
+            with self._lock:
+                self._inflight -= 1
+
+    async def _export_one(
+        self,
+        transport: Transport,
+        signal_type: Signal,
+        body: bytes,
+        headers: dict[str, str],
+        compression: str | None,
+    ) -> bytes | str | Fault:
         arrived = time.time()
         logs_request: logs_service_pb2.ExportLogsServiceRequest | None = None
         metrics_request: metrics_service_pb2.ExportMetricsServiceRequest | None = None
@@ -1017,6 +1086,7 @@ class OtlpReceiver:
         except DecodeError as exc:
             return f"cannot parse the {signal_type} export request: {exc}"
         fault = self._take_fault()
+        delay = self._delay_for(fault)
         entry = ReceivedRequest(
             transport=transport,
             signal=signal_type,
@@ -1026,14 +1096,17 @@ class OtlpReceiver:
             time=arrived,
             size=len(body),
             fault=fault,
+            delay=delay,
         )
         with self._lock:
             self._request_count += 1
             if self._keep:
                 self._requests.append(entry)
+            if fault is not None and fault.is_error:
+                self._failed += 1
         if fault is not None and fault.is_error:
-            if fault.delay_seconds:
-                await asyncio.sleep(fault.delay_seconds)
+            if delay:
+                await asyncio.sleep(delay)
             return fault
         rejected = min(fault.reject_records, n) if fault is not None else 0
         if logs_request is not None:
@@ -1055,8 +1128,9 @@ class OtlpReceiver:
                     f"injected fault: rejected {rejected} data points"
                 )
             response = metrics_response.SerializeToString()
-        if fault is not None and fault.delay_seconds:
-            await asyncio.sleep(fault.delay_seconds)
+        if delay:
+            # After storing: a backend whose answer is on its way has the records already.
+            await asyncio.sleep(delay)
         return bytes(response)
 
     def _store_logs(
@@ -1083,10 +1157,24 @@ class OtlpReceiver:
             self._changed.notify_all()
 
 
+# What a random failure answers: retryable under the OTLP rules on both transports.
+_RANDOM_FAILURE: Final = Fault(grpc_status="UNAVAILABLE", http_status=503)
+
+
 def _http_error(status: int, code: Any, message: str) -> web.Response:
     # OTLP/HTTP: an error body, if any, is a protobuf google.rpc.Status.
     body = status_pb2.Status(code=code.value[0], message=message).SerializeToString()
     return web.Response(status=status, body=body, content_type=PROTOBUF_CONTENT_TYPE)
+
+
+def _duration_arg(value: str) -> float:
+    # The daemon's duration syntax (`50ms`, `1s`), so benches pass one spelling everywhere.
+    from daily_otel_bridge.config.settings import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1101,6 +1189,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-http", action="store_true", help="do not serve OTLP/HTTP")
     parser.add_argument("--max-seconds", type=float, default=600, help="exit after this long")
     parser.add_argument("--dump", metavar="PATH", help="append each log record as a JSON line")
+    parser.add_argument(
+        "--answer-delay", type=_duration_arg, default=0.0, help="delay every answer, e.g. 50ms"
+    )
+    parser.add_argument("--answer-delay-jitter", type=_duration_arg, default=0.0, help="+- uniform")
+    parser.add_argument(
+        "--failure-ratio", type=float, default=0.0, help="share of exports answered UNAVAILABLE/503"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random failures")
     args = parser.parse_args(argv)
 
     stop = threading.Event()
@@ -1124,13 +1220,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         keep_records=False,  # a subprocess is observed through counts and --dump only
         observe_grpc_compression=False,  # nobody could see it; spare benchmarks the relay hop
         dump_path=args.dump,
+        answer_delay=args.answer_delay,
+        answer_delay_jitter=args.answer_delay_jitter,
+        failure_ratio=args.failure_ratio,
+        failure_seed=args.seed,
     )
     receiver.start()
 
     def counts() -> str:
+        failed = receiver.failed_count()
         return (
             f"records={receiver.count()} metric_points={receiver.metric_count()} "
-            f"requests={receiver.request_count()}"
+            f"requests={receiver.request_count()}" + (f" failed={failed}" if failed else "")
         )
 
     try:

@@ -16,6 +16,8 @@ Layout
   and produce ``live_records_per_second`` records: record *i* has time
   ``start + i / rate`` (ties share the previous record's time) and appears once that time
   has passed. They end after ``live_duration`` seconds (never when ``None``).
+  ``live_silent_meetings`` more are ongoing the same way but never produce a record (a room
+  where nobody's client logs anything: the cheap-to-poll majority of a big account).
 * ``tie_ratio`` of the records share their ``time`` with the previous record, in groups of
   2-7 (a client batch upload), with different ``clientTime`` values. ``duplicate_ratio``
   of the records are byte-identical copies of the previous one. ``late_ratio`` of the
@@ -31,7 +33,15 @@ API behaviour (under ``/v1``; ``Authorization: Bearer <key>``, the key selects t
 * No header or an unknown/revoked key: 401 ``authentication-error``. A header that is not
   ``Bearer <token>``: 400 ``authorization-header-error``.
 * Requests pass, in this order: fault queue, authentication, rate limit (a per-domain
-  token bucket; 429 ``rate-limit-error`` with ``Retry-After`` unless disabled).
+  token bucket; 429 ``rate-limit-error`` with ``Retry-After`` unless disabled), random
+  errors (``error_429_ratio`` of the requests answer 429, ``error_retry_after_ratio`` of those
+  with ``Retry-After``; ``error_5xx_ratio`` answer 500/502/503/504 without it; drawn from a
+  ``random.Random`` seeded by ``seed``, in arrival order).
+* ``latency`` (+- ``latency_jitter``, uniform, seeded like the errors) delays every API answer,
+  errors included, as a network round trip would; the answer is computed on arrival (rate
+  limit, clock, visible records) and sent that much later. The wait is an ``asyncio.sleep``,
+  so slow answers overlap: a client with several requests in flight gets them all back after
+  one latency. Control endpoints answer at once.
 * ``GET /v1/logs``: ``mtgSessionId`` and/or ``userSessionId`` (both given: both must
   match), ``order`` (ASC/DESC, any case, default DESC), ``startTime``/``endTime`` (integer
   ms; endTime defaults to now; inclusiveness per config), ``logLevel``, ``limit``
@@ -52,7 +62,16 @@ Control endpoints (no auth, never rate limited)
 -----------------------------------------------
 * ``GET /_sim/stats``: ``{"requests": {"meetings": n, "logs": n}, "status_counts":
   {"200": n, ...}, "requests_per_domain": {...}, "records_served": n,
-  "metrics_served": n}``.
+  "metrics_served": n, "inflight": n, "max_inflight": n, "domains": {D: {...}}}``. Per
+  domain (requests whose key names the domain, counted on arrival): ``requests``,
+  ``inflight`` / ``max_inflight`` (API requests received and not yet answered, now / at
+  most), ``limiter_429`` (429s from the simulator's own token bucket), ``random_429`` /
+  ``random_5xx`` (from the error ratios), ``max_per_second`` (most arrivals within any
+  1-second sliding window) and ``per_second`` (``{unix_second: arrivals}``, simulator clock).
+  ``?arrivals=1`` adds ``arrivals``: the last 100,000 arrival times (simulator clock).
+  A client pacing itself with a token bucket of rate r and burst b may legitimately put up
+  to about b + r arrivals into one sliding second (a full bucket, then the refill): check
+  ``max_per_second`` against that, or the rate over a longer span from ``arrivals``.
 * ``GET /_sim/records?domain=D[&session=ID][&kind=logs|metrics][&offset=N][&limit=N]``:
   the ground truth, every record visible now, ASC, rendered exactly as ``/v1/logs``
   renders it, streamed as ``{"records": [...], "count": n}``. ``session`` is a meeting or
@@ -106,7 +125,7 @@ import threading
 import time
 import uuid
 from array import array
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -149,6 +168,7 @@ class SimulatorConfig:
     live_meetings: int = 1
     live_records_per_second: float = 5.0
     live_duration: float | None = None
+    live_silent_meetings: int = 0
     include_metrics_samples: bool = True
     metrics_interval: float = 15.0
     rate_limit_per_second: float | None = None
@@ -161,6 +181,11 @@ class SimulatorConfig:
     start_time_inclusive: bool = True
     desc_ties_reversed: bool = False
     cache_meetings: int = 2048
+    latency: float = 0.0
+    latency_jitter: float = 0.0
+    error_429_ratio: float = 0.0
+    error_5xx_ratio: float = 0.0
+    error_retry_after_ratio: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.domains:
@@ -169,7 +194,8 @@ class SimulatorConfig:
             raise ValueError("API keys must be unique: a key selects its domain")
         if not self.rooms:
             raise ValueError("at least one room name is required")
-        for name in ("tie_ratio", "duplicate_ratio", "late_ratio"):
+        ratios = ("tie_ratio", "duplicate_ratio", "late_ratio")
+        for name in (*ratios, "error_429_ratio", "error_5xx_ratio", "error_retry_after_ratio"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")
@@ -185,6 +211,12 @@ class SimulatorConfig:
             raise ValueError("rate_limit_per_second must be > 0")
         if self.max_limit < 1 or self.meetings_max_limit < 1 or self.cache_meetings < 1:
             raise ValueError("max_limit, meetings_max_limit and cache_meetings must be >= 1")
+        if self.error_429_ratio + self.error_5xx_ratio > 1.0:
+            raise ValueError("error_429_ratio + error_5xx_ratio must be <= 1")
+        if not 0 <= self.latency_jitter <= self.latency:
+            raise ValueError("latency must be >= 0 and latency_jitter within [0, latency]")
+        if self.live_silent_meetings < 0:
+            raise ValueError("live_silent_meetings must be >= 0")
 
 
 # --------------------------------------------------------------------------------------
@@ -382,12 +414,14 @@ class _Records:
 class _LiveRecords(_Records):
     __slots__ = ("_max", "_rate", "_start_ms")
 
-    def __init__(self, rng: random.Random, config: SimulatorConfig, meeting: _Meeting):
+    def __init__(
+        self, rng: random.Random, config: SimulatorConfig, meeting: _Meeting, silent: bool = False
+    ):
         super().__init__(rng, config, len(meeting.participants))
         self._start_ms = meeting.first_ms
         self._rate = config.live_records_per_second
-        self._max: int | None = None
-        if config.live_duration is not None:
+        self._max: int | None = 0 if silent else None
+        if config.live_duration is not None and not silent:
             self._max = math.floor(config.live_duration * self._rate)
 
     def extend_to(self, now_ms: int, skews: Sequence[int]) -> None:
@@ -519,6 +553,55 @@ class _Bucket:
     last: float
 
 
+_ARRIVALS_KEPT = 100_000
+
+
+@dataclass(slots=True)
+class _DomainStats:
+    """What a test of the client's pacing needs to see, counted where Daily would count it."""
+
+    requests: int = 0
+    inflight: int = 0
+    max_inflight: int = 0
+    limiter_429: int = 0
+    random_429: int = 0
+    random_5xx: int = 0
+    max_per_second: int = 0
+    per_second: dict[int, int] = field(default_factory=dict)
+    # The last second of arrivals, for the sliding-window maximum; `arrivals` keeps more for
+    # in-process tests (bounded: a long benchmark must not grow the simulator without end).
+    _window: deque[float] = field(default_factory=deque)
+    arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=_ARRIVALS_KEPT))
+
+    def arrive(self, now: float) -> None:
+        self.requests += 1
+        self.inflight += 1
+        self.max_inflight = max(self.max_inflight, self.inflight)
+        second = math.floor(now)
+        self.per_second[second] = self.per_second.get(second, 0) + 1
+        self.arrivals.append(now)
+        window = self._window
+        window.append(now)
+        while now - window[0] >= 1.0:
+            window.popleft()
+        self.max_per_second = max(self.max_per_second, len(window))
+
+    def as_json(self, with_arrivals: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "requests": self.requests,
+            "inflight": self.inflight,
+            "max_inflight": self.max_inflight,
+            "limiter_429": self.limiter_429,
+            "random_429": self.random_429,
+            "random_5xx": self.random_5xx,
+            "max_per_second": self.max_per_second,
+            "per_second": {str(k): v for k, v in sorted(self.per_second.items())},
+        }
+        if with_arrivals:
+            out["arrivals"] = list(self.arrivals)
+        return out
+
+
 _INT_RE = re.compile(r"-?[0-9]+\Z")
 _NUM_RE = re.compile(r"-?[0-9]+(\.[0-9]+)?\Z")
 
@@ -590,6 +673,12 @@ class Simulator:
         self.requests_per_domain: dict[str, int] = {}
         self.records_served = 0
         self.metrics_served = 0
+        self.inflight = 0
+        self.max_inflight = 0
+        self.domain_stats: dict[str, _DomainStats] = {d: _DomainStats() for d in config.domains}
+        # Separate streams, so that turning latency on does not change which requests fail.
+        self._latency_rng = random.Random(f"{config.seed}:latency")
+        self._error_rng = random.Random(f"{config.seed}:errors")
         for domain in config.domains:
             self._build_domain(domain)
 
@@ -669,7 +758,7 @@ class Simulator:
             live_ms = math.floor(self.live_start * 1000)
             start = math.floor(self.live_start)
             live_end = None if cfg.live_duration is None else math.ceil(start + cfg.live_duration)
-            for j in range(cfg.live_meetings):
+            for j in range(cfg.live_meetings + cfg.live_silent_meetings):
                 index = cfg.meetings_per_domain + j
                 rng = random.Random(f"{cfg.seed}:{domain}:{index}:meta")
                 meeting = _Meeting(
@@ -688,7 +777,8 @@ class Simulator:
                 )
                 meetings.append(meeting)
                 records_rng = random.Random(f"{cfg.seed}:{domain}:{index}")
-                self._live[(domain, index)] = _LiveRecords(records_rng, cfg, meeting)
+                silent = j >= cfg.live_meetings
+                self._live[(domain, index)] = _LiveRecords(records_rng, cfg, meeting, silent)
         for m in meetings:
             m.sort_key = (-m.start_time, m.id)
             self._by_id[m.id] = m
@@ -986,7 +1076,7 @@ class Simulator:
             raise _ApiError(401, "authentication-error", "invalid or revoked API key")
         return domain
 
-    def _rate_limit(self, domain: str) -> None:
+    def _rate_limit(self, domain: str, stats: _DomainStats) -> None:
         rate = self.config.rate_limit_per_second
         if rate is None:
             return
@@ -998,6 +1088,7 @@ class Simulator:
         bucket.tokens = min(burst, bucket.tokens + max(0.0, now - bucket.last) * rate)
         bucket.last = now
         if bucket.tokens < 1.0:
+            stats.limiter_429 += 1
             raise _ApiError(
                 429,
                 "rate-limit-error",
@@ -1006,6 +1097,36 @@ class Simulator:
             )
         bucket.tokens -= 1.0
 
+    def _random_error(self, stats: _DomainStats) -> None:
+        cfg = self.config
+        if not (cfg.error_429_ratio or cfg.error_5xx_ratio):
+            return
+        rng = self._error_rng
+        u = rng.random()
+        if u < cfg.error_429_ratio:
+            stats.random_429 += 1
+            # Daily's own 429s do not always say when to come back: both must be handled.
+            with_header = rng.random() < cfg.error_retry_after_ratio
+            headers = self._retry_after_headers() if with_header else {}
+            raise _ApiError(429, "rate-limit-error", "simulated rate limit", headers)
+        if u < cfg.error_429_ratio + cfg.error_5xx_ratio:
+            stats.random_5xx += 1
+            status = (500, 502, 503, 504)[rng.randrange(4)]
+            raise _ApiError(status, "server-error", "simulated server error")
+
+    def _answer_delay(self) -> float:
+        cfg = self.config
+        if cfg.latency <= 0:
+            return 0.0
+        if cfg.latency_jitter <= 0:
+            return cfg.latency
+        return max(0.0, cfg.latency + self._latency_rng.uniform(-1.0, 1.0) * cfg.latency_jitter)
+
+    def _domain_of(self, request: web.Request) -> str | None:
+        # Counted on arrival, before authentication decides: a bad key still took a slot.
+        _, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+        return self._domain_by_key.get(token.strip())
+
     def api(
         self,
         endpoint: str,
@@ -1013,7 +1134,22 @@ class Simulator:
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def wrapped(request: web.Request) -> web.Response:
             self.requests[endpoint] += 1
-            response = await self._dispatch(endpoint, handler, request)
+            domain = self._domain_of(request)
+            stats = self.domain_stats[domain] if domain is not None else None
+            self.inflight += 1
+            self.max_inflight = max(self.max_inflight, self.inflight)
+            if stats is not None:
+                stats.arrive(self.now())
+            try:
+                response = await self._dispatch(endpoint, handler, request)
+                delay = self._answer_delay()
+                if delay > 0:
+                    # A sleep, not a blocking wait: other requests are served meanwhile.
+                    await asyncio.sleep(delay)
+            finally:
+                self.inflight -= 1
+                if stats is not None:
+                    stats.inflight -= 1
             key = str(response.status)
             self.status_counts[key] = self.status_counts.get(key, 0) + 1
             return response
@@ -1042,7 +1178,9 @@ class Simulator:
                     await asyncio.wait_for(self.closing.wait(), fault.hang_seconds)
             domain = self._authenticate(request)
             self.requests_per_domain[domain] = self.requests_per_domain.get(domain, 0) + 1
-            self._rate_limit(domain)
+            stats = self.domain_stats[domain]
+            self._rate_limit(domain, stats)
+            self._random_error(stats)
             return await handler(request, domain)
         except _ApiError as exc:
             return exc.response()
@@ -1196,6 +1334,7 @@ class Simulator:
         return domain
 
     async def handle_stats(self, request: web.Request) -> web.Response:
+        with_arrivals = request.query.get("arrivals", "") in ("1", "true")
         return web.json_response(
             {
                 "requests": dict(self.requests),
@@ -1203,6 +1342,9 @@ class Simulator:
                 "requests_per_domain": dict(self.requests_per_domain),
                 "records_served": self.records_served,
                 "metrics_served": self.metrics_served,
+                "inflight": self.inflight,
+                "max_inflight": self.max_inflight,
+                "domains": {d: st.as_json(with_arrivals) for d, st in self.domain_stats.items()},
             }
         )
 
@@ -1511,6 +1653,16 @@ def _domain_arg(value: str) -> tuple[str, str]:
     return name, key
 
 
+def _duration_arg(value: str) -> float:
+    # The daemon's own duration syntax, so a bench passes the same strings to both.
+    from daily_otel_bridge.config.settings import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog or "python -m daily_otel_bridge.testing.simulator",
@@ -1539,11 +1691,28 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--live-meetings", type=int, default=1)
     p.add_argument("--live-rate", type=float, default=5.0, help="records/s per live meeting")
     p.add_argument("--live-duration", type=float, default=None, help="seconds")
+    p.add_argument(
+        "--live-silent-meetings", type=int, default=0, help="ongoing meetings without records"
+    )
     p.add_argument("--no-metrics", action="store_true", help="includeMetrics gives []")
     p.add_argument("--rate-limit", type=float, default=None, help="requests/s per domain")
     p.add_argument("--rate-burst", type=float, default=None)
     p.add_argument("--no-retry-after", action="store_true")
-    p.add_argument("--max-limit", type=int, default=1000)
+    p.add_argument("--max-limit", type=int, default=1000, help="largest page of /logs")
+    p.add_argument(
+        "--latency", type=_duration_arg, default=0.0, help="answer delay, e.g. 150ms (default 0)"
+    )
+    p.add_argument(
+        "--latency-jitter", type=_duration_arg, default=0.0, help="+- uniform, e.g. 30ms"
+    )
+    p.add_argument("--error-429-ratio", type=float, default=0.0, help="share answering 429")
+    p.add_argument("--error-5xx-ratio", type=float, default=0.0, help="share answering 5xx")
+    p.add_argument(
+        "--error-retry-after-ratio",
+        type=float,
+        default=0.5,
+        help="share of the random 429s with Retry-After",
+    )
     p.add_argument("--short-pages", action="store_true")
     p.add_argument("--start-exclusive", action="store_true", help="startTime is exclusive")
     p.add_argument("--end-exclusive", action="store_true", help="endTime is exclusive")
@@ -1569,6 +1738,7 @@ def _config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         live_meetings=args.live_meetings,
         live_records_per_second=args.live_rate,
         live_duration=args.live_duration,
+        live_silent_meetings=args.live_silent_meetings,
         include_metrics_samples=not args.no_metrics,
         rate_limit_per_second=args.rate_limit,
         rate_burst=args.rate_burst,
@@ -1577,6 +1747,11 @@ def _config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         short_pages=args.short_pages,
         start_time_inclusive=not args.start_exclusive,
         end_time_inclusive=not args.end_exclusive,
+        latency=args.latency,
+        latency_jitter=args.latency_jitter,
+        error_429_ratio=args.error_429_ratio,
+        error_5xx_ratio=args.error_5xx_ratio,
+        error_retry_after_ratio=args.error_retry_after_ratio,
     )
 
 

@@ -623,3 +623,112 @@ def test_protobuf_error_type_is_what_we_catch() -> None:
     # The receiver relies on FromString raising DecodeError for garbage.
     with pytest.raises(DecodeError):
         logs_service_pb2.ExportLogsServiceRequest.FromString(b"\xff\xff\xff")
+
+
+# -- a backend far away and not always healthy (issue 9) --------------------------------------
+
+
+def test_answer_delay_overlaps_concurrent_exports() -> None:
+    import concurrent.futures
+
+    with OtlpReceiver(max_seconds=60, answer_delay=1.0) as receiver:
+        body = logs_request("far").SerializeToString()
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            results = list(
+                pool.map(lambda _: http_post(receiver.http_endpoint + "/v1/logs", body), range(4))
+            )
+        assert [status for status, _, _ in results] == [200] * 4
+        # Four requests sent together, each held 1 s: all four were in flight at once.
+        assert receiver.max_inflight() == 4
+        assert [r.delay for r in receiver.requests()] == [1.0] * 4
+        assert receiver.count() == 4
+
+
+def test_answer_delay_is_felt_by_a_short_client_deadline() -> None:
+    with OtlpReceiver(max_seconds=60, answer_delay=2.0) as receiver:
+        with logs_stub(receiver.grpc_endpoint) as stub, pytest.raises(grpc.RpcError) as info:
+            stub.Export(logs_request("late"), timeout=0.2)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        # Stored on arrival, like a backend whose answer was still on its way.
+        assert [log.body for log in receiver.wait_for_logs(1, timeout=5)] == ["late"]
+
+
+def test_jittered_delay_is_recorded_and_bounded() -> None:
+    with OtlpReceiver(max_seconds=60, answer_delay=0.05, answer_delay_jitter=0.02) as receiver:
+        for i in range(10):
+            http_post(receiver.http_endpoint + "/v1/logs", logs_request(f"{i}").SerializeToString())
+        delays = [r.delay for r in receiver.requests()]
+    assert all(0.03 <= d <= 0.07 for d in delays)
+    assert len(set(delays)) > 1
+
+
+def test_failure_ratio_fails_a_seeded_share_retryably() -> None:
+    def run(seed: int) -> list[int]:
+        with OtlpReceiver(max_seconds=60, failure_ratio=0.2, failure_seed=seed) as receiver:
+            statuses = [
+                http_post(
+                    receiver.http_endpoint + "/v1/logs", logs_request(str(i)).SerializeToString()
+                )[0]
+                for i in range(100)
+            ]
+            with logs_stub(receiver.grpc_endpoint) as stub:
+                codes = []
+                for _ in range(30):
+                    try:
+                        stub.Export(logs_request("g"), timeout=5)
+                        codes.append(grpc.StatusCode.OK)
+                    except grpc.RpcError as exc:
+                        codes.append(exc.code())
+            assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
+            failed = statuses.count(503) + codes.count(grpc.StatusCode.UNAVAILABLE)
+            assert receiver.failed_count() == failed
+            # Failed requests store nothing.
+            assert receiver.count() == 130 - failed
+            random_faults = [r for r in receiver.requests() if r.fault is not None]
+            assert len(random_faults) == failed
+            assert all(r.fault is not None and r.fault.http_status == 503 for r in random_faults)
+            return statuses
+
+    first = run(7)
+    assert set(first) == {200, 503}
+    assert 8 <= first.count(503) <= 35  # 100 draws at 0.2, seeded: never flakes
+    assert run(7) == first
+
+
+def test_explicit_fault_wins_over_random_failure() -> None:
+    with OtlpReceiver(max_seconds=60, failure_ratio=1.0) as receiver:
+        receiver.set_fault(Fault(reject_records=1, count=1))
+        body = logs_request("a", "b").SerializeToString()
+        status, _, _ = http_post(receiver.http_endpoint + "/v1/logs", body)
+        assert status == 200
+        assert http_post(receiver.http_endpoint + "/v1/logs", body)[0] == 503
+        assert receiver.failed_count() == 1
+
+
+def test_backend_options_validation() -> None:
+    with pytest.raises(ValueError, match="answer_delay"):
+        OtlpReceiver(answer_delay=0.01, answer_delay_jitter=0.02)
+    with pytest.raises(ValueError, match="failure_ratio"):
+        OtlpReceiver(failure_ratio=1.5)
+
+
+def test_cli_backend_flags() -> None:
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "daily_otel_bridge.testing.otlp_receiver", "--no-grpc"),
+            *("--max-seconds", "30", "--answer-delay", "10ms", "--failure-ratio", "1"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        endpoint = proc.stdout.readline().split()[1]
+        status, _, _ = http_post(endpoint + "/v1/logs", logs_request("x").SerializeToString())
+        assert status == 503
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert out.strip().splitlines()[-1] == "final records=0 metric_points=0 requests=1 failed=1"
