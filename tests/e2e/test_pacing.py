@@ -28,7 +28,7 @@ def test_slow_daily_many_requests_in_flight_never_above_the_rate(tmp_path: Path)
         result = run_once(config)
         assert result.returncode == 0, result.stderr[-3000:]
         assert received_uids(receiver.log_records()) == expected_uids(sim.ground_truth("acme"))
-        stats = sim.get("/_sim/stats?arrivals=1")["domains"]["acme"]
+        stats = sim.get("/stats?arrivals=1")["domains"]["acme"]
         assert stats["limiter_429"] == 0, "the simulator's own limiter had to refuse"
         # Several requests in flight: at 150 ms a strictly sequential client has one.
         assert stats["max_inflight"] >= 3
