@@ -63,6 +63,11 @@ REPORT_INTERVAL = 60.0
 PROGRESS_INTERVAL = 10.0
 # A session due longer ago than this counts as behind.
 BEHIND_SLACK = 2.0
+# A session's next read is at least this far after the end of its last one.
+MIN_GAP = 0.5
+# Never-read sessions are due at this monotonic time, i.e. before every session already
+# read once: a catch-up reads each meeting once before any meeting twice.
+FIRST_READ_DUE = 0.0
 # Longest a worker sleeps without looking at the queue (new sessions also wake it).
 IDLE_WAIT = 1.0
 
@@ -320,7 +325,7 @@ class DomainPipeline:
         self._count(result, stats)
         if result.not_found is not None:
             stats.session_errors.append(f"{session.session_id}: {result.not_found}")
-        self._schedule(session, result.delivered)
+        self._schedule(session, started, busy=bool(result.delivered) or not result.complete)
         return True
 
     def _count(self, result: ReadResult, stats: SweepStats) -> None:
@@ -328,10 +333,15 @@ class DomainPipeline:
         stats.fetched += result.fetched
         stats.reread += result.reread
 
-    def _schedule(self, session: TrackedSession, delivered: int) -> None:
-        """Busy sessions every poll_interval; quiet ones back off to max_quiet_interval."""
+    def _schedule(self, session: TrackedSession, started: float, *, busy: bool) -> None:
+        """Busy sessions every poll_interval; quiet ones back off to max_quiet_interval.
+
+        Counted from when the read started, so a read's own duration (a slow Daily, a wait
+        for the budget) does not stretch the interval. A read that ended early (the list
+        moved) counts as busy: the rest of its window is waiting.
+        """
         s = self.settings
-        if delivered:
+        if busy:
             session.busy = True
             session.quiet_polls = 0
             delay = s.poll_interval
@@ -343,7 +353,7 @@ class DomainPipeline:
                 poll_interval=s.poll_interval,
                 max_quiet_interval=s.max_quiet_interval,
             )
-        session.due_at = self.monotonic() + delay
+        session.due_at = max(started + delay, self.monotonic() + MIN_GAP)
 
     # -- one pass (run --once, backfill, tests) --------------------------------------------
 
@@ -429,12 +439,11 @@ class DomainPipeline:
         export and commit what they hold. Raises a domain failure (see the module)."""
         try:
             await self.table.load()
-            now = self.monotonic()
             for session in self.table.active():
                 # A restart reads every session once, promptly.
-                session.due_at = now
+                session.due_at = FIRST_READ_DUE
                 session.busy = True
-                self.queue.push(session.session_id, now, True)
+                self.queue.push(session.session_id, FIRST_READ_DUE, True)
             self._update_gauges()
             background = [
                 asyncio.create_task(self._discovery_loop(), name=f"{self.name}:discovery"),
@@ -520,11 +529,10 @@ class DomainPipeline:
             else:
                 failures = 0
                 delay = self.settings.poll_interval
-                now = self.monotonic()
                 for session in new:
-                    session.due_at = now
-                    session.busy = True  # unknown yet: read promptly
-                    self.queue.push(session.session_id, now, True)
+                    session.due_at = FIRST_READ_DUE
+                    session.busy = True  # unknown yet: read promptly, before second reads
+                    self.queue.push(session.session_id, FIRST_READ_DUE, True)
                 if new:
                     self._wake_workers()
                 if not self.table.sessions:

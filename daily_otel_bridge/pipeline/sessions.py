@@ -137,8 +137,12 @@ class SessionTable:
         if self.discovered_until_ms is None:
             since_s = self.floor_ms // 1000
         else:
-            since_s = self.discovered_until_ms // 1000 - int(self.session_grace)
-            since_s = max(since_s - DISCOVERY_MARGIN_S, self.floor_ms // 1000 - DISCOVERY_MARGIN_S)
+            # Only meetings started since the last discovery are new: every one started
+            # before was ongoing then (and is tracked) or had ended (and was listed then).
+            # Listing less keeps discovery's share of the budget small with many meetings;
+            # a tracked meeting missing from the ongoing list ended meanwhile (below).
+            since_s = self.discovered_until_ms // 1000 - DISCOVERY_MARGIN_S
+            since_s = max(since_s, self.floor_ms // 1000 - DISCOVERY_MARGIN_S)
         recent = await client.list_meetings(timeframe_start=since_s)
         ongoing = await client.list_meetings(ongoing=True)
         listed: dict[str, Meeting] = {m.id: m for m in recent}
