@@ -26,7 +26,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,6 +38,7 @@ from daily_otel_bridge.state.base import (
     CursorUpdate,
     DeadLetter,
     DomainState,
+    LeaseInfo,
     LeaseLost,
     SessionRow,
     StateError,
@@ -142,14 +142,6 @@ class Fence(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class LeaseInfo:
-    domain: str
-    owner: str | None
-    epoch: int
-    expires_in: float | None  # seconds from now (PostgreSQL's clock); <= 0: expired
-
-
 def redact_url(url: str) -> str:
     """`url` with its password (if any) replaced by ***, for logs and check-config."""
     try:
@@ -224,7 +216,7 @@ class PostgresStateStore:
             await pool.open(wait=True, timeout=connect_timeout)
         except (PoolTimeout, psycopg.Error) as exc:
             await pool.close()
-            raise store._error("cannot connect to", exc) from None
+            raise store.error("cannot connect to", exc) from None
         store.fence = fence
         if migrate:
             try:
@@ -240,7 +232,8 @@ class PostgresStateStore:
         # libpq quotes the connection string in a few messages; never let one through whole.
         return re.sub(r"postgres(?:ql)?://\S+", lambda m: redact_url(m.group(0)), text)
 
-    def _error(self, what: str, exc: BaseException) -> StateError:
+    def error(self, what: str, exc: BaseException) -> StateError:
+        """A StateError for `exc`, naming host and database only, never the password."""
         detail = self._scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
         kind = type(exc).__name__
         return StateError(f"{what} the PostgreSQL state store at {self.target}: {kind} {detail}")
@@ -251,7 +244,7 @@ class PostgresStateStore:
             async with self.pool.connection() as conn:
                 yield conn
         except PoolTimeout as exc:
-            raise self._error("cannot reach", exc) from None
+            raise self.error("cannot reach", exc) from None
 
     async def migrate(self) -> int:
         """Apply missing migrations; safe when several replicas start at once."""
@@ -283,7 +276,7 @@ class PostgresStateStore:
                         )
                         applied += 1
         except psycopg.Error as exc:
-            raise self._error("cannot migrate", exc) from None
+            raise self.error("cannot migrate", exc) from None
         return applied
 
     async def schema_version(self) -> int:
@@ -343,7 +336,7 @@ class PostgresStateStore:
                     if cursor is not None:
                         cursor.seen[uid] = int(time_ns)
         except psycopg.Error as exc:
-            raise self._error("cannot read", exc) from None
+            raise self.error("cannot read", exc) from None
         return cursors
 
     async def commit(
@@ -509,12 +502,12 @@ class PostgresStateStore:
                 # lease lasts (fenced) or a few times (the state commands).
                 if fence is None and attempt >= len(_RETRY_DELAYS):
                     raise (
-                        exc if isinstance(exc, StateError) else self._error("cannot write", exc)
+                        exc if isinstance(exc, StateError) else self.error("cannot write", exc)
                     ) from None
                 await asyncio.sleep(_RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)])
                 attempt += 1
             except psycopg.Error as exc:
-                raise self._error("cannot write", exc) from None
+                raise self.error("cannot write", exc) from None
             except (UnicodeEncodeError, ValueError) as exc:
                 raise StateError(f"cannot write the state store at {self.target}: {exc}") from None
 
@@ -538,7 +531,7 @@ class PostgresStateStore:
                 cur = await conn.execute(sql, args)
                 return await cur.fetchone()
         except psycopg.Error as exc:
-            raise self._error("cannot read", exc) from None
+            raise self.error("cannot read", exc) from None
 
     async def _fetchall(self, sql: str, args: Sequence[object]) -> list[TupleRow]:
         try:
@@ -546,7 +539,7 @@ class PostgresStateStore:
                 cur = await conn.execute(sql, args)
                 return await cur.fetchall()
         except psycopg.Error as exc:
-            raise self._error("cannot read", exc) from None
+            raise self.error("cannot read", exc) from None
 
     async def dead_letters(self, domain: str | None = None, limit: int = 1000) -> list[DeadLetter]:
         query = "SELECT domain, stream, session_id, uid, reason, raw, created_at FROM dead_letters"
@@ -625,7 +618,7 @@ class PostgresStateStore:
                 )
                 return cur.rowcount
         except psycopg.Error as exc:
-            raise self._error("cannot write", exc) from None
+            raise self.error("cannot write", exc) from None
 
 
 def _opt_int(value: object) -> int | None:

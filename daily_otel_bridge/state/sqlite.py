@@ -19,6 +19,7 @@ from daily_otel_bridge.state.base import (
     CursorUpdate,
     DeadLetter,
     DomainState,
+    LeaseInfo,
     SessionRow,
     StateError,
 )
@@ -367,3 +368,20 @@ class SqliteStateStore:
 
     async def close(self) -> None:
         self.sync.close()
+
+    # -- StateAdmin (the `state` commands) ------------------------------------------------
+
+    async def session_rows(self, domain: str | None = None) -> list[SessionRow]:
+        return self.sync.session_rows(domain)
+
+    async def dead_letters(self, domain: str | None = None, limit: int = 1000) -> list[DeadLetter]:
+        return self.sync.dead_letters(domain, limit)
+
+    async def domains(self) -> list[str]:
+        return self.sync.domains()
+
+    async def leases(self) -> dict[str, LeaseInfo]:
+        return {}  # one process, no leases
+
+    async def reset(self, domain: str, session_id: str | None = None) -> int:
+        return self.sync.reset(domain, session_id)
