@@ -17,7 +17,6 @@ from daily_otel_bridge.core.cursor import NS_PER_MS, SessionCursor
 from daily_otel_bridge.state.base import CursorUpdate, DeadLetter, StateError
 from daily_otel_bridge.state.postgres import PostgresStateStore
 from daily_otel_bridge.state.sqlite import SqliteCursorStore, SqliteStateStore
-from tests.pg import pg_dsn, pg_server_session  # noqa: F401 - fixtures
 
 Store = SqliteStateStore | PostgresStateStore
 

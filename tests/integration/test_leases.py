@@ -1,0 +1,327 @@
+"""Leases, heartbeats and fencing against a real PostgreSQL (state/leases.py, postgres.py).
+
+Short leases (about a second) keep these tests quick; every rule is the same at 30 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import psycopg
+import pytest
+
+from daily_otel_bridge.core.cursor import SessionCursor
+from daily_otel_bridge.state.base import CursorUpdate, DeadLetter, LeaseLost, StateError
+from daily_otel_bridge.state.leases import LeaseManager, LeaseMetrics, ownership_readiness
+from daily_otel_bridge.state.postgres import SCHEMA_VERSION, PostgresStateStore
+from daily_otel_bridge.testing.pg_server import pg_server
+
+DOMAINS = ["a", "b", "c", "d"]
+LEASE = 1.5
+
+
+@dataclass
+class Recorder:
+    """The pipeline side: which domains run where, and when."""
+
+    name: str
+    running: dict[str, int] = field(default_factory=dict)
+    events: list[tuple[float, str, str, str]] = field(default_factory=list)
+    drain_delay: float = 0.0
+
+    async def acquired(self, domain: str, epoch: int) -> None:
+        self.running[domain] = epoch
+        self.events.append((time.monotonic(), self.name, domain, "start"))
+
+    async def lost(self, domain: str, reason: str) -> None:
+        self.running.pop(domain, None)
+        self.events.append((time.monotonic(), self.name, domain, "lost"))
+
+    async def drain(self, domain: str) -> None:
+        await asyncio.sleep(self.drain_delay)
+        self.running.pop(domain, None)
+        self.events.append((time.monotonic(), self.name, domain, "drained"))
+
+
+async def wait_for(predicate: Callable[[], bool], within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return predicate()
+
+
+def no_overlap(*recorders: Recorder) -> None:
+    """Never two replicas running one domain at the same time."""
+    events = sorted(e for r in recorders for e in r.events)
+    runner: dict[str, str] = {}
+    for _, who, domain, what in events:
+        if what == "start":
+            assert domain not in runner, f"{domain} started on {who} while on {runner[domain]}"
+            runner[domain] = who
+        elif runner.get(domain) == who:
+            del runner[domain]
+
+
+@pytest.fixture
+async def stores(pg_dsn: str) -> AsyncIterator[Callable[[], PostgresStateStore]]:
+    opened: list[PostgresStateStore] = []
+
+    async def make() -> PostgresStateStore:
+        store = await PostgresStateStore.open(pg_dsn)
+        opened.append(store)
+        return store
+
+    yield make  # type: ignore[misc]
+    for store in opened:
+        await store.close()
+
+
+async def manager(
+    make: Callable[[], object], name: str, recorder: Recorder, **kw: float
+) -> LeaseManager:
+    store = await make()  # type: ignore[misc]
+    assert isinstance(store, PostgresStateStore)
+    m = LeaseManager(store, name, DOMAINS, kw.pop("lease", LEASE), recorder, **kw)  # type: ignore[arg-type]
+    return m
+
+
+async def test_concurrent_start_ups_migrate_once(pg_dsn: str) -> None:
+    stores = await asyncio.gather(*(PostgresStateStore.open(pg_dsn) for _ in range(6)))
+    try:
+        assert {await s.schema_version() for s in stores} == {SCHEMA_VERSION}
+        with psycopg.connect(pg_dsn) as conn:
+            rows = conn.execute("SELECT version FROM schema_migrations").fetchall()
+        assert rows == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
+        assert await stores[0].migrate() == 0  # idempotent
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_a_newer_schema_is_refused(pg_dsn: str) -> None:
+    store = await PostgresStateStore.open(pg_dsn)
+    await store.close()
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("INSERT INTO schema_migrations (version, description) VALUES (999, 'x')")
+    with pytest.raises(StateError, match="newer than this program"):
+        await PostgresStateStore.open(pg_dsn)
+
+
+async def test_alone_a_replica_owns_everything_then_shares_with_a_second(stores: object) -> None:
+    ra, rb = Recorder("A"), Recorder("B")
+    a = await manager(stores, "A", ra)  # type: ignore[arg-type]
+    b = await manager(stores, "B", rb)  # type: ignore[arg-type]
+    try:
+        await a.start(settle=0)
+        assert sorted(ra.running) == DOMAINS
+        assert a.status().owned.keys() == set(DOMAINS)
+        await b.start(settle=0)
+        assert await wait_for(lambda: len(ra.running) == 2 and len(rb.running) == 2, 10)
+        assert set(ra.running).isdisjoint(rb.running)
+        # The handed-over domains were drained first, then claimed with a higher epoch.
+        assert {e[2] for e in ra.events if e[3] == "drained"} == set(rb.running)
+        assert all(epoch == 2 for epoch in rb.running.values())
+        leases = await a.store.leases()
+        assert {d: lease.owner for d, lease in leases.items()} == {
+            **{d: "A" for d in ra.running},
+            **{d: "B" for d in rb.running},
+        }
+        ready, body = ownership_readiness(b.status())
+        assert ready
+        assert body["standby"] is False
+        assert body["live_replicas"] == 2
+    finally:
+        await a.close()
+        await b.close()
+    no_overlap(ra, rb)
+
+
+async def test_sigkill_like_stop_then_takeover_after_expiry_with_a_new_epoch(
+    stores: object,
+) -> None:
+    ra, rb = Recorder("A"), Recorder("B")
+    a = await manager(stores, "A", ra)  # type: ignore[arg-type]
+    b = await manager(stores, "B", rb, scan_interval=0.2)  # type: ignore[arg-type]
+    await a.start(settle=0)
+    await b.start(settle=0)
+    assert await wait_for(lambda: len(rb.running) == 2, 10)
+    epochs_a = dict(ra.running)
+    killed_at = time.monotonic()
+    await a.close()  # no release: the leases stay until they expire
+    ra.events += [(killed_at, "A", d, "killed") for d in ra.running]
+    try:
+        assert await wait_for(lambda: len(rb.running) == 4, LEASE + 5)
+        took = time.monotonic() - killed_at
+        assert took <= LEASE + 0.2 + 1.0, took
+        for domain, epoch in epochs_a.items():
+            assert rb.running[domain] == epoch + 1
+    finally:
+        await b.close()
+    no_overlap(ra, rb)
+
+
+async def test_sigterm_releases_after_the_drain_and_a_peer_takes_over_at_once(
+    stores: object,
+) -> None:
+    ra, rb = Recorder("A", drain_delay=0.3), Recorder("B")
+    a = await manager(stores, "A", ra, lease=30.0)  # type: ignore[arg-type]
+    b = await manager(stores, "B", rb, lease=30.0, scan_interval=0.2)  # type: ignore[arg-type]
+    await a.start(settle=0)
+    await b.start(settle=0)
+    assert await wait_for(lambda: len(rb.running) == 2, 10)
+    stopped_at = time.monotonic()
+    await a.shutdown()
+    try:
+        # A 30 s lease, yet the takeover takes a scan, not an expiry.
+        assert await wait_for(lambda: len(rb.running) == 4, 5)
+        assert time.monotonic() - stopped_at < 0.3 + 2.0
+        assert not ra.running
+        with psycopg.connect(b.store._url) as conn:
+            live = conn.execute("SELECT replica_id FROM replicas").fetchall()
+        assert live == [("B",)]
+    finally:
+        await b.close()
+    no_overlap(ra, rb)
+
+
+async def test_a_commit_with_a_stale_epoch_raises_lease_lost_and_writes_nothing(
+    stores: object, pg_dsn: str
+) -> None:
+    ra = Recorder("A")
+    a = await manager(stores, "A", ra, lease=30.0)  # type: ignore[arg-type]
+    await a.start(settle=0)
+    try:
+        store = a.store
+        await store.load_domain("a", 0)
+        update = CursorUpdate(SessionCursor("s1", "room", 0), new_seen=[("u", 1)])
+        await store.commit("a", {"logs": [update]})
+        # A peer took the domain over (A was paused): epoch bumped, another owner.
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute("UPDATE leases SET owner='B', epoch=epoch+1 WHERE domain='a'")
+        late = CursorUpdate(SessionCursor("s2", "room", 0), new_seen=[("v", 2)])
+        with pytest.raises(LeaseLost, match="nothing was written"):
+            await store.commit("a", {"logs": [late]}, discovered_until_ms=99)
+        assert "a" not in ra.running, "the domain was stopped"
+        assert a.epoch_of("a") is None
+        assert sorted(await store.load_cursors("a", "logs")) == ["s1"]
+        assert (await store.load_domain("a", 0)).discovered_until_ms is None
+        # Every write of that domain is fenced, not only commits.
+        with pytest.raises(LeaseLost):
+            await store.add_dead_letter(DeadLetter("a", "logs", "s", "u", "r", "{}", 1.0))
+        with pytest.raises(LeaseLost):
+            await store.forget_retired("a", "logs", 10)
+        assert await store.dead_letters() == []
+        # Other domains are unaffected.
+        await store.commit("b", {"logs": [update]})
+    finally:
+        await a.close()
+
+
+async def test_same_owner_but_an_older_epoch_is_fenced_too(stores: object, pg_dsn: str) -> None:
+    """A replica restarted under the same id (same host name and pid in a container) must
+    not commit with the epoch of its previous life."""
+    ra = Recorder("A")
+    a = await manager(stores, "A", ra, lease=30.0)  # type: ignore[arg-type]
+    await a.start(settle=0)
+    try:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute("UPDATE leases SET epoch=epoch+1 WHERE domain='c'")
+        with pytest.raises(LeaseLost, match="epoch moved"):
+            await a.store.commit("c", {"logs": []}, discovered_until_ms=1)
+    finally:
+        await a.close()
+
+
+async def test_a_frozen_replica_commits_nothing_after_its_local_deadline(stores: object) -> None:
+    """SIGSTOP past the lease: on waking, the monotonic clock has jumped; the commit is
+    refused before any round trip, and the domain is reported lost."""
+    now = [1000.0]
+    ra = Recorder("A")
+    a = await manager(stores, "A", ra, lease=30.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    await a.start(settle=0)
+    try:
+        assert a.epoch_of("a") == 1
+        now[0] += 30.0  # the freeze
+        with pytest.raises(LeaseLost):
+            await a.store.commit("a", {"logs": []}, discovered_until_ms=1)
+        with pytest.raises(LeaseLost):
+            a.check("b")
+        assert await wait_for(lambda: not ra.running, 2)
+        assert a.status().owned == {}
+    finally:
+        await a.close()
+    metrics = a.metrics.registry.get_sample_value(
+        "daily_otel_bridge_lease_losses_total", {"replica": "A", "reason": "deadline"}
+    )
+    assert metrics == 4
+
+
+async def test_unreachable_postgres_stops_domains_before_expiry_and_recovers() -> None:
+    """Its own server, stopped and started again: the deadline fires before PostgreSQL's
+    expiry could, readiness turns false, and the replica claims its domains back."""
+    lease = 3.0
+    with pg_server(max_seconds=300) as server:
+        dsn = server.create_database("outage")
+        store = await PostgresStateStore.open(dsn)
+        ra = Recorder("A")
+        metrics = LeaseMetrics()
+        a = LeaseManager(store, "A", DOMAINS, lease, ra, metrics=metrics, scan_interval=0.3)
+        await a.start(settle=0)
+        try:
+            assert sorted(ra.running) == DOMAINS
+            await asyncio.to_thread(server.stop)
+            down_at = time.monotonic()
+            assert await wait_for(lambda: not ra.running, lease + 2)
+            stopped_after = time.monotonic() - down_at
+            assert stopped_after < lease, stopped_after  # before any expiry
+            assert await wait_for(lambda: not a.status().state_store_reachable, 5)
+            assert ownership_readiness(a.status())[0] is False
+            await asyncio.sleep(lease)  # well past expiry: the server's leases are void
+            await asyncio.to_thread(server.start)
+            assert await wait_for(lambda: sorted(ra.running) == DOMAINS, 20)
+            assert all(epoch == 2 for epoch in ra.running.values())
+            assert ownership_readiness(a.status())[0] is True
+            await store.commit("a", {"logs": []}, discovered_until_ms=5)
+        finally:
+            await a.close()
+            await store.close()
+    no_overlap(ra)
+
+
+async def test_a_commit_rides_out_a_short_postgres_restart() -> None:
+    with pg_server(max_seconds=300) as server:
+        dsn = server.create_database("restart")
+        store = await PostgresStateStore.open(dsn)
+        ra = Recorder("A")
+        a = LeaseManager(store, "A", DOMAINS, 30.0, ra, scan_interval=0.5)
+        await a.start(settle=0)
+        try:
+            await store.load_domain("a", 0)
+            await asyncio.to_thread(server.restart, down_for=1.0)
+            # Pooled connections are dead now; the write is retried on fresh ones.
+            update = CursorUpdate(SessionCursor("s1", "room", 0), new_seen=[("u", 1)])
+            await store.commit("a", {"logs": [update]}, discovered_until_ms=7)
+            assert list(await store.load_cursors("a", "logs")) == ["s1"]
+            assert "a" in ra.running
+        finally:
+            await a.close()
+            await store.close()
+
+
+async def test_connection_errors_never_show_the_password(pg_server_session: object) -> None:
+    from daily_otel_bridge.testing.pg_server import PgServer
+
+    assert isinstance(pg_server_session, PgServer)
+    wrong = pg_server_session.dsn("postgres").replace(
+        pg_server_session.password, "Wr0ngPassw0rdSecret"
+    )
+    with pytest.raises(StateError) as info:
+        await PostgresStateStore.open(wrong, connect_timeout=3)
+    assert "Wr0ngPassw0rdSecret" not in str(info.value)
+    assert pg_server_session.password not in str(info.value)
+    assert f"127.0.0.1:{pg_server_session.port}/postgres" in str(info.value)
