@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import psycopg
 from psycopg.rows import TupleRow
@@ -43,6 +43,7 @@ from daily_otel_bridge.state.base import (
     SessionRow,
     StateError,
 )
+from daily_otel_bridge.state.dsn import describe_target, password_of, redact_url
 
 # Arbitrary, fixed: the advisory lock every replica takes while migrating ("dob-mig").
 MIGRATION_LOCK_KEY = 0x646F_622D_6D69_67
@@ -142,29 +143,6 @@ class Fence(Protocol):
         ...
 
 
-def redact_url(url: str) -> str:
-    """`url` with its password (if any) replaced by ***, for logs and check-config."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "postgresql://***"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def describe_target(url: str) -> str:
-    """host:port/db of a DSN without user or password, for messages."""
-    try:
-        parts = urlsplit(url)
-        host = parts.netloc.rpartition("@")[2] or "localhost"
-        return f"{host}{parts.path or ''}"
-    except ValueError:
-        return "(unparsable URL)"
-
-
 class PostgresStateStore:
     """The `CursorStore` of several replicas (async); also the admin API of `state` commands.
 
@@ -177,7 +155,7 @@ class PostgresStateStore:
     ) -> None:
         self.pool = pool
         self._url = url
-        self._secret = urlsplit(url).password or ""
+        self._secret = password_of(url) or ""
         self.target = describe_target(url)
         self.fence: Fence | None = None
 
@@ -227,8 +205,8 @@ class PostgresStateStore:
         return store
 
     def _scrub(self, text: str) -> str:
-        if self._secret:
-            text = text.replace(self._secret, "***")
+        for secret in {self._secret, unquote(self._secret)} - {""}:
+            text = text.replace(secret, "***")
         # libpq quotes the connection string in a few messages; never let one through whole.
         return re.sub(r"postgres(?:ql)?://\S+", lambda m: redact_url(m.group(0)), text)
 
