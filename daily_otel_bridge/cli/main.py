@@ -61,9 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--since", required=True, help="ISO-8601 time or a duration ago (2h)")
     backfill.add_argument("--until", help="ISO-8601 time or a duration ago; default now")
 
-    state = sub.add_parser("state", help="inspect or reset the cursor state")
+    state = sub.add_parser("state", help="inspect, reset or migrate the cursor state")
     state_sub = state.add_subparsers(dest="state_command", required=True)
-    show = state_sub.add_parser("show", help="cursors and lag")
+    show = state_sub.add_parser("show", help="cursors and lag (and owners, on PostgreSQL)")
     show.add_argument("--config", required=True, type=Path)
     show.add_argument("--domain")
     reset = state_sub.add_parser("reset", help="forget cursors (the next run re-delivers)")
@@ -75,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     dead.add_argument("--config", required=True, type=Path)
     dead.add_argument("--domain")
     dead.add_argument("--limit", type=int, default=100)
+    migrate = state_sub.add_parser(
+        "migrate", help="copy a SQLite state into the PostgreSQL of state_url"
+    )
+    migrate.add_argument("--config", required=True, type=Path)
+    migrate.add_argument(
+        "--from", dest="source", required=True, type=Path, help="the SQLite state file"
+    )
     return parser
 
 
@@ -95,6 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 duration=args.duration,
                 seed=args.seed,
             )
+        if args.command == "state":
+            # Before load_settings: state commands load the config without domain secrets.
+            from daily_otel_bridge.cli.state import run_state_command
+
+            return run_state_command(args)
         settings = load_settings(args.config)
         if args.command == "check-config":
             sys.stdout.write(render_effective(settings))
@@ -114,10 +126,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     until=args.until,
                 )
             )
-        if args.command == "state":
-            from daily_otel_bridge.cli.state import run_state_command
-
-            return run_state_command(settings, args)
     except ConfigError as exc:
         sys.stderr.write(f"configuration error:\n{exc}\n")
         return EXIT_CONFIG

@@ -44,6 +44,7 @@ from daily_otel_bridge.state.base import (
     StateError,
 )
 from daily_otel_bridge.state.dsn import describe_target, password_of, redact_url
+from daily_otel_bridge.state.sqlite import EXPORT_COLUMNS
 
 # Arbitrary, fixed: the advisory lock every replica takes while migrating ("dob-mig").
 MIGRATION_LOCK_KEY = 0x646F_622D_6D69_67
@@ -191,6 +192,12 @@ class PostgresStateStore:
         )
         store = cls(pool, url)
         try:
+            # One plain connection first: a wrong password or a missing database fails now
+            # with libpq's own reason, instead of the pool retrying it until its timeout.
+            probe = await psycopg.AsyncConnection.connect(
+                url, connect_timeout=max(int(connect_timeout), 1), autocommit=True
+            )
+            await probe.close()
             await pool.open(wait=True, timeout=connect_timeout)
         except (PoolTimeout, psycopg.Error) as exc:
             await pool.close()
@@ -571,6 +578,41 @@ class PostgresStateStore:
             for r in rows
         }
 
+    async def import_rows(self, rows: Mapping[str, Sequence[Sequence[object]]]) -> dict[str, int]:
+        """Copy a SQLite state (`SqliteCursorStore.export_rows`) in, in one transaction.
+
+        Refused (StateError, nothing written) unless this store holds no cursor, delivered
+        identity or dead letter yet: merging two histories could move a cursor backwards
+        (re-delivery) or forwards (loss)."""
+        counts: dict[str, int] = {}
+        try:
+            async with self._conn() as conn, conn.transaction():
+                # Nobody may start writing while the copy is made.
+                await conn.execute(
+                    "LOCK TABLE domains, sessions, delivered, dead_letters IN EXCLUSIVE MODE"
+                )
+                for table in EXPORT_COLUMNS:
+                    cur = await conn.execute(
+                        f"SELECT EXISTS (SELECT 1 FROM {table})"  # noqa: S608 - fixed names
+                    )
+                    row = await cur.fetchone()
+                    if row is not None and row[0]:
+                        raise StateError(
+                            f"the PostgreSQL state store at {self.target} already holds state "
+                            f"({table}); migrate into an empty database"
+                        )
+                for table, columns in EXPORT_COLUMNS.items():
+                    data = rows.get(table, [])
+                    async with conn.cursor().copy(
+                        f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+                    ) as copy:
+                        for item in data:
+                            await copy.write_row(_importable(table, item))
+                    counts[table] = len(data)
+        except psycopg.Error as exc:
+            raise self.error("cannot write", exc) from None
+        return counts
+
     async def reset(self, domain: str, session_id: str | None = None) -> int:
         """Forget cursors so that the next run starts again (re-delivers) from scratch.
 
@@ -597,6 +639,15 @@ class PostgresStateStore:
                 return cur.rowcount
         except psycopg.Error as exc:
             raise self.error("cannot write", exc) from None
+
+
+def _importable(table: str, row: Sequence[object]) -> tuple[object, ...]:
+    values = list(row)
+    if table == "sessions":
+        values[8] = bool(values[8])  # SQLite keeps booleans as 0/1
+    if table == "dead_letters":
+        values = [_storable(v) if isinstance(v, str) else v for v in values]
+    return tuple(values)
 
 
 def _opt_int(value: object) -> int | None:

@@ -72,6 +72,26 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 
+# What `export_rows` gives and `PostgresStateStore.import_rows` takes.
+EXPORT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "domains": ("domain", "floor_ms", "discovered_until_ms", "updated_at"),
+    "sessions": (
+        "domain",
+        "stream",
+        "session_id",
+        "room",
+        "start_floor_ms",
+        "watermark_ns",
+        "drained_until_ms",
+        "ended_at_ms",
+        "retired",
+        "updated_at",
+    ),
+    "delivered": ("domain", "stream", "session_id", "uid", "time_ns"),
+    "dead_letters": ("domain", "stream", "session_id", "uid", "reason", "raw", "created_at"),
+}
+
+
 class StateInUse(StateError):
     """Another process holds the state file (a second daemon on the same state_path)."""
 
@@ -359,6 +379,21 @@ class SqliteCursorStore:
         except sqlite3.Error as exc:
             self._rollback()
             raise StateError(f"cannot write the state store at {self.path}: {exc}") from exc
+
+    def export_rows(self) -> dict[str, list[tuple[object, ...]]]:
+        """Every row of every table, in the column order of `EXPORT_COLUMNS` (for
+        `state migrate`, which copies a single replica's state into PostgreSQL)."""
+        out: dict[str, list[tuple[object, ...]]] = {}
+        for table, columns in EXPORT_COLUMNS.items():
+            out[table] = [
+                tuple(row)
+                for row in self._db.execute(
+                    # Dead letters keep their order (PostgreSQL numbers them as they come).
+                    f"SELECT {', '.join(columns)} FROM {table}"  # noqa: S608 - fixed names
+                    + (" ORDER BY id" if table == "dead_letters" else "")
+                )
+            ]
+        return out
 
     def integrity_check(self) -> str:
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
