@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -82,6 +82,66 @@ def ownership_readiness(status: OwnershipStatus) -> tuple[bool, dict[str, Any]]:
         "live_replicas": status.live_replicas,
         "last_error_type": status.last_error_type,
     }
+
+
+DomainMain = Callable[[str, int, asyncio.Event], Awaitable[None]]
+
+
+class DomainTasks:
+    """An `OwnershipListener` that runs one task per owned domain: the glue between the
+    `LeaseManager` and whatever runs a domain.
+
+    `main(domain, epoch, stop)` runs the domain until `stop` is set, then returns after its
+    in-flight export is acknowledged and committed (`DomainRunner.run(stop)` does exactly
+    that). Build a *fresh* pipeline inside it each time: a domain acquired again must load
+    the cursors the previous owner committed, not reuse what this replica had in memory.
+
+    * acquired: start `main` in a task;
+    * drain (rebalance, SIGTERM): set `stop`, wait for the task;
+    * lost: cancel the task at once and wait for it (its commit would be refused anyway).
+
+    `LeaseLost` raised inside `main` (a fenced commit) ends only that domain's task.
+    """
+
+    def __init__(self, main: DomainMain) -> None:
+        self._main = main
+        self._tasks: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
+
+    @property
+    def running(self) -> list[str]:
+        return sorted(d for d, (task, _) in self._tasks.items() if not task.done())
+
+    async def acquired(self, domain: str, epoch: int) -> None:
+        await self._stop(domain, cancel=True)  # a leftover of an earlier ownership
+        stop = asyncio.Event()
+        task = asyncio.create_task(self._guarded(domain, epoch, stop), name=f"domain-{domain}")
+        self._tasks[domain] = (task, stop)
+
+    async def _guarded(self, domain: str, epoch: int, stop: asyncio.Event) -> None:
+        try:
+            await self._main(domain, epoch, stop)
+        except LeaseLost as exc:
+            log.warning("domain stopped: lease lost", domain=domain, epoch=epoch, error=str(exc))
+
+    async def lost(self, domain: str, reason: str) -> None:
+        await self._stop(domain, cancel=True)
+
+    async def drain(self, domain: str) -> None:
+        await self._stop(domain, cancel=False)
+
+    async def _stop(self, domain: str, *, cancel: bool) -> None:
+        entry = self._tasks.pop(domain, None)
+        if entry is None:
+            return
+        task, stop = entry
+        stop.set()
+        if cancel:
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def close(self) -> None:
+        for domain in list(self._tasks):
+            await self._stop(domain, cancel=True)
 
 
 class LeaseMetrics:

@@ -6,16 +6,23 @@ Short leases (about a second) keep these tests quick; every rule is the same at 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from daily_otel_bridge.core.cursor import SessionCursor
 from daily_otel_bridge.state.base import CursorUpdate, DeadLetter, LeaseLost, StateError
-from daily_otel_bridge.state.leases import LeaseManager, LeaseMetrics, ownership_readiness
+from daily_otel_bridge.state.leases import (
+    DomainTasks,
+    LeaseManager,
+    LeaseMetrics,
+    ownership_readiness,
+)
 from daily_otel_bridge.state.postgres import SCHEMA_VERSION, PostgresStateStore
 from daily_otel_bridge.testing.pg_server import pg_server
 
@@ -325,3 +332,73 @@ async def test_connection_errors_never_show_the_password(pg_server_session: obje
     assert "Wr0ngPassw0rdSecret" not in str(info.value)
     assert pg_server_session.password not in str(info.value)
     assert f"127.0.0.1:{pg_server_session.port}/postgres" in str(info.value)
+
+
+async def test_domain_tasks_drain_on_rebalance_and_never_overlap(stores: object) -> None:
+    """DomainTasks between the manager and a fake domain loop that 'reads' in steps and
+    finishes its step when asked to stop: hand-overs wait for the step, losses cancel."""
+    reads: list[tuple[str, str, float, float]] = []
+
+    def main_for(who: str) -> Callable[[str, int, asyncio.Event], Awaitable[None]]:
+        async def main(domain: str, epoch: int, stop: asyncio.Event) -> None:
+            while not stop.is_set():
+                started = time.monotonic()
+                await asyncio.sleep(0.05)  # a request, an export: not interrupted by drain
+                reads.append((domain, who, started, time.monotonic()))
+
+        return main
+
+    tasks_a, tasks_b = DomainTasks(main_for("A")), DomainTasks(main_for("B"))
+    a = await manager(stores, "A", tasks_a)  # type: ignore[arg-type]
+    b = await manager(stores, "B", tasks_b, scan_interval=0.2)  # type: ignore[arg-type]
+    await a.start(settle=0)
+    assert tasks_a.running == DOMAINS
+    await b.start(settle=0)
+    try:
+        assert await wait_for(lambda: len(tasks_b.running) == 2, 10)
+        assert len(tasks_a.running) == 2
+        await asyncio.sleep(0.5)
+        await a.shutdown()
+        assert await wait_for(lambda: tasks_b.running == DOMAINS, 5)
+        assert tasks_a.running == []
+    finally:
+        await a.close()
+        await b.close()
+        await tasks_a.close()
+        await tasks_b.close()
+    for d in DOMAINS:
+        steps = sorted((s, e, who) for dom, who, s, e in reads if dom == d)
+        for (_s1, e1, w1), (s2, _, w2) in itertools.pairwise(steps):
+            if w1 != w2:
+                assert s2 >= e1, f"{d}: {w2} read at {s2} while {w1} read until {e1}"
+
+
+async def test_open_state_picks_the_backend_from_the_settings(tmp_path: Path, pg_dsn: str) -> None:
+    from daily_otel_bridge.config.settings import parse_settings
+    from daily_otel_bridge.state.factory import open_state
+    from daily_otel_bridge.state.sqlite import SqliteStateStore
+
+    domains = [{"name": d, "api_key": "k-123456789"} for d in DOMAINS]
+    sqlite = await open_state(
+        parse_settings({"state_path": str(tmp_path / "s.db"), "domains": domains}, environ={})
+    )
+    assert isinstance(sqlite.store, SqliteStateStore)
+    assert (sqlite.leases, sqlite.replica_id) == (None, None)
+    await sqlite.close()
+
+    settings = parse_settings(
+        {"state_url": pg_dsn, "replica_id": "pod-1", "lease_duration": "9s", "domains": domains},
+        environ={},
+    )
+    with pytest.raises(ValueError, match="OwnershipListener"):
+        await open_state(settings)
+    backend = await open_state(settings, Recorder("pod-1"))
+    try:
+        assert isinstance(backend.store, PostgresStateStore)
+        assert backend.leases is not None
+        assert backend.replica_id == backend.leases.replica_id == "pod-1"
+        assert backend.leases.lease_duration == 9.0
+        assert backend.leases.domains == DOMAINS
+        assert backend.store.fence is backend.leases
+    finally:
+        await backend.close()
