@@ -250,6 +250,7 @@ def replica_rig(
     poll: float = 1.0,
     batch_size: int = 200,
     max_seconds: float = 900,
+    sim_args: Sequence[str] = (),
 ) -> Iterator[ReplicaRig]:
     with ExitStack() as stack:
         pg = stack.enter_context(pg_server(max_seconds=max_seconds))
@@ -273,6 +274,7 @@ def replica_rig(
                         str(records),
                         "--tie-ratio",
                         "0.4",
+                        *sim_args,
                     ],
                     max_seconds=max_seconds,
                 )
