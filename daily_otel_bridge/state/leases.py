@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -47,6 +48,10 @@ from daily_otel_bridge.state.postgres import PostgresStateStore
 log = structlog.get_logger("daily_otel_bridge.state.leases")
 
 PREFIX = "daily_otel_bridge"
+
+
+class ReplicaIdInUse(StateError):
+    """Another live process heartbeats under this replica_id."""
 
 
 class OwnershipListener(Protocol):
@@ -238,6 +243,9 @@ class LeaseManager:
         self.store = store
         store.fence = self
         self._replica_id = replica_id
+        # Tells this process from another one that uses the same replica_id (a copied
+        # config, a container restarted with the same host name and pid 1).
+        self._instance = uuid.uuid4().hex
         self.domains = sorted(set(domains))
         self.lease_duration = lease_duration
         self.listener = listener
@@ -319,7 +327,22 @@ class LeaseManager:
         """Heartbeat, then (after `settle`, so that replicas started together see each
         other and do not all claim everything first) the first claims. Raises StateError
         when PostgreSQL cannot be reached at all."""
-        await self._round(renew=True, claim=False)
+        waited_since = self._clock()
+        while True:
+            try:
+                await self._round(renew=True, claim=False)
+                break
+            except ReplicaIdInUse:
+                # Most often our own previous life (a restart within lease_duration): its
+                # heartbeat expires soon. A second live process with this id never does.
+                if self._clock() - waited_since > self.lease_duration + 5:
+                    raise
+                if self._clock() - waited_since < 1.5:
+                    log.warning(
+                        "replica_id in use by a live heartbeat, waiting for it to expire",
+                        replica=self._replica_id,
+                    )
+                await asyncio.sleep(1.0)
         await asyncio.sleep(self.scan_interval if settle is None else settle)
         with contextlib.suppress(StateError):
             await self._round(renew=False, claim=True)
@@ -336,7 +359,10 @@ class LeaseManager:
         await asyncio.gather(*(self.release(d) for d in owned), return_exceptions=True)
         await self._cancel_tasks()
         with contextlib.suppress(StateError):
-            await self._execute("DELETE FROM replicas WHERE replica_id=%s", (self._replica_id,))
+            await self._execute(
+                "DELETE FROM replicas WHERE replica_id=%s AND instance=%s",
+                (self._replica_id, self._instance),
+            )
 
     async def close(self) -> None:
         """Stop without releasing anything (the leases expire by themselves)."""
@@ -366,8 +392,6 @@ class LeaseManager:
             )
             await self._notify_lost(domain, "drain did not finish")
         epoch = held.epoch
-        self._held.pop(domain, None)
-        self._m_owned.set(len(self._held))
         try:
             await self._execute(
                 "UPDATE leases SET owner=NULL, expires_at=NULL"
@@ -379,6 +403,13 @@ class LeaseManager:
         except StateError as exc:
             # It expires by itself; the peer just waits for that.
             log.warning("lease release failed", domain=domain, error=str(exc))
+        finally:
+            # Only now: until the row is cleared a scan must not take the domain for an
+            # orphan of ours and claim it back.
+            current = self._held.get(domain)
+            if current is not None and current.epoch == epoch:
+                del self._held[domain]
+            self._m_owned.set(len(self._held))
 
     # -- the coordination loop ------------------------------------------------------------
 
@@ -424,7 +455,19 @@ class LeaseManager:
             if not claim:
                 return
             decision = plan(self._replica_id, snapshot.live, snapshot.leases, self.domains)
-            for domain in decision.claim:
+            # Leases PostgreSQL still gives us that we stopped treating as ours (a deadline
+            # passed during an outage shorter than the margin): take them back at a new
+            # epoch now instead of waiting for them to expire. Safe: the heartbeat makes us
+            # the only live process with this replica_id, and the domain task was stopped.
+            orphans = [
+                d
+                for d in self.domains
+                if (lease := snapshot.leases.get(d)) is not None
+                and lease.held
+                and lease.owner == self._replica_id
+                and d not in self._held
+            ]
+            for domain in [*orphans, *decision.claim]:
                 await self._claim(domain)
             for domain in decision.release:
                 held = self._held.get(domain)
@@ -447,14 +490,26 @@ class LeaseManager:
 
     async def _renew(self, started: float) -> None:
         self._next_renew = started + self.renew_interval
-        await self._execute(
-            "INSERT INTO replicas (replica_id, started_at, heartbeat_at, expires_at, version)"
-            " VALUES (%s, clock_timestamp(), clock_timestamp(),"
+        mine = await self._query(
+            "INSERT INTO replicas AS r (replica_id, instance, started_at, heartbeat_at,"
+            " expires_at, version) VALUES (%s, %s, clock_timestamp(), clock_timestamp(),"
             " clock_timestamp() + make_interval(secs => %s), %s)"
             " ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at=excluded.heartbeat_at,"
-            " expires_at=excluded.expires_at, version=excluded.version",
-            (self._replica_id, self.lease_duration, __version__),
+            " expires_at=excluded.expires_at, version=excluded.version,"
+            " started_at = CASE WHEN r.instance = excluded.instance THEN r.started_at"
+            " ELSE excluded.started_at END, instance=excluded.instance"
+            " WHERE r.instance = excluded.instance OR r.expires_at <= clock_timestamp()"
+            " RETURNING 1",
+            (self._replica_id, self._instance, self.lease_duration, __version__),
         )
+        if not mine:
+            for domain in list(self._held):
+                self._drop(domain, "taken", "replica_id in use by another process")
+            self._next_renew = started  # try again at the next round
+            raise ReplicaIdInUse(
+                f"replica_id {self._replica_id} is in use by another live process; give "
+                "each replica its own replica_id"
+            )
         held = {d: h.epoch for d, h in self._held.items()}
         if not held:
             return
@@ -503,9 +558,9 @@ class LeaseManager:
             "UPDATE leases SET owner=%s, epoch=epoch+1,"
             " expires_at = clock_timestamp() + make_interval(secs => %s),"
             " acquired_at = clock_timestamp(), renewed_at = clock_timestamp()"
-            " WHERE domain=%s AND (owner IS NULL OR expires_at IS NULL"
+            " WHERE domain=%s AND (owner IS NULL OR owner = %s OR expires_at IS NULL"
             " OR expires_at <= clock_timestamp()) RETURNING epoch",
-            (self._replica_id, self.lease_duration, domain),
+            (self._replica_id, self.lease_duration, domain, self._replica_id),
         )
         if not rows:
             return  # a peer was quicker

@@ -104,6 +104,7 @@ CREATE TABLE leases (
 );
 CREATE TABLE replicas (
     replica_id TEXT PRIMARY KEY,
+    instance TEXT NOT NULL,
     started_at TIMESTAMPTZ NOT NULL,
     heartbeat_at TIMESTAMPTZ NOT NULL,
     expires_at TIMESTAMPTZ NOT NULL,

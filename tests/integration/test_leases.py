@@ -21,6 +21,7 @@ from daily_otel_bridge.state.leases import (
     DomainTasks,
     LeaseManager,
     LeaseMetrics,
+    ReplicaIdInUse,
     ownership_readiness,
 )
 from daily_otel_bridge.state.postgres import SCHEMA_VERSION, PostgresStateStore
@@ -245,8 +246,11 @@ async def test_same_owner_but_an_older_epoch_is_fenced_too(stores: object, pg_ds
 
 
 async def test_a_frozen_replica_commits_nothing_after_its_local_deadline(stores: object) -> None:
-    """SIGSTOP past the lease: on waking, the monotonic clock has jumped; the commit is
-    refused before any round trip, and the domain is reported lost."""
+    """SIGSTOP past the deadline: on waking, the monotonic clock has jumped; the commit is
+    refused before any round trip, and the domains are reported lost. (PostgreSQL did not
+    move here, so the leases are still this replica's: it takes them back at a new epoch,
+    restarting the domains from the committed cursors. With a real freeze past the lease a
+    peer has them: tests/e2e/test_replicas_e2e.py.)"""
     now = [1000.0]
     ra = Recorder("A")
     a = await manager(stores, "A", ra, lease=30.0, clock=lambda: now[0])  # type: ignore[arg-type]
@@ -258,8 +262,9 @@ async def test_a_frozen_replica_commits_nothing_after_its_local_deadline(stores:
             await a.store.commit("a", {"logs": []}, discovered_until_ms=1)
         with pytest.raises(LeaseLost):
             a.check("b")
-        assert await wait_for(lambda: not ra.running, 2)
-        assert a.status().owned == {}
+        assert await wait_for(lambda: any(e[3] == "lost" for e in ra.events), 2)
+        assert await wait_for(lambda: ra.running == {d: 2 for d in DOMAINS}, 5)
+        assert (await a.store.load_domain("a", 0)).discovered_until_ms is None
     finally:
         await a.close()
     metrics = a.metrics.registry.get_sample_value(
@@ -402,3 +407,55 @@ async def test_open_state_picks_the_backend_from_the_settings(tmp_path: Path, pg
         assert backend.store.fence is backend.leases
     finally:
         await backend.close()
+
+
+async def test_a_second_process_with_the_same_replica_id_is_refused(stores: object) -> None:
+    first = await manager(stores, "dup", Recorder("dup-1"))  # type: ignore[arg-type]
+    second = await manager(stores, "dup", Recorder("dup-2"), lease=1.5)  # type: ignore[arg-type]
+    await first.start(settle=0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ReplicaIdInUse, match="give each replica its own replica_id"):
+            await second.start(settle=0)
+        # It waited for a previous life's heartbeat to expire first, then gave up.
+        assert time.monotonic() - started >= 1.5
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_restart_under_the_same_id_takes_over_once_the_old_heartbeat_expires(
+    stores: object,
+) -> None:
+    old = Recorder("old")
+    before = await manager(stores, "pod-0", old)  # type: ignore[arg-type]
+    await before.start(settle=0)
+    epochs = {d: e for d, e in old.running.items()}
+    await before.close()  # killed: heartbeat and leases stay until they expire
+    new = Recorder("new")
+    after = await manager(stores, "pod-0", new, scan_interval=0.2)  # type: ignore[arg-type]
+    try:
+        await after.start(settle=0)
+        assert await wait_for(lambda: sorted(new.running) == DOMAINS, LEASE + 5)
+        for d, epoch in new.running.items():
+            assert epoch == epochs[d] + 1
+    finally:
+        await after.close()
+
+
+async def test_an_orphaned_lease_of_ours_is_taken_back_at_a_new_epoch(stores: object) -> None:
+    """The local deadline passed but PostgreSQL still holds the lease for us (an outage
+    shorter than the margin): claimed back at once, not after expiry."""
+    now = [1000.0]
+    rec = Recorder("A")
+    a = await manager(  # type: ignore[arg-type]
+        stores, "A", rec, lease=30.0, scan_interval=0.2, clock=lambda: now[0]
+    )
+    await a.start(settle=0)
+    try:
+        assert rec.running == {d: 1 for d in DOMAINS}
+        now[0] += 25.0  # past the local deadline (24 s), not past PostgreSQL's expiry
+        assert a.epoch_of("a") is None
+        assert await wait_for(lambda: rec.running == {d: 2 for d in DOMAINS}, 5)
+    finally:
+        await a.close()
