@@ -293,9 +293,9 @@ class PostgresStateStore:
         return await self._fenced_write(domain, write)
 
     async def load_cursors(self, domain: str, stream: str) -> dict[str, SessionCursor]:
-        cursors: dict[str, SessionCursor] = {}
-        try:
-            async with self._conn() as conn, conn.transaction():
+        async def read(conn: psycopg.AsyncConnection[TupleRow]) -> dict[str, SessionCursor]:
+            cursors: dict[str, SessionCursor] = {}
+            async with conn.transaction():
                 # One snapshot for both reads, like SQLite's single connection.
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cur = await conn.execute(
@@ -321,9 +321,9 @@ class PostgresStateStore:
                     cursor = cursors.get(session_id)
                     if cursor is not None:
                         cursor.seen[uid] = int(time_ns)
-        except psycopg.Error as exc:
-            raise self.error("cannot read", exc) from None
-        return cursors
+            return cursors
+
+        return await self._read(read)
 
     async def commit(
         self,
@@ -511,21 +511,37 @@ class PostgresStateStore:
 
     # -- reads for the state commands -----------------------------------------------------
 
+    async def _read(self, read: Callable[[psycopg.AsyncConnection[TupleRow]], Awaitable[T]]) -> T:
+        """`read` on a pooled connection, tried again a few times when the connection
+        breaks (a PostgreSQL restart leaves every pooled connection dead)."""
+        attempt = 0
+        while True:
+            try:
+                async with self._conn() as conn:
+                    return await read(conn)
+            except (psycopg.OperationalError, StateError) as exc:
+                if attempt >= len(_RETRY_DELAYS):
+                    raise (
+                        exc if isinstance(exc, StateError) else self.error("cannot read", exc)
+                    ) from None
+                await asyncio.sleep(_RETRY_DELAYS[attempt])
+                attempt += 1
+            except psycopg.Error as exc:
+                raise self.error("cannot read", exc) from None
+
     async def _fetchone(self, sql: str, args: Sequence[object]) -> TupleRow | None:
-        try:
-            async with self._conn() as conn:
-                cur = await conn.execute(sql, args)
-                return await cur.fetchone()
-        except psycopg.Error as exc:
-            raise self.error("cannot read", exc) from None
+        async def read(conn: psycopg.AsyncConnection[TupleRow]) -> TupleRow | None:
+            cur = await conn.execute(sql, args)
+            return await cur.fetchone()
+
+        return await self._read(read)
 
     async def _fetchall(self, sql: str, args: Sequence[object]) -> list[TupleRow]:
-        try:
-            async with self._conn() as conn:
-                cur = await conn.execute(sql, args)
-                return await cur.fetchall()
-        except psycopg.Error as exc:
-            raise self.error("cannot read", exc) from None
+        async def read(conn: psycopg.AsyncConnection[TupleRow]) -> list[TupleRow]:
+            cur = await conn.execute(sql, args)
+            return await cur.fetchall()
+
+        return await self._read(read)
 
     async def dead_letters(self, domain: str | None = None, limit: int = 1000) -> list[DeadLetter]:
         query = "SELECT domain, stream, session_id, uid, reason, raw, created_at FROM dead_letters"

@@ -320,6 +320,10 @@ async def test_a_commit_rides_out_a_short_postgres_restart() -> None:
             await store.commit("a", {"logs": [update]}, discovered_until_ms=7)
             assert list(await store.load_cursors("a", "logs")) == ["s1"]
             assert "a" in ra.running
+            # Reads too (a domain acquired right after a restart loads its cursors).
+            await asyncio.to_thread(server.restart, down_for=1.0)
+            assert list(await store.load_cursors("a", "logs")) == ["s1"]
+            assert (await store.load_domain("a", 0)).discovered_until_ms == 7
         finally:
             await a.close()
             await store.close()
