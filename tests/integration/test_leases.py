@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -463,3 +464,72 @@ async def test_an_orphaned_lease_of_ours_is_taken_back_at_a_new_epoch(stores: ob
         assert await wait_for(lambda: rec.running == {d: 2 for d in DOMAINS}, 5)
     finally:
         await a.close()
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+async def test_random_kills_stops_and_joins_never_overlap_and_end_balanced(
+    stores: object, seed: int
+) -> None:
+    """Three to four replicas come and go at random (SIGKILL-like stops, graceful stops,
+    new replicas); every domain's reads never overlap, and at the end every domain runs on
+    exactly one live replica, shares balanced."""
+    rng = random.Random(seed)
+    reads: list[tuple[str, str, float, float]] = []
+
+    def main_for(who: str) -> Callable[[str, int, asyncio.Event], Awaitable[None]]:
+        async def main(domain: str, epoch: int, stop: asyncio.Event) -> None:
+            while not stop.is_set():
+                started = time.monotonic()
+                await asyncio.sleep(0.03)
+                reads.append((domain, who, started, time.monotonic()))
+
+        return main
+
+    live: dict[str, tuple[LeaseManager, DomainTasks]] = {}
+    counter = 0
+
+    async def join() -> None:
+        nonlocal counter
+        counter += 1
+        name = f"r{counter}"
+        tasks = DomainTasks(main_for(name))
+        m = await manager(stores, name, tasks, lease=1.5, scan_interval=0.2)  # type: ignore[arg-type]
+        await m.start(settle=0.2)
+        live[name] = (m, tasks)
+
+    try:
+        for _ in range(3):
+            await join()
+        for _ in range(8):
+            await asyncio.sleep(rng.uniform(0.3, 1.5))
+            action = rng.choice(["kill", "stop", "join"]) if len(live) > 1 else "join"
+            if action == "join" or len(live) < 2:
+                await join()
+                continue
+            name = rng.choice(sorted(live))
+            m, tasks = live.pop(name)
+            if action == "kill":
+                # The process is gone: its domain loops with it, its leases stay.
+                await m.close()
+                await tasks.close()
+            else:
+                await m.shutdown()
+
+        # Settle: expiries, rebalancing.
+        def balanced() -> bool:
+            owners = [n for n, (_, t) in live.items() for _ in t.running]
+            running = sorted(d for _, t in live.values() for d in t.running)
+            counts = sorted(owners.count(n) for n in live)
+            return running == DOMAINS and counts[-1] - counts[0] <= 1
+
+        assert await wait_for(balanced, 15), {n: t.running for n, (_, t) in live.items()}
+    finally:
+        for m, tasks in live.values():
+            await m.close()
+            await tasks.close()
+    for d in DOMAINS:
+        steps = sorted((s, e, who) for dom, who, s, e in reads if dom == d)
+        assert steps
+        for (_s1, e1, w1), (s2, _, w2) in itertools.pairwise(steps):
+            if w1 != w2:
+                assert s2 >= e1, f"{d}: {w2} read at {s2:.3f} while {w1} read until {e1:.3f}"
