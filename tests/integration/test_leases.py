@@ -274,7 +274,9 @@ async def test_a_frozen_replica_commits_nothing_after_its_local_deadline(stores:
     assert metrics == 4
 
 
-async def test_unreachable_postgres_stops_domains_before_expiry_and_recovers() -> None:
+async def test_unreachable_postgres_stops_domains_before_expiry_and_recovers(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     """Its own server, stopped and started again: the deadline fires before PostgreSQL's
     expiry could, readiness turns false, and the replica claims its domains back."""
     lease = 3.0
@@ -304,6 +306,11 @@ async def test_unreachable_postgres_stops_domains_before_expiry_and_recovers() -
             await a.close()
             await store.close()
     no_overlap(ra)
+    # Everything logged meanwhile (ours, and the pool's own warnings): no password.
+    out, err = capsys.readouterr()
+    logged = out + err + caplog.text
+    assert "state store unreachable" in logged
+    assert server.password not in logged
 
 
 async def test_a_commit_rides_out_a_short_postgres_restart() -> None:
