@@ -343,6 +343,12 @@ class LeaseManager:
                         replica=self._replica_id,
                     )
                 await asyncio.sleep(1.0)
+        with contextlib.suppress(StateError):
+            # Rows of replicas long gone (each restart under host name + pid adds one).
+            await self._execute(
+                "DELETE FROM replicas WHERE expires_at < clock_timestamp() - interval '1 day'",
+                (),
+            )
         await asyncio.sleep(self.scan_interval if settle is None else settle)
         with contextlib.suppress(StateError):
             await self._round(renew=False, claim=True)

@@ -34,7 +34,7 @@ class PgUnavailable(RuntimeError):
     """No PostgreSQL server binaries on this machine."""
 
 
-def find_bin_dir() -> Path:
+def find_bin_dir(debian_root: Path = Path("/usr/lib/postgresql")) -> Path:
     env = os.environ.get("PG_BIN")
     candidates: list[Path] = [Path(env)] if env else []
     pg_config = shutil.which("pg_config")
@@ -46,7 +46,7 @@ def find_bin_dir() -> Path:
             candidates.append(Path(out))
     # Debian: /usr/lib/postgresql/<major>/bin, the newest major first.
     debian = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin"),
+        debian_root.glob("*/bin"),
         key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
         reverse=True,
     )
