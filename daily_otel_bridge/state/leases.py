@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -495,20 +495,42 @@ class LeaseManager:
         self._m_reachable.set(1 if ok else 0)
 
     async def _renew(self, started: float) -> None:
+        """Heartbeat and every held lease in one statement (coordination costs round
+        trips, so each round is one): the leases are only extended when the heartbeat row
+        is ours (see `ReplicaIdInUse`)."""
         self._next_renew = started + self.renew_interval
-        mine = await self._query(
-            "INSERT INTO replicas AS r (replica_id, instance, started_at, heartbeat_at,"
-            " expires_at, version) VALUES (%s, %s, clock_timestamp(), clock_timestamp(),"
-            " clock_timestamp() + make_interval(secs => %s), %s)"
+        held = {d: h.epoch for d, h in self._held.items()}
+        rows = await self._query(
+            "WITH hb AS ("
+            " INSERT INTO replicas AS r (replica_id, instance, started_at, heartbeat_at,"
+            " expires_at, version) VALUES (%(id)s, %(instance)s, clock_timestamp(),"
+            " clock_timestamp(), clock_timestamp() + make_interval(secs => %(lease)s),"
+            " %(version)s)"
             " ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at=excluded.heartbeat_at,"
             " expires_at=excluded.expires_at, version=excluded.version,"
             " started_at = CASE WHEN r.instance = excluded.instance THEN r.started_at"
             " ELSE excluded.started_at END, instance=excluded.instance"
             " WHERE r.instance = excluded.instance OR r.expires_at <= clock_timestamp()"
-            " RETURNING 1",
-            (self._replica_id, self._instance, self.lease_duration, __version__),
+            " RETURNING 1),"
+            " renewed AS ("
+            " UPDATE leases l SET expires_at = clock_timestamp()"
+            " + make_interval(secs => %(lease)s), renewed_at = clock_timestamp()"
+            " FROM unnest(%(domains)s::text[], %(epochs)s::bigint[]) AS u(domain, epoch)"
+            " WHERE l.domain = u.domain AND l.epoch = u.epoch AND l.owner = %(id)s"
+            " AND l.expires_at > clock_timestamp() AND EXISTS (SELECT 1 FROM hb)"
+            " RETURNING l.domain)"
+            " SELECT 'heartbeat', NULL::text FROM hb"
+            " UNION ALL SELECT 'lease', domain FROM renewed",
+            {
+                "id": self._replica_id,
+                "instance": self._instance,
+                "lease": self.lease_duration,
+                "version": __version__,
+                "domains": list(held),
+                "epochs": list(held.values()),
+            },
         )
-        if not mine:
+        if not any(r[0] == "heartbeat" for r in rows):
             for domain in list(self._held):
                 self._drop(domain, "taken", "replica_id in use by another process")
             self._next_renew = started  # try again at the next round
@@ -516,18 +538,7 @@ class LeaseManager:
                 f"replica_id {self._replica_id} is in use by another live process; give "
                 "each replica its own replica_id"
             )
-        held = {d: h.epoch for d, h in self._held.items()}
-        if not held:
-            return
-        rows = await self._query(
-            "UPDATE leases l SET expires_at = clock_timestamp() + make_interval(secs => %s),"
-            " renewed_at = clock_timestamp()"
-            " FROM unnest(%s::text[], %s::bigint[]) AS u(domain, epoch)"
-            " WHERE l.domain = u.domain AND l.epoch = u.epoch AND l.owner = %s"
-            " AND l.expires_at > clock_timestamp() RETURNING l.domain",
-            (self.lease_duration, list(held), list(held.values()), self._replica_id),
-        )
-        renewed = {r[0] for r in rows}
+        renewed = {r[1] for r in rows if r[0] == "lease"}
         for domain, epoch in held.items():
             current = self._held.get(domain)
             if current is None or current.epoch != epoch:
@@ -541,17 +552,17 @@ class LeaseManager:
                 self._drop(domain, "taken", "lease found taken over or expired at renewal")
 
     async def _snapshot(self) -> _Snapshot:
-        leases = await self._query(
-            "SELECT domain, owner, epoch,"
-            " EXTRACT(EPOCH FROM (expires_at - clock_timestamp()))::float8 FROM leases",
+        """The lease table and the live replicas, in one statement."""
+        rows = await self._query(
+            "SELECT false, domain, owner, epoch,"
+            " EXTRACT(EPOCH FROM (expires_at - clock_timestamp()))::float8 FROM leases"
+            " UNION ALL SELECT true, replica_id, NULL::text, 0::bigint, NULL::float8"
+            " FROM replicas WHERE expires_at > clock_timestamp()",
             (),
         )
-        live = await self._query(
-            "SELECT replica_id FROM replicas WHERE expires_at > clock_timestamp()", ()
-        )
         return _Snapshot(
-            leases={r[0]: LeaseView(r[0], r[1], int(r[2]), r[3]) for r in leases},
-            live=[r[0] for r in live],
+            leases={r[1]: LeaseView(r[1], r[2], int(r[3]), r[4]) for r in rows if not r[0]},
+            live=[r[1] for r in rows if r[0]],
         )
 
     async def _claim(self, domain: str) -> None:
@@ -612,7 +623,7 @@ class LeaseManager:
 
     # -- SQL ------------------------------------------------------------------------------
 
-    async def _query(self, sql: str, args: Sequence[object]) -> list[Any]:
+    async def _query(self, sql: str, args: Sequence[object] | Mapping[str, object]) -> list[Any]:
         self._m_queries.inc()
         try:
             async with asyncio.timeout(self.statement_timeout):
