@@ -22,6 +22,7 @@ from daily_otel_bridge.state.leases import (
     DomainTasks,
     LeaseManager,
     LeaseMetrics,
+    OwnershipListener,
     ReplicaIdInUse,
     ownership_readiness,
 )
@@ -29,6 +30,7 @@ from daily_otel_bridge.state.postgres import SCHEMA_VERSION, PostgresStateStore
 from daily_otel_bridge.testing.pg_server import pg_server
 
 DOMAINS = ["a", "b", "c", "d"]
+StoreFactory = Callable[[], Awaitable[PostgresStateStore]]
 LEASE = 1.5
 
 
@@ -77,7 +79,7 @@ def no_overlap(*recorders: Recorder) -> None:
 
 
 @pytest.fixture
-async def stores(pg_dsn: str) -> AsyncIterator[Callable[[], PostgresStateStore]]:
+async def stores(pg_dsn: str) -> AsyncIterator[StoreFactory]:
     opened: list[PostgresStateStore] = []
 
     async def make() -> PostgresStateStore:
@@ -85,18 +87,23 @@ async def stores(pg_dsn: str) -> AsyncIterator[Callable[[], PostgresStateStore]]
         opened.append(store)
         return store
 
-    yield make  # type: ignore[misc]
+    yield make
     for store in opened:
         await store.close()
 
 
 async def manager(
-    make: Callable[[], object], name: str, recorder: Recorder, **kw: float
+    make: StoreFactory,
+    name: str,
+    listener: OwnershipListener,
+    *,
+    lease: float = LEASE,
+    scan_interval: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> LeaseManager:
-    store = await make()  # type: ignore[misc]
-    assert isinstance(store, PostgresStateStore)
-    m = LeaseManager(store, name, DOMAINS, kw.pop("lease", LEASE), recorder, **kw)  # type: ignore[arg-type]
-    return m
+    return LeaseManager(
+        await make(), name, DOMAINS, lease, listener, scan_interval=scan_interval, clock=clock
+    )
 
 
 async def test_concurrent_start_ups_migrate_once(pg_dsn: str) -> None:
@@ -121,10 +128,12 @@ async def test_a_newer_schema_is_refused(pg_dsn: str) -> None:
         await PostgresStateStore.open(pg_dsn)
 
 
-async def test_alone_a_replica_owns_everything_then_shares_with_a_second(stores: object) -> None:
+async def test_alone_a_replica_owns_everything_then_shares_with_a_second(
+    stores: StoreFactory,
+) -> None:
     ra, rb = Recorder("A"), Recorder("B")
-    a = await manager(stores, "A", ra)  # type: ignore[arg-type]
-    b = await manager(stores, "B", rb)  # type: ignore[arg-type]
+    a = await manager(stores, "A", ra)
+    b = await manager(stores, "B", rb)
     try:
         await a.start(settle=0)
         assert sorted(ra.running) == DOMAINS
@@ -151,11 +160,11 @@ async def test_alone_a_replica_owns_everything_then_shares_with_a_second(stores:
 
 
 async def test_sigkill_like_stop_then_takeover_after_expiry_with_a_new_epoch(
-    stores: object,
+    stores: StoreFactory,
 ) -> None:
     ra, rb = Recorder("A"), Recorder("B")
-    a = await manager(stores, "A", ra)  # type: ignore[arg-type]
-    b = await manager(stores, "B", rb, scan_interval=0.2)  # type: ignore[arg-type]
+    a = await manager(stores, "A", ra)
+    b = await manager(stores, "B", rb, scan_interval=0.2)
     await a.start(settle=0)
     await b.start(settle=0)
     assert await wait_for(lambda: len(rb.running) == 2, 10)
@@ -175,11 +184,11 @@ async def test_sigkill_like_stop_then_takeover_after_expiry_with_a_new_epoch(
 
 
 async def test_sigterm_releases_after_the_drain_and_a_peer_takes_over_at_once(
-    stores: object,
+    stores: StoreFactory,
 ) -> None:
     ra, rb = Recorder("A", drain_delay=0.3), Recorder("B")
-    a = await manager(stores, "A", ra, lease=30.0)  # type: ignore[arg-type]
-    b = await manager(stores, "B", rb, lease=30.0, scan_interval=0.2)  # type: ignore[arg-type]
+    a = await manager(stores, "A", ra, lease=30.0)
+    b = await manager(stores, "B", rb, lease=30.0, scan_interval=0.2)
     await a.start(settle=0)
     await b.start(settle=0)
     assert await wait_for(lambda: len(rb.running) == 2, 10)
@@ -199,10 +208,10 @@ async def test_sigterm_releases_after_the_drain_and_a_peer_takes_over_at_once(
 
 
 async def test_a_commit_with_a_stale_epoch_raises_lease_lost_and_writes_nothing(
-    stores: object, pg_dsn: str
+    stores: StoreFactory, pg_dsn: str
 ) -> None:
     ra = Recorder("A")
-    a = await manager(stores, "A", ra, lease=30.0)  # type: ignore[arg-type]
+    a = await manager(stores, "A", ra, lease=30.0)
     await a.start(settle=0)
     try:
         store = a.store
@@ -231,11 +240,13 @@ async def test_a_commit_with_a_stale_epoch_raises_lease_lost_and_writes_nothing(
         await a.close()
 
 
-async def test_same_owner_but_an_older_epoch_is_fenced_too(stores: object, pg_dsn: str) -> None:
+async def test_same_owner_but_an_older_epoch_is_fenced_too(
+    stores: StoreFactory, pg_dsn: str
+) -> None:
     """A replica restarted under the same id (same host name and pid in a container) must
     not commit with the epoch of its previous life."""
     ra = Recorder("A")
-    a = await manager(stores, "A", ra, lease=30.0)  # type: ignore[arg-type]
+    a = await manager(stores, "A", ra, lease=30.0)
     await a.start(settle=0)
     try:
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
@@ -246,7 +257,9 @@ async def test_same_owner_but_an_older_epoch_is_fenced_too(stores: object, pg_ds
         await a.close()
 
 
-async def test_a_frozen_replica_commits_nothing_after_its_local_deadline(stores: object) -> None:
+async def test_a_frozen_replica_commits_nothing_after_its_local_deadline(
+    stores: StoreFactory,
+) -> None:
     """SIGSTOP past the deadline: on waking, the monotonic clock has jumped; the commit is
     refused before any round trip, and the domains are reported lost. (PostgreSQL did not
     move here, so the leases are still this replica's: it takes them back at a new epoch,
@@ -254,7 +267,7 @@ async def test_a_frozen_replica_commits_nothing_after_its_local_deadline(stores:
     peer has them: tests/e2e/test_replicas_e2e.py.)"""
     now = [1000.0]
     ra = Recorder("A")
-    a = await manager(stores, "A", ra, lease=30.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    a = await manager(stores, "A", ra, lease=30.0, clock=lambda: now[0])
     await a.start(settle=0)
     try:
         assert a.epoch_of("a") == 1
@@ -351,7 +364,7 @@ async def test_connection_errors_never_show_the_password(pg_server_session: obje
     assert f"127.0.0.1:{pg_server_session.port}/postgres" in str(info.value)
 
 
-async def test_domain_tasks_drain_on_rebalance_and_never_overlap(stores: object) -> None:
+async def test_domain_tasks_drain_on_rebalance_and_never_overlap(stores: StoreFactory) -> None:
     """DomainTasks between the manager and a fake domain loop that 'reads' in steps and
     finishes its step when asked to stop: hand-overs wait for the step, losses cancel."""
     reads: list[tuple[str, str, float, float]] = []
@@ -366,8 +379,8 @@ async def test_domain_tasks_drain_on_rebalance_and_never_overlap(stores: object)
         return main
 
     tasks_a, tasks_b = DomainTasks(main_for("A")), DomainTasks(main_for("B"))
-    a = await manager(stores, "A", tasks_a)  # type: ignore[arg-type]
-    b = await manager(stores, "B", tasks_b, scan_interval=0.2)  # type: ignore[arg-type]
+    a = await manager(stores, "A", tasks_a)
+    b = await manager(stores, "B", tasks_b, scan_interval=0.2)
     await a.start(settle=0)
     assert tasks_a.running == DOMAINS
     await b.start(settle=0)
@@ -421,9 +434,9 @@ async def test_open_state_picks_the_backend_from_the_settings(tmp_path: Path, pg
         await backend.close()
 
 
-async def test_a_second_process_with_the_same_replica_id_is_refused(stores: object) -> None:
-    first = await manager(stores, "dup", Recorder("dup-1"))  # type: ignore[arg-type]
-    second = await manager(stores, "dup", Recorder("dup-2"), lease=1.5)  # type: ignore[arg-type]
+async def test_a_second_process_with_the_same_replica_id_is_refused(stores: StoreFactory) -> None:
+    first = await manager(stores, "dup", Recorder("dup-1"))
+    second = await manager(stores, "dup", Recorder("dup-2"), lease=1.5)
     await first.start(settle=0)
     try:
         started = time.monotonic()
@@ -437,15 +450,15 @@ async def test_a_second_process_with_the_same_replica_id_is_refused(stores: obje
 
 
 async def test_a_restart_under_the_same_id_takes_over_once_the_old_heartbeat_expires(
-    stores: object,
+    stores: StoreFactory,
 ) -> None:
     old = Recorder("old")
-    before = await manager(stores, "pod-0", old)  # type: ignore[arg-type]
+    before = await manager(stores, "pod-0", old)
     await before.start(settle=0)
     epochs = {d: e for d, e in old.running.items()}
     await before.close()  # killed: heartbeat and leases stay until they expire
     new = Recorder("new")
-    after = await manager(stores, "pod-0", new, scan_interval=0.2)  # type: ignore[arg-type]
+    after = await manager(stores, "pod-0", new, scan_interval=0.2)
     try:
         await after.start(settle=0)
         assert await wait_for(lambda: sorted(new.running) == DOMAINS, LEASE + 5)
@@ -455,14 +468,12 @@ async def test_a_restart_under_the_same_id_takes_over_once_the_old_heartbeat_exp
         await after.close()
 
 
-async def test_an_orphaned_lease_of_ours_is_taken_back_at_a_new_epoch(stores: object) -> None:
+async def test_an_orphaned_lease_of_ours_is_taken_back_at_a_new_epoch(stores: StoreFactory) -> None:
     """The local deadline passed but PostgreSQL still holds the lease for us (an outage
     shorter than the margin): claimed back at once, not after expiry."""
     now = [1000.0]
     rec = Recorder("A")
-    a = await manager(  # type: ignore[arg-type]
-        stores, "A", rec, lease=30.0, scan_interval=0.2, clock=lambda: now[0]
-    )
+    a = await manager(stores, "A", rec, lease=30.0, scan_interval=0.2, clock=lambda: now[0])
     await a.start(settle=0)
     try:
         assert rec.running == {d: 1 for d in DOMAINS}
@@ -475,7 +486,7 @@ async def test_an_orphaned_lease_of_ours_is_taken_back_at_a_new_epoch(stores: ob
 
 @pytest.mark.parametrize("seed", [7, 8])
 async def test_random_kills_stops_and_joins_never_overlap_and_end_balanced(
-    stores: object, seed: int
+    stores: StoreFactory, seed: int
 ) -> None:
     """Three to four replicas come and go at random (SIGKILL-like stops, graceful stops,
     new replicas); every domain's reads never overlap, and at the end every domain runs on
@@ -500,7 +511,7 @@ async def test_random_kills_stops_and_joins_never_overlap_and_end_balanced(
         counter += 1
         name = f"r{counter}"
         tasks = DomainTasks(main_for(name))
-        m = await manager(stores, name, tasks, lease=1.5, scan_interval=0.2)  # type: ignore[arg-type]
+        m = await manager(stores, name, tasks, lease=1.5, scan_interval=0.2)
         await m.start(settle=0.2)
         live[name] = (m, tasks)
 
