@@ -21,7 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from daily_otel_bridge.config.settings import ConfigError, Settings, load_settings
-from daily_otel_bridge.state.base import LeaseInfo, SessionRow, StateAdmin, StateError
+from daily_otel_bridge.state.base import (
+    LeaseInfo,
+    ReplicaInfo,
+    SessionRow,
+    StateAdmin,
+    StateError,
+)
 from daily_otel_bridge.state.sqlite import SqliteCursorStore, SqliteStateStore
 
 EXIT_OK = 0
@@ -71,6 +77,18 @@ def show_owners(domains: list[str], leases: dict[str, LeaseInfo]) -> str:
         else:
             owner, left = lease.owner, f"expires in {lease.expires_in:.0f}s"
         lines.append(f"{domain:<16} {owner[:40]:<40} {lease.epoch:>6} {left}")
+    return "\n".join(lines) + "\n\n"
+
+
+def show_replicas(replicas: list[ReplicaInfo]) -> str:
+    lines = [f"{'replica':<40} {'version':<10} heartbeat"]
+    for r in replicas:
+        state = (
+            f"{r.seconds_since_heartbeat:.0f}s ago"
+            if r.expires_in > 0
+            else f"gone ({r.seconds_since_heartbeat:.0f}s ago)"
+        )
+        lines.append(f"{r.replica_id[:40]:<40} {r.version[:10]:<10} {state}")
     return "\n".join(lines) + "\n\n"
 
 
@@ -183,6 +201,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
                 names = sorted({d.name for d in settings.domains} | set(await store.domains()))
                 if args.domain is not None:
                     names = [args.domain]
+                sys.stdout.write(show_replicas(await store.replicas()))
                 sys.stdout.write(show_owners(names, await store.leases()))
             sys.stdout.write(show(rows, time.time()))
             return EXIT_OK

@@ -73,6 +73,16 @@ class LeaseInfo:
     expires_in: float | None  # seconds from now, PostgreSQL's clock; <= 0: expired
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicaInfo:
+    """A replica's heartbeat row (PostgreSQL only)."""
+
+    replica_id: str
+    version: str
+    seconds_since_heartbeat: float
+    expires_in: float  # <= 0: not live any more
+
+
 class CursorStore(Protocol):
     """What one domain's pipeline needs from the state store."""
 
@@ -113,6 +123,8 @@ class StateAdmin(Protocol):
     async def domains(self) -> list[str]: ...
 
     async def leases(self) -> dict[str, LeaseInfo]: ...
+
+    async def replicas(self) -> list[ReplicaInfo]: ...
 
     async def reset(self, domain: str, session_id: str | None = None) -> int: ...
 

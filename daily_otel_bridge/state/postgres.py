@@ -40,6 +40,7 @@ from daily_otel_bridge.state.base import (
     DomainState,
     LeaseInfo,
     LeaseLost,
+    ReplicaInfo,
     SessionRow,
     StateError,
 )
@@ -629,6 +630,16 @@ class PostgresStateStore:
         except psycopg.Error as exc:
             raise self.error("cannot write", exc) from None
         return counts
+
+    async def replicas(self) -> list[ReplicaInfo]:
+        rows = await self._fetchall(
+            "SELECT replica_id, version,"
+            " EXTRACT(EPOCH FROM (clock_timestamp() - heartbeat_at))::float8,"
+            " EXTRACT(EPOCH FROM (expires_at - clock_timestamp()))::float8"
+            ' FROM replicas ORDER BY replica_id COLLATE "C"',
+            (),
+        )
+        return [ReplicaInfo(r[0], r[1], float(r[2]), float(r[3])) for r in rows]
 
     async def reset(self, domain: str, session_id: str | None = None) -> int:
         """Forget cursors so that the next run starts again (re-delivers) from scratch.

@@ -23,6 +23,7 @@ from daily_otel_bridge.state.base import (
     DeadLetter,
     DomainState,
     LeaseInfo,
+    ReplicaInfo,
     SessionRow,
     StateError,
 )
@@ -497,6 +498,9 @@ class SqliteStateStore:
 
     async def leases(self) -> dict[str, LeaseInfo]:
         return {}  # one process, no leases
+
+    async def replicas(self) -> list[ReplicaInfo]:
+        return []
 
     async def reset(self, domain: str, session_id: str | None = None) -> int:
         return self.sync.reset(domain, session_id)

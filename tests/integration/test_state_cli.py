@@ -197,9 +197,18 @@ def test_migrate_copies_sqlite_into_postgres_and_show_lists_owners(
             "INSERT INTO leases (domain, owner, epoch, expires_at)"
             " VALUES ('acme', 'host-a-42', 3, clock_timestamp() + interval '20 seconds')"
         )
+        conn.execute(
+            "INSERT INTO replicas (replica_id, instance, started_at, heartbeat_at, expires_at,"
+            " version) VALUES ('host-a-42', 'x', now(), now(), now() + interval '30 s', '0.1.0'),"
+            " ('host-b-7', 'y', now(), now() - interval '1 h', now() - interval '59 min', '0.1.0')"
+        )
     code, out, err = run(capsys, "show", "--config", str(config))
     assert code == 0, err
-    owners = out.split("\n\n")[0].splitlines()
+    replicas = out.split("\n\n")[0].splitlines()
+    assert replicas[0].split() == ["replica", "version", "heartbeat"]
+    assert replicas[1].split()[:3] == ["host-a-42", "0.1.0", "0s"]
+    assert replicas[2].split()[:3] == ["host-b-7", "0.1.0", "gone"]
+    owners = out.split("\n\n")[1].splitlines()
     assert owners[0].split() == ["domain", "owner", "epoch", "lease"]
     assert owners[1].split()[:5] == ["acme", "host-a-42", "3", "expires", "in"]
     assert owners[2].split() == ["beta", "-", "-", "never", "claimed"]
