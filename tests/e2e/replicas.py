@@ -102,17 +102,19 @@ class Replica:
         return status, json.loads(body)
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float | None:
-        """One sample of /metrics (None when absent)."""
+        """The sum of the /metrics samples of `name` whose labels include `labels` (None
+        when there is none)."""
         _, text = self.get("/metrics")
         wanted = labels or {}
+        found: list[float] = []
         for line in text.splitlines():
-            if not line.startswith(name):
+            if line.startswith("#") or not line.startswith(name):
                 continue
             head, _, value = line.rpartition(" ")
-            found = dict(re.findall(r'(\w+)="([^"]*)"', head))
-            if head.split("{")[0] == name and wanted.items() <= found.items():
-                return float(value)
-        return None
+            have = dict(re.findall(r'(\w+)="([^"]*)"', head))
+            if head.split("{")[0] == name and wanted.items() <= have.items():
+                found.append(float(value))
+        return sum(found) if found else None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

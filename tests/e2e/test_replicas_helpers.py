@@ -35,3 +35,25 @@ def test_reading_periods_merge_consecutive_requests_of_one_replica() -> None:
 )
 def test_overlapping_readers(log: list[dict[str, Any]], problems: int) -> None:
     assert len(overlapping_readers(log)) == problems
+
+
+def test_metric_sums_the_matching_samples(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    from tests.e2e.replicas import Replica
+
+    text = "\n".join(
+        [
+            "# HELP daily_otel_bridge_lease_losses_total Leases lost",
+            'daily_otel_bridge_lease_losses_total{reason="deadline",replica="r1"} 3.0',
+            'daily_otel_bridge_lease_losses_total{reason="taken",replica="r1"} 1.0',
+            'daily_otel_bridge_lease_losses_total{reason="taken",replica="r2"} 5.0',
+            'daily_otel_bridge_lease_losses_created{reason="taken",replica="r1"} 1.7e9',
+        ]
+    )
+    replica = Replica("r1", Path("c"), 1, Path("l"), {})
+    monkeypatch.setattr(replica, "get", lambda path: (200, text))
+    name = "daily_otel_bridge_lease_losses_total"
+    assert replica.metric(name, {"replica": "r1"}) == 4.0
+    assert replica.metric(name, {"replica": "r1", "reason": "taken"}) == 1.0
+    assert replica.metric(name, {"replica": "r9"}) is None
