@@ -422,7 +422,10 @@ async def test_open_state_picks_the_backend_from_the_settings(tmp_path: Path, pg
     )
     with pytest.raises(ValueError, match="OwnershipListener"):
         await open_state(settings)
-    backend = await open_state(settings, Recorder("pod-1"))
+    from daily_otel_bridge.service.self_metrics import BridgeMetrics
+
+    bridge_metrics = BridgeMetrics()  # the lease metrics join the bridge's registry
+    backend = await open_state(settings, Recorder("pod-1"), registry=bridge_metrics.registry)
     try:
         assert isinstance(backend.store, PostgresStateStore)
         assert backend.leases is not None
@@ -430,6 +433,11 @@ async def test_open_state_picks_the_backend_from_the_settings(tmp_path: Path, pg
         assert backend.leases.lease_duration == 9.0
         assert backend.leases.domains == DOMAINS
         assert backend.store.fence is backend.leases
+        await backend.leases.start(settle=0)
+        registry = bridge_metrics.registry
+        assert (
+            registry.get_sample_value("daily_otel_bridge_domains_owned", {"replica": "pod-1"}) == 4
+        )
     finally:
         await backend.close()
 
