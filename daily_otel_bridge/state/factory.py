@@ -5,13 +5,24 @@ a `LeaseManager` (several replicas). The daemon's wiring calls `open_state` once
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from prometheus_client import CollectorRegistry
 
 from daily_otel_bridge.config.settings import Settings
+from daily_otel_bridge.state.dsn import password_of
 from daily_otel_bridge.state.leases import LeaseManager, LeaseMetrics, OwnershipListener
 from daily_otel_bridge.state.postgres import PostgresStateStore
 from daily_otel_bridge.state.sqlite import SqliteCursorStore, SqliteStateStore
+
+
+def state_secrets(settings: Settings) -> list[str]:
+    """The password of `state_url` (as written and URL-decoded), for the log scrubber
+    (`service.logging.register_secrets`), next to the API keys and export headers."""
+    if settings.state_url is None:
+        return []
+    password = password_of(settings.state_url.get_secret_value())
+    return sorted({password, unquote(password)}) if password else []
 
 
 @dataclass(slots=True)

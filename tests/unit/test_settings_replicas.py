@@ -154,3 +154,12 @@ def test_state_commands_still_report_state_problems(tmp_path: Path) -> None:
     config.write_text(yaml.safe_dump({"state_url": "${PG_URL}", "domains": [{"name": "acme"}]}))
     with pytest.raises(ConfigError, match="state_url: environment variable PG_URL not set"):
         load_settings(config, {}, secrets=False)
+
+
+def test_state_secrets_for_the_log_scrubber() -> None:
+    from daily_otel_bridge.state.factory import state_secrets
+
+    assert state_secrets(parse(doc())) == []
+    assert state_secrets(parse(doc(state_url="postgresql://u@h/db"))) == []
+    s = parse(doc(state_url="postgresql://u:p%40ss-w0rd-long@h/db"))
+    assert state_secrets(s) == ["p%40ss-w0rd-long", "p@ss-w0rd-long"]
