@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import structlog
 import yaml
 
 from daily_otel_bridge.cli.main import main
@@ -37,6 +40,19 @@ def write_config(tmp_path: Path, **top: Any) -> Path:
 def no_secrets_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("DAILY_API_KEY", "OTLP_TOKEN"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """main() configures logging onto this test's captured stderr, which is closed once the
+    test ends: undo that, or later tests in this process log into a closed file."""
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    yield
+    structlog.reset_defaults()
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
