@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+pytest_plugins = ["tests.pg"]
+
 
 def _default_logging() -> None:
     structlog.reset_defaults()

@@ -213,9 +213,9 @@ def _parser() -> argparse.ArgumentParser:
         "(for a container HEALTHCHECK; follows health.listen of the config).",
     )
 
-    state = sub.add_parser("state", help="inspect or reset the cursor state")
+    state = sub.add_parser("state", help="inspect, reset or migrate the cursor state")
     state_sub = state.add_subparsers(dest="state_command", required=True)
-    show = state_sub.add_parser("show", help="cursors and lag")
+    show = state_sub.add_parser("show", help="cursors and lag (and owners, on PostgreSQL)")
     show.add_argument("--config", required=True, type=Path)
     show.add_argument("--domain")
     reset = state_sub.add_parser("reset", help="forget cursors (the next run re-delivers)")
@@ -227,6 +227,13 @@ def _parser() -> argparse.ArgumentParser:
     dead.add_argument("--config", required=True, type=Path)
     dead.add_argument("--domain")
     dead.add_argument("--limit", type=int, default=100)
+    migrate = state_sub.add_parser(
+        "migrate", help="copy a SQLite state into the PostgreSQL of state_url"
+    )
+    migrate.add_argument("--config", required=True, type=Path)
+    migrate.add_argument(
+        "--from", dest="source", required=True, type=Path, help="the SQLite state file"
+    )
     return parser
 
 
@@ -318,6 +325,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             target = args.path if args.path is not None else path
             return write_example(target, force=args.force)
+        if args.command == "state":
+            # Before load_settings: state commands load the config without domain secrets.
+            from daily_otel_bridge.cli.state import run_state_command
+
+            args.config = path
+            return run_state_command(args)
         settings = _load(path, explicit=explicit_config)
         log.debug(
             "configuration loaded",
@@ -358,10 +371,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     until=args.until,
                 )
             )
-        if args.command == "state":
-            from daily_otel_bridge.cli.state import run_state_command
-
-            return run_state_command(settings, args)
     except UsageError as exc:
         sys.stderr.write(f"{PROG} {command}: command-line error: {exc}\n")
         return EXIT_USAGE

@@ -22,6 +22,7 @@ import difflib
 import math
 import os
 import re
+import socket
 import stat
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -40,6 +41,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from daily_otel_bridge.state.dsn import password_of, redact_url
 
 __all__ = [
     "DEFAULT_SEVERITY_MAP",
@@ -165,6 +168,14 @@ def _optional_duration(value: Any) -> float | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     return _duration(value)
+
+
+def _min_lease(value: float) -> float:
+    # Renewals run every lease_duration / 3 with a safety margin: below a second, one slow
+    # round trip would already lose the lease.
+    if value < 1.0:
+        raise _fail("must be at least 1s")
+    return value
 
 
 def _positive(value: float | None) -> float | None:
@@ -482,14 +493,73 @@ class DomainSettings(_Model):
         return max(2, min(32, math.ceil(self.requests_per_second * READ_LATENCY_ALLOWANCE)))
 
 
+_REPLICA_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+
+
+def _check_state_url(value: SecretStr | None) -> SecretStr | None:
+    if value is None:
+        return None
+    url = value.get_secret_value().strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise _fail("is not a valid URL") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise _fail(
+            "must be a postgresql:// URL (e.g. postgresql://bridge@db.internal:5432/bridge)"
+        )
+    if _CONTROL_OR_SPACE_RE.search(url):
+        raise _fail("must not contain whitespace or control characters")
+    return SecretStr(url)
+
+
+def _check_replica_id(value: str | None) -> str | None:
+    if value is not None and not _REPLICA_ID_RE.match(value):
+        # It goes into a User-Agent header and the lease table: keep it plain.
+        raise _fail("must be 1 to 128 letters, digits, '-', '_', '.', ':' or '@'")
+    return value
+
+
+def default_replica_id() -> str:
+    """Host name + pid: unique per process on a host, readable in `state show`."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:100] or "host"
+    return f"{host}-{os.getpid()}"
+
+
 class Settings(_Model):
     state_path: Annotated[Path, BeforeValidator(_non_empty_path)] = DEFAULT_STATE_PATH
+    # Several replicas share one PostgreSQL instead of a SQLite file (DESIGN.md, "Several
+    # replicas"). A SecretStr: the URL may carry a password (from ${VAR}).
+    state_url: Annotated[
+        SecretStr | None, BeforeValidator(_empty_to_none), AfterValidator(_check_state_url)
+    ] = None
+    lease_duration: Annotated[float, BeforeValidator(_duration), AfterValidator(_min_lease)] = 30.0
+    replica_id: Annotated[
+        str | None, BeforeValidator(_empty_to_none), AfterValidator(_check_replica_id)
+    ] = None
     health: HealthSettings = Field(default_factory=HealthSettings)
     self_telemetry: SelfTelemetrySettings = Field(default_factory=SelfTelemetrySettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
     # Uniqueness of names is checked by `parse_settings`, where it can name both entries.
     domains: Annotated[list[DomainSettings], Field(min_length=1)]
     config_path: Path | None = None  # not a YAML key: set by `load_settings`
+
+    @model_validator(mode="after")
+    def _one_state_store(self) -> Settings:
+        if self.state_url is not None and "state_path" in self.model_fields_set:
+            raise PydanticCustomError(
+                "config", "{msg}", {"msg": "set state_path or state_url, not both"}
+            )
+        return self
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgresql"]:
+        return "sqlite" if self.state_url is None else "postgresql"
+
+    def effective_replica_id(self) -> str:
+        """`replica_id`, or host name + pid of this process."""
+        return self.replica_id or default_replica_id()
 
 
 # --------------------------------------------------------------------------------------------
@@ -975,12 +1045,18 @@ def parse_settings(
     environ: Mapping[str, str] | None = None,
     source: str = "<config>",
     base_dir: Path | None = None,
+    *,
+    secrets: bool = True,
 ) -> Settings:
     """Settings from an already-parsed YAML document. Raises ConfigError.
 
     Relative `state_path`, `api_key_file`, `ca_file` and certificate paths in the document
     resolve against `base_dir` (left relative when it is None); paths from OTEL_* variables stay
     as given, relative to the working directory like any environment path.
+
+    `secrets=False` is for the `state` commands: they need the state store, not Daily or the
+    backend, so domain API keys and every export section are neither read nor required
+    (`DAILY_API_KEY` may be unset); each domain's `api_key` is then a placeholder.
     """
     env: Mapping[str, str] = os.environ if environ is None else environ
     problems = _Problems()
@@ -988,7 +1064,13 @@ def parse_settings(
         raise ConfigError([(source, "empty configuration; at least one domain is required")])
     if not isinstance(data, dict):
         raise ConfigError([(source, "must be a mapping of settings")])
+    if not secrets:
+        data, env = _without_secrets(data, env)
     top: dict[Any, Any] = _expand(data, env, "", problems)
+    if isinstance(top.get("state_url"), str):
+        password = password_of(top["state_url"])
+        problems.secret(password)
+        problems.secret(unquote(password or ""))
 
     # Secrets first, so that every message produced below can be scrubbed of them.
     _secrets_of_headers(top.get("export"), problems)
@@ -1081,8 +1163,32 @@ def parse_settings(
     return settings
 
 
-def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read, expand and validate the YAML config file at `path`. Raises ConfigError."""
+_NOT_LOADED = "not-loaded-state-command"
+
+
+def _without_secrets(
+    data: dict[Any, Any], environ: Mapping[str, str]
+) -> tuple[dict[Any, Any], Mapping[str, str]]:
+    top = {k: v for k, v in data.items() if k != "export"}
+    domains = top.get("domains")
+    if isinstance(domains, list):
+        top["domains"] = [
+            {
+                **{k: v for k, v in d.items() if k not in ("api_key", "api_key_file", "export")},
+                "api_key": _NOT_LOADED,
+            }
+            if isinstance(d, dict)
+            else d
+            for d in domains
+        ]
+    return top, {k: v for k, v in environ.items() if not k.startswith(_ENV)}
+
+
+def load_settings(
+    path: str | Path, environ: Mapping[str, str] | None = None, *, secrets: bool = True
+) -> Settings:
+    """Read, expand and validate the YAML config file at `path`. Raises ConfigError.
+    `secrets=False`: see `parse_settings`."""
     config_path = Path(path).absolute()
     source = str(path)
     try:
@@ -1094,7 +1200,9 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
     except OSError as exc:
         raise ConfigError([(source, f"cannot read config file: {exc.strerror}")]) from None
     data = _load_yaml(text, source)
-    settings = parse_settings(data, environ, source=source, base_dir=config_path.parent)
+    settings = parse_settings(
+        data, environ, source=source, base_dir=config_path.parent, secrets=secrets
+    )
     return settings.model_copy(update={"config_path": config_path})
 
 
@@ -1114,11 +1222,15 @@ _DURATION_FIELDS = frozenset(
         "max_retry_time",
         "staleness",
         "interval",
+        "lease_duration",
     }
 )
 
 
 def _render(value: Any, field: str | None = None) -> Any:
+    if field == "state_url" and isinstance(value, SecretStr):
+        # Host and database help an operator; the password never shows.
+        return redact_url(value.get_secret_value())
     if isinstance(value, SecretStr):
         return _MASK
     if isinstance(value, BaseModel):
@@ -1130,6 +1242,9 @@ def _render(value: Any, field: str | None = None) -> Any:
         if isinstance(value, DomainSettings):
             # Mirror the input: one of the two, never both.
             out.pop("api_key_file" if value.api_key_file is None else "api_key")
+        if isinstance(value, Settings):
+            # One state store is in use; showing the other's default would only mislead.
+            out.pop("state_path" if value.state_url is not None else "state_url")
         return out
     if isinstance(value, dict):
         return {k: _render(v) for k, v in value.items()}

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from daily_otel_bridge import __version__
 from daily_otel_bridge.core.records import DailyRecord, Meeting
 from daily_otel_bridge.core.trouble import AttemptObserver
 from daily_otel_bridge.daily.pacing import TokenBucket, backoff_delay, parse_retry_after
@@ -70,6 +71,12 @@ def _ssl_context(ca_file: Path | None) -> ssl.SSLContext:
     return context
 
 
+def user_agent_for(replica_id: str | None) -> str:
+    """`daily-otel-bridge/<version>`, plus ` (replica <id>)` with several replicas."""
+    base = f"daily-otel-bridge/{__version__}"
+    return base if replica_id is None else f"{base} (replica {replica_id})"
+
+
 class DailyClient:
     """One aiohttp session and one token bucket per domain."""
 
@@ -86,10 +93,15 @@ class DailyClient:
         metrics: BridgeMetrics | None = None,
         backoff_cap: float = 30.0,
         max_connections: int = 8,
+        user_agent: str | None = None,
     ) -> None:
         self.domain = domain
         self._base = api_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        if user_agent is not None:
+            # With several replicas: `user_agent_for(replica_id)`, so that Daily's side (and
+            # the simulator's request log) shows which replica read a domain.
+            self._headers["User-Agent"] = user_agent
         self.bucket = TokenBucket(requests_per_second)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._ca_file = ca_file

@@ -63,6 +63,26 @@ class LeaseLost(StateError):
     """This replica no longer owns the domain (fencing): nothing of it may be committed."""
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    """Who owns a domain (PostgreSQL only), as `state show` reports it."""
+
+    domain: str
+    owner: str | None
+    epoch: int
+    expires_in: float | None  # seconds from now, PostgreSQL's clock; <= 0: expired
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaInfo:
+    """A replica's heartbeat row (PostgreSQL only)."""
+
+    replica_id: str
+    version: str
+    seconds_since_heartbeat: float
+    expires_in: float  # <= 0: not live any more
+
+
 class CursorStore(Protocol):
     """What one domain's pipeline needs from the state store."""
 
@@ -87,5 +107,25 @@ class CursorStore(Protocol):
     ) -> int: ...
 
     async def add_dead_letter(self, letter: DeadLetter) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class StateAdmin(Protocol):
+    """What the `state` commands need, on either backend."""
+
+    async def session_rows(self, domain: str | None = None) -> list[SessionRow]: ...
+
+    async def dead_letters(
+        self, domain: str | None = None, limit: int = 1000
+    ) -> list[DeadLetter]: ...
+
+    async def domains(self) -> list[str]: ...
+
+    async def leases(self) -> dict[str, LeaseInfo]: ...
+
+    async def replicas(self) -> list[ReplicaInfo]: ...
+
+    async def reset(self, domain: str, session_id: str | None = None) -> int: ...
 
     async def close(self) -> None: ...

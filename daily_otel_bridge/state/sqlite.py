@@ -9,6 +9,9 @@ loop directly: one transaction per acknowledged export is far below a millisecon
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,6 +22,8 @@ from daily_otel_bridge.state.base import (
     CursorUpdate,
     DeadLetter,
     DomainState,
+    LeaseInfo,
+    ReplicaInfo,
     SessionRow,
     StateError,
 )
@@ -68,24 +73,90 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 
-class SqliteCursorStore:
-    """The default store: one SQLite file at `state_path`."""
+# What `export_rows` gives and `PostgresStateStore.import_rows` takes.
+EXPORT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "domains": ("domain", "floor_ms", "discovered_until_ms", "updated_at"),
+    "sessions": (
+        "domain",
+        "stream",
+        "session_id",
+        "room",
+        "start_floor_ms",
+        "watermark_ns",
+        "drained_until_ms",
+        "ended_at_ms",
+        "retired",
+        "updated_at",
+    ),
+    "delivered": ("domain", "stream", "session_id", "uid", "time_ns"),
+    "dead_letters": ("domain", "stream", "session_id", "uid", "reason", "raw", "created_at"),
+}
 
-    def __init__(self, path: Path | str) -> None:
+
+class StateInUse(StateError):
+    """Another process holds the state file (a second daemon on the same state_path)."""
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def check_state_directory(path: Path) -> None:
+    """StateError unless the directory of `path` exists: created by the package, the systemd
+    unit (StateDirectory=) or the volume, never by us, so that a typo in state_path is an
+    error instead of a fresh, empty state somewhere else (which would re-deliver)."""
+    if not path.parent.is_dir():
+        raise StateError(
+            f"the state directory {path.parent} does not exist; create it (owned by the "
+            "bridge's user, mode 0700) or fix state_path"
+        )
+
+
+class SqliteCursorStore:
+    """The default store: one SQLite file at `state_path`.
+
+    `lock=True` (the daemon, `state reset`): an exclusive `flock` on `<state_path>.lock`,
+    held until `close()`, that holds this process's pid. A second process gets
+    `StateInUse` ("state store in use by pid N") instead of two writers interleaving
+    cursors. `lock=False` (`state show`, `state dead-letters`): read-only use next to a
+    running daemon, which SQLite's WAL mode allows; `create=False` refuses a missing file.
+    Files are created 0600: cursors say which meetings happened, and dead letters hold
+    whole records.
+    """
+
+    def __init__(self, path: Path | str, *, lock: bool = True, create: bool = True) -> None:
         self.path = Path(path)
+        self._lock_fd: int | None = None
+        memory = str(path) == ":memory:"
+        if not memory:
+            check_state_directory(self.path)
+            if not create and not self.path.exists():
+                raise StateError(f"no state store at {self.path} (has the bridge run yet?)")
+            if lock:
+                self._lock_fd = _acquire_lock(lock_path(self.path))
         try:
-            if str(path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not memory and create and not self.path.exists():
+                # Created here with 0600, whatever the umask; SQLite gives its -wal and -shm
+                # files the mode of the database file.
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._migrate()
-            # Prove the file is writable now rather than after the first export.
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("COMMIT")
+            if lock:
+                # Prove the file is writable now rather than after the first export.
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
+            self._release_lock()
             raise StateError(f"cannot open the state store at {self.path}: {exc}") from exc
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
 
     def _migrate(self) -> None:
         self._db.executescript(_SCHEMA)
@@ -310,11 +381,27 @@ class SqliteCursorStore:
             self._rollback()
             raise StateError(f"cannot write the state store at {self.path}: {exc}") from exc
 
+    def export_rows(self) -> dict[str, list[tuple[object, ...]]]:
+        """Every row of every table, in the column order of `EXPORT_COLUMNS` (for
+        `state migrate`, which copies a single replica's state into PostgreSQL)."""
+        out: dict[str, list[tuple[object, ...]]] = {}
+        for table, columns in EXPORT_COLUMNS.items():
+            out[table] = [
+                tuple(row)
+                for row in self._db.execute(
+                    # Dead letters keep their order (PostgreSQL numbers them as they come).
+                    f"SELECT {', '.join(columns)} FROM {table}"  # noqa: S608 - fixed names
+                    + (" ORDER BY id" if table == "dead_letters" else "")
+                )
+            ]
+        return out
+
     def integrity_check(self) -> str:
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
 
     def close(self) -> None:
         self._db.close()
+        self._release_lock()
 
     def _write(self, sql: str, args: Sequence[object]) -> sqlite3.Cursor:
         try:
@@ -325,6 +412,36 @@ class SqliteCursorStore:
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("ROLLBACK")
+
+
+def _acquire_lock(path: Path) -> int:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StateError(f"cannot open the state store lock {path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = _read_pid(fd)
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            who = f"pid {holder}" if holder else "another process"
+            raise StateInUse(f"state store in use by {who} ({path.with_suffix('')})") from None
+        raise StateError(f"cannot lock the state store {path}: {exc.strerror}") from None
+    # The lock is the flock, not the file's content: a pid left by a killed process is
+    # harmless (the kernel dropped its lock) and simply overwritten here.
+    with contextlib.suppress(OSError):  # informational only: a full disk must not matter
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 def _storable(text: str) -> str:
@@ -367,3 +484,23 @@ class SqliteStateStore:
 
     async def close(self) -> None:
         self.sync.close()
+
+    # -- StateAdmin (the `state` commands) ------------------------------------------------
+
+    async def session_rows(self, domain: str | None = None) -> list[SessionRow]:
+        return self.sync.session_rows(domain)
+
+    async def dead_letters(self, domain: str | None = None, limit: int = 1000) -> list[DeadLetter]:
+        return self.sync.dead_letters(domain, limit)
+
+    async def domains(self) -> list[str]:
+        return self.sync.domains()
+
+    async def leases(self) -> dict[str, LeaseInfo]:
+        return {}  # one process, no leases
+
+    async def replicas(self) -> list[ReplicaInfo]:
+        return []
+
+    async def reset(self, domain: str, session_id: str | None = None) -> int:
+        return self.sync.reset(domain, session_id)

@@ -72,6 +72,10 @@ Control endpoints (no auth, never rate limited)
   A client pacing itself with a token bucket of rate r and burst b may legitimately put up
   to about b + r arrivals into one sliding second (a full bucket, then the refill): check
   ``max_per_second`` against that, or the rate over a longer span from ``arrivals``.
+* ``GET /_sim/requests[?since=N]``: the API requests from the N-th on (wall-clock
+  ``arrived`` / ``finished`` seconds, ``endpoint``, ``status``, ``user_agent``), as
+  ``{"requests": [...], "next": n}``; the last 100 000 are kept. Who read a domain when:
+  the replica tests check from it that no two replicas ever read one domain at once.
 * ``GET /_sim/records?domain=D[&session=ID][&kind=logs|metrics][&offset=N][&limit=N]``:
   the ground truth, every record visible now, ASC, rendered exactly as ``/v1/logs``
   renders it, streamed as ``{"records": [...], "count": n}``. ``session`` is a meeting or
@@ -502,6 +506,37 @@ def _metric_samples(meeting: _Meeting, until_ms: int, interval_ms: int) -> _Metr
 # Errors, faults, rate limits
 
 
+class RequestLog:
+    """Every API request's arrival, finish and User-Agent (bounded), for `/_sim/requests`."""
+
+    LIMIT = 100_000
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+        self.dropped = 0  # entries discarded from the front once LIMIT is reached
+
+    def record(
+        self, endpoint: str, request: web.Request, status: int, arrived: float, finished: float
+    ) -> None:
+        self.entries.append(
+            {
+                "endpoint": endpoint,
+                "status": status,
+                "arrived": arrived,
+                "finished": finished,
+                "user_agent": request.headers.get("User-Agent", ""),
+            }
+        )
+        if len(self.entries) > self.LIMIT:
+            cut = len(self.entries) - self.LIMIT
+            del self.entries[:cut]
+            self.dropped += cut
+
+    def since(self, index: int) -> dict[str, Any]:
+        start = max(0, index - self.dropped)
+        return {"requests": self.entries[start:], "next": self.dropped + len(self.entries)}
+
+
 class _ApiError(Exception):
     def __init__(
         self, status: int, error: str, info: str, headers: dict[str, str] | None = None
@@ -669,6 +704,7 @@ class Simulator:
         self._retry_after_mode = "seconds" if config.retry_after else "none"
         self.closing = asyncio.Event()
         self.requests = {"meetings": 0, "logs": 0}
+        self.request_log = RequestLog()
         self.status_counts: dict[str, int] = {}
         self.requests_per_domain: dict[str, int] = {}
         self.records_served = 0
@@ -1134,6 +1170,7 @@ class Simulator:
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def wrapped(request: web.Request) -> web.Response:
             self.requests[endpoint] += 1
+            arrived = time.time()
             domain = self._domain_of(request)
             stats = self.domain_stats[domain] if domain is not None else None
             self.inflight += 1
@@ -1152,6 +1189,7 @@ class Simulator:
                     stats.inflight -= 1
             key = str(response.status)
             self.status_counts[key] = self.status_counts.get(key, 0) + 1
+            self.request_log.record(endpoint, request, response.status, arrived, time.time())
             return response
 
         return wrapped
@@ -1333,6 +1371,13 @@ class Simulator:
             raise web.HTTPNotFound(text=json.dumps({"error": f"unknown domain {domain}"}))
         return domain
 
+    async def handle_request_log(self, request: web.Request) -> web.Response:
+        try:
+            since = int(request.query.get("since", "0"))
+        except ValueError:
+            raise web.HTTPBadRequest(text="since must be an integer") from None
+        return web.json_response(self.request_log.since(since))
+
     async def handle_stats(self, request: web.Request) -> web.Response:
         with_arrivals = request.query.get("arrivals", "") in ("1", "true")
         return web.json_response(
@@ -1496,6 +1541,7 @@ def create_app(config: SimulatorConfig, *, clock: Clock | None = None) -> web.Ap
     app.router.add_get("/v1/logs", sim.api("logs", sim.handle_logs))
     app.router.add_get("/v1/meetings", sim.api("meetings", sim.handle_meetings))
     app.router.add_get("/_sim/stats", sim.handle_stats)
+    app.router.add_get("/_sim/requests", sim.handle_request_log)
     app.router.add_get("/_sim/records", sim.handle_records)
     app.router.add_get("/_sim/meetings", sim.handle_meeting_list)
     app.router.add_post("/_sim/revoke", sim.handle_revoke)

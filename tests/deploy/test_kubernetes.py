@@ -342,7 +342,9 @@ def test_readme_overlay_recipe(tmp_path: Path) -> None:
     overlay["resources"] = [os.path.relpath(BASE, tmp_path)]
     overlay["images"][0]["newName"] = "registry.test/daily-otel-bridge"
     (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
-    (tmp_path / "bridge-config.yaml").write_text((BASE / "files/bridge-config.yaml").read_text())
+    (tmp_path / "bridge-config.yaml").write_text(
+        (BASE / "base/files/bridge-config.yaml").read_text()
+    )
     grafana = (DEPLOY / "collector/grafana-cloud.yaml").read_text()
     (tmp_path / "grafana-cloud.yaml").write_text(grafana)
 
@@ -354,3 +356,100 @@ def test_readme_overlay_recipe(tmp_path: Path) -> None:
     collector = container(pod, "otel-collector")
     assert collector["envFrom"] == [{"secretRef": {"name": "grafana-cloud"}}]
     assert configmap_data(objects, pod, "collector-config", "collector.yaml") == grafana
+
+
+# --- the ha/ overlay: three replicas on PostgreSQL -----------------------------------------
+
+HA = BASE / "ha"
+
+
+@pytest.fixture(scope="module")
+def ha_objects() -> list[Obj]:
+    return render(HA)
+
+
+@pytest.fixture(scope="module")
+def ha_pod(ha_objects: list[Obj]) -> Obj:
+    spec: Obj = one(ha_objects, "Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
+@pytest.fixture(scope="module")
+def ha_config(ha_objects: list[Obj], ha_pod: Obj) -> Obj:
+    config: Obj = yaml.safe_load(configmap_data(ha_objects, ha_pod, "config", "config.yaml"))
+    return config
+
+
+def test_ha_renders_valid_objects_without_a_volume(ha_objects: list[Obj], ha_pod: Obj) -> None:
+    kinds = sorted(o["kind"] for o in ha_objects)
+    assert kinds == sorted(
+        [
+            "Namespace",
+            "ServiceAccount",
+            "ConfigMap",
+            "ConfigMap",
+            "Service",
+            "Deployment",
+            "PodDisruptionBudget",
+        ]
+    )
+    for obj in ha_objects:
+        _validate(obj)
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]["name"]
+    assert all("persistentVolumeClaim" not in v for v in ha_pod["volumes"])
+    bridge = container(ha_pod, "bridge")
+    assert "/var/lib/daily-otel-bridge" not in [m["mountPath"] for m in bridge["volumeMounts"]]
+
+
+def test_ha_three_replicas_rolling(ha_objects: list[Obj]) -> None:
+    deployment = one(ha_objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+
+
+def test_ha_dsn_comes_from_a_secret_and_the_config_uses_it(ha_pod: Obj, ha_config: Obj) -> None:
+    env = {e["name"]: e for e in container(ha_pod, "bridge")["env"]}
+    ref = env["BRIDGE_STATE_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "daily-otel-bridge-postgres", "key": "url"}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert ha_config["state_url"] == "${BRIDGE_STATE_URL}"
+    assert ha_config["replica_id"] == "${POD_NAME}"
+    assert "state_path" not in ha_config
+    example = yaml.safe_load((HA / "secret-postgres.example.yaml").read_text())
+    _validate(example)
+    assert example["metadata"]["name"] == ref["name"]
+    assert list(example["stringData"]) == [ref["key"]]
+
+
+def test_ha_disruption_budget_and_spread_select_the_pods(ha_objects: list[Obj]) -> None:
+    deployment = one(ha_objects, "Deployment")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    pdb = one(ha_objects, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    selector = pdb["spec"]["selector"]["matchLabels"]
+    assert selector
+    assert selector.items() <= labels.items()
+    spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    keys = {c["topologyKey"]: c for c in spread}
+    assert keys["kubernetes.io/hostname"]["whenUnsatisfiable"] == "DoNotSchedule"
+    assert "topology.kubernetes.io/zone" in keys
+    for constraint in spread:
+        assert constraint["maxSkew"] == 1
+        assert constraint["labelSelector"]["matchLabels"].items() <= labels.items()
+
+
+def test_ha_config_passes_check_config_with_the_password_masked(
+    ha_config: Obj, tmp_path: Path
+) -> None:
+    secret = f"daily-key-{uuid.uuid4().hex}"
+    password = f"pg-{uuid.uuid4().hex}"
+    (domain,) = ha_config["domains"]
+    key_file = write_key_file(tmp_path / "secrets", "daily-api-key", secret)
+    text = yaml.safe_dump(ha_config).replace(domain["api_key_file"], str(key_file))
+    env = {
+        "BRIDGE_STATE_URL": f"postgresql://bridge:{password}@postgres.internal:5432/bridge",
+        "POD_NAME": "daily-otel-bridge-7d9f-abcde",
+    }
+    result = run_check_config(text, tmp_path, env, secrets=[secret, password])
+    assert "postgresql://bridge:***@postgres.internal:5432/bridge" in result.stdout

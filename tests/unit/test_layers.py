@@ -23,6 +23,7 @@ PURE = {
     "core/encoding.py": IO_MODULES - {"os"} | {"time"},
     "core/records.py": IO_MODULES | {"time"},
     "core/console.py": IO_MODULES | {"time"},
+    "core/ownership.py": IO_MODULES | {"time", "psycopg", "asyncio"},
 }
 
 # Only this module talks OTLP over the wire.
