@@ -17,7 +17,7 @@ import asyncio
 import json
 import re
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,7 +94,10 @@ class DailyClient:
         backoff_cap: float = 30.0,
         max_connections: int = 8,
         user_agent: str | None = None,
+        guard: Callable[[], object] | None = None,
     ) -> None:
+        # Runs before every attempt and raises to forbid it (a lease lost: fencing).
+        self._guard = guard
         self.domain = domain
         self._base = api_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
@@ -220,6 +223,8 @@ class DailyClient:
         last_error: DailyApiError | None = None
         for attempt in range(self._max_attempts):
             await self.bucket.acquire()
+            if self._guard is not None:
+                self._guard()
             self.requests_made += 1
             wait: float | None = None
             try:

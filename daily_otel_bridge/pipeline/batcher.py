@@ -120,7 +120,9 @@ class Batcher:
         persist: bool = True,
         monotonic: Callable[[], float] = time.monotonic,
         on_commit: Callable[[Sealed], None] | None = None,
+        guard: Callable[[], object] | None = None,
     ) -> None:
+        self.guard = guard
         self.domain = domain
         self.resource = resource
         self.exporter = exporter
@@ -349,6 +351,8 @@ class Batcher:
             self._slots.release()
 
     async def _export(self, signal: Signal, request: Message, size: int) -> ExportOutcome:
+        if self.guard is not None:
+            self.guard()  # a replica that lost its lease exports nothing
         started = self.monotonic()
         try:
             outcome = await self.exporter.export(signal, request)

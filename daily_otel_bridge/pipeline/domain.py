@@ -124,7 +124,9 @@ class DomainPipeline:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         persist: bool = True,
+        guard: Callable[[], object] | None = None,
     ) -> None:
+        self.guard = guard
         self.settings = settings
         # False for a backfill: records are exported but no cursor is written.
         self.persist = persist
@@ -182,6 +184,7 @@ class DomainPipeline:
             persist=self.persist,
             monotonic=self.monotonic,
             on_commit=self._committed,
+            guard=self.guard,
         )
         self.records = RecordPath(
             domain=self.name,
@@ -682,8 +685,13 @@ def build_pipeline(
     store: CursorStore | SqliteCursorStore,
     metrics: BridgeMetrics,
     persist: bool = True,
+    user_agent: str | None = None,
+    guard: Callable[[], object] | None = None,
 ) -> DomainPipeline:
-    """A domain's pipeline with its own Daily client and exporter, as configured."""
+    """A domain's pipeline with its own Daily client and exporter, as configured.
+
+    `guard` runs before every Daily request and every export and raises to forbid them
+    (with several replicas: the lease check, `LeaseManager.check`)."""
     client = DailyClient(
         domain=domain.name,
         api_url=domain.api_url,
@@ -693,10 +701,18 @@ def build_pipeline(
         ca_file=domain.ca_file,
         metrics=metrics,
         max_connections=domain.concurrent_reads + 2,
+        user_agent=user_agent,
+        guard=guard,
     )
     exporter = Exporter(build_transport(domain.export), max_retry_time=domain.export.max_retry_time)
     return DomainPipeline(
-        domain, client=client, exporter=exporter, store=store, metrics=metrics, persist=persist
+        domain,
+        client=client,
+        exporter=exporter,
+        store=store,
+        metrics=metrics,
+        persist=persist,
+        guard=guard,
     )
 
 

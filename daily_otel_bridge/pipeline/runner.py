@@ -19,7 +19,7 @@ from daily_otel_bridge.daily.pacing import backoff_delay
 from daily_otel_bridge.otlp.transport import Exporter, ExportError
 from daily_otel_bridge.pipeline.alarm import Alarm
 from daily_otel_bridge.pipeline.domain import DomainPipeline, SweepStats
-from daily_otel_bridge.state.base import StateError
+from daily_otel_bridge.state.base import LeaseLost, StateError
 
 AUTH_RETRY_SECONDS = 300.0
 
@@ -50,8 +50,11 @@ def classify(exc: BaseException) -> tuple[str, str]:
 
 
 class DomainRunner:
-    def __init__(self, pipeline: DomainPipeline) -> None:
+    def __init__(self, pipeline: DomainPipeline, *, fatal_state_errors: bool = True) -> None:
         self.pipeline = pipeline
+        # SQLite: a state error ends the process. PostgreSQL: the domain backs off; a lost
+        # lease (`LeaseLost`) ends only this domain.
+        self.fatal_state_errors = fatal_state_errors
         self.status = DomainStatus(name=pipeline.name, totals=pipeline.totals)
         self.log = structlog.get_logger(__name__).bind(domain=pipeline.name)
         # Every commit (and a healthy discovery with nothing to read) marks the domain ok.
@@ -105,8 +108,13 @@ class DomainRunner:
         """One pass with error handling (`run --once`); True when it fully succeeded."""
         try:
             stats = await self.pipeline.sweep(full=full)
-        except (StateError, asyncio.CancelledError):
+        except (LeaseLost, asyncio.CancelledError):
             raise
+        except StateError as exc:
+            if self.fatal_state_errors:
+                raise
+            self._failed(exc)
+            return False
         except Exception as exc:
             self._failed(exc)
             return False
@@ -145,8 +153,15 @@ class DomainRunner:
         while not stop.is_set():
             try:
                 await self.pipeline.run(stop)
-            except (StateError, asyncio.CancelledError):
+            except (LeaseLost, asyncio.CancelledError):
                 raise
+            except StateError as exc:
+                if self.fatal_state_errors:
+                    raise
+                self._failed(exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.delay_after_failure())
+                continue
             except Exception as exc:
                 self._failed(exc)
                 with contextlib.suppress(TimeoutError):

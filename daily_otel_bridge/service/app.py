@@ -6,6 +6,11 @@ then close the exporters, the Daily clients and last the store.
 
 Domains start and stop one by one (`start_domain`, `stop_domain`), which SIGHUP uses to
 apply a new configuration: it is validated first, and a bad file keeps the running one.
+
+With `state_url` (PostgreSQL, several replicas) this process runs only the domains whose
+lease it holds: the `LeaseManager` starts each one (`_own_domain`) when it acquires the
+lease and drains or cancels it when the lease goes; every Daily request and every export
+first checks the lease (fencing), and every commit is conditional on its epoch.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable
 import structlog
 
 from daily_otel_bridge.config.settings import ConfigError, DomainSettings, Settings, load_settings
+from daily_otel_bridge.daily.client import user_agent_for
 from daily_otel_bridge.otlp.transport import Exporter, build_transport
 from daily_otel_bridge.pipeline.domain import build_pipeline
 from daily_otel_bridge.pipeline.runner import DomainRunner
@@ -26,7 +32,9 @@ from daily_otel_bridge.service.logging import register_secrets
 from daily_otel_bridge.service.self_metrics import BridgeMetrics
 from daily_otel_bridge.service.startup import startup_fields
 from daily_otel_bridge.service.systemd import SystemdNotifier
-from daily_otel_bridge.state.sqlite import SqliteCursorStore
+from daily_otel_bridge.state.base import CursorStore, StateError
+from daily_otel_bridge.state.factory import StateBackend, open_state, state_secrets
+from daily_otel_bridge.state.leases import DomainTasks, ownership_readiness
 
 log = structlog.get_logger("daily_otel_bridge.service.app")
 
@@ -38,6 +46,7 @@ RESTART_ONLY = ("state_path", "health", "self_telemetry")
 
 def secrets_of(settings: Settings) -> list[str]:
     values = [d.api_key.get_secret_value() for d in settings.domains]
+    values.extend(state_secrets(settings))
     for export in [settings.export, *(d.export for d in settings.domains)]:
         values.extend(v for _, v in export.header_items())
     return values
@@ -61,11 +70,9 @@ class Bridge:
         self.settings = settings
         self.metrics = metrics or BridgeMetrics()
         register_secrets(secrets_of(settings))
-        self.store = SqliteCursorStore(settings.state_path)
+        self.backend: StateBackend | None = None
         # The list health checks read: runners are added and removed in place.
-        self.runners: list[DomainRunner] = [
-            self._runner(domain) for domain in settings.domains if domain.enabled
-        ]
+        self.runners: list[DomainRunner] = []
         self._running: dict[str, _Running] = {}
         self.stop = asyncio.Event()
         self.health: HealthServer | None = None
@@ -73,15 +80,64 @@ class Bridge:
         self._reload = reload or self._load_again
         self._reloading: asyncio.Task[None] | None = None
 
+    @property
+    def store(self) -> CursorStore:
+        assert self.backend is not None, "open() first"
+        return self.backend.store
+
+    @property
+    def replicated(self) -> bool:
+        return self.backend is not None and self.backend.leases is not None
+
+    async def open(self) -> None:
+        """Open the state backend (SQLite: also build every enabled domain's runner)."""
+        if self.backend is not None:
+            return
+        self.backend = await open_state(
+            self.settings, DomainTasks(self._own_domain), registry=self.metrics.registry
+        )
+        if not self.replicated:
+            self.runners.extend(
+                self._runner(domain) for domain in self.settings.domains if domain.enabled
+            )
+
     def _runner(self, domain: DomainSettings) -> DomainRunner:
-        pipeline = build_pipeline(domain, store=self.store, metrics=self.metrics)
+        backend = self.backend
+        assert backend is not None
+        leases = backend.leases
+        pipeline = build_pipeline(
+            domain,
+            store=backend.store,
+            metrics=self.metrics,
+            user_agent=user_agent_for(backend.replica_id),
+            guard=(lambda: leases.check(domain.name)) if leases is not None else None,
+        )
         self.metrics.init_domain(
             domain.name,
             pipeline.streams,
             domain.export.protocol,
             requests_per_second=domain.requests_per_second,
         )
-        return DomainRunner(pipeline)
+        # With SQLite a state error ends the process (shipping without a cursor would
+        # duplicate without bound); with PostgreSQL it is that domain's trouble: it backs
+        # off, and the lease manager takes the domain away if it cannot renew.
+        return DomainRunner(pipeline, fatal_state_errors=leases is None)
+
+    async def _own_domain(self, name: str, epoch: int, stop: asyncio.Event) -> None:
+        """Run a domain this replica acquired the lease of, until told to stop."""
+        domain = next((d for d in self.settings.domains if d.name == name), None)
+        if domain is None or not domain.enabled:
+            return
+        runner = self._runner(domain)
+        self.runners.append(runner)
+        log.info("domain acquired", domain=name, epoch=epoch)
+        try:
+            await runner.run(stop)
+        finally:
+            await self._close_runner(runner)
+            with contextlib.suppress(ValueError):
+                self.runners.remove(runner)
+            log.info("domain released", domain=name, epoch=epoch)
 
     def _load_again(self) -> Settings:
         if self.settings.config_path is None:
@@ -90,6 +146,12 @@ class Bridge:
 
     async def run_once(self) -> bool:
         """One full pass over every domain, concurrently; True when all succeeded."""
+        await self.open()
+        if self.replicated:
+            raise StateError(
+                "run --once reads every domain itself, which several replicas must not do: "
+                "with state_url, run the daemon (it takes the domains whose lease is free)"
+            )
         self._install_signal_handlers(reload=False)
         results = await asyncio.gather(*(r.sweep_once(full=True) for r in self.runners))
         return all(results)
@@ -97,10 +159,16 @@ class Bridge:
     # -- the daemon ------------------------------------------------------------------------
 
     async def run_forever(self) -> None:
+        await self.open()
         self._install_signal_handlers(reload=True)
         if self.settings.health.enabled:
-            self.health = HealthServer(self.settings, self.runners, self.metrics)
+            self.health = HealthServer(
+                self.settings, self.runners, self.metrics, ownership=self._ownership
+            )
             await self.health.start()
+        leases = self.backend.leases if self.backend is not None else None
+        if leases is not None:
+            await leases.start()
         self.notifier.ready()
         background = [asyncio.create_task(self.notifier.run_watchdog(self.stop))]
         if self.settings.self_telemetry.otlp:
@@ -131,6 +199,11 @@ class Bridge:
         finally:
             self.notifier.stopping()
             self.request_stop()
+            if leases is not None:
+                # Drains every owned domain (their exports acknowledged and committed), then
+                # releases the leases, so that a peer takes over at once.
+                with contextlib.suppress(StateError):
+                    await leases.shutdown()
             await asyncio.gather(
                 *(self.stop_domain(name) for name in list(self._running)), return_exceptions=True
             )
@@ -181,10 +254,20 @@ class Bridge:
 
     # -- reload ----------------------------------------------------------------------------
 
+    def _ownership(self) -> tuple[bool, dict[str, object]] | None:
+        leases = self.backend.leases if self.backend is not None else None
+        return None if leases is None else ownership_readiness(leases.status())
+
     async def reload(self) -> None:
         """Apply the configuration file again: validated first; domains added, removed or
         changed are started, stopped or restarted; acknowledged work is never lost (a
         stopped domain commits what was acknowledged, a started one resumes from it)."""
+        if self.replicated:
+            log.warning(
+                "configuration reload is not applied with state_url (several replicas): "
+                "restart the replicas one by one; each hands its domains over on SIGTERM"
+            )
+            return
         try:
             new = self._reload()
         except ConfigError as exc:
@@ -280,4 +363,5 @@ class Bridge:
     async def close(self) -> None:
         for runner in self.runners:
             await self._close_runner(runner)
-        self.store.close()
+        if self.backend is not None:
+            await self.backend.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -65,22 +65,39 @@ def domain_report(runner: DomainRunner, staleness: float, now: float) -> dict[st
 
 
 def readiness(
-    settings: Settings, runners: Sequence[DomainRunner], now: float | None = None
+    settings: Settings,
+    runners: Sequence[DomainRunner],
+    now: float | None = None,
+    ownership: tuple[bool, dict[str, Any]] | None = None,
 ) -> tuple[bool, dict[str, Any]]:
+    """Ready when every domain this process runs is; with several replicas (`ownership`,
+    the replica's part) also when PostgreSQL answers, and a replica that owns nothing is a
+    ready standby."""
     now = time.time() if now is None else now
     domains: dict[str, Any] = {}
     for runner in runners:
         poll = runner.pipeline.settings.poll_interval
         bound = settings.health.staleness if settings.health.staleness is not None else 3 * poll
         domains[runner.pipeline.name] = domain_report(runner, bound, now)
-    ready = bool(domains) and all(d["ready"] for d in domains.values())
-    return ready, {"ready": ready, "domains": domains}
+    body: dict[str, Any] = {"domains": domains}
+    if ownership is None:
+        ready = bool(domains) and all(d["ready"] for d in domains.values())
+    else:
+        replica_ready, part = ownership
+        ready = replica_ready and all(d["ready"] for d in domains.values())
+        body["replica"] = part
+    return ready, {"ready": ready, **body}
 
 
 class HealthServer:
     def __init__(
-        self, settings: Settings, runners: Sequence[DomainRunner], metrics: BridgeMetrics
+        self,
+        settings: Settings,
+        runners: Sequence[DomainRunner],
+        metrics: BridgeMetrics,
+        ownership: Callable[[], tuple[bool, dict[str, Any]] | None] | None = None,
     ) -> None:
+        self.ownership = ownership
         self.settings = settings
         self.runners = runners
         self.metrics = metrics
@@ -130,7 +147,8 @@ class HealthServer:
         return web.json_response({"status": "ok"})
 
     async def _readyz(self, _: web.Request) -> web.Response:
-        ready, body = readiness(self.settings, self.runners)
+        part = self.ownership() if self.ownership is not None else None
+        ready, body = readiness(self.settings, self.runners, ownership=part)
         return web.json_response(body, status=200 if ready else 503)
 
     async def _metrics(self, _: web.Request) -> web.Response:

@@ -4,9 +4,6 @@ Every record is delivered, duplicates stay within one export request per kill, a
 the simulators' request logs no two replicas ever read one domain at the same time; across
 SIGKILLs, a PostgreSQL restart and a replica frozen past its lease.
 
-These need the daemon wiring of the lease manager (service/app.py, pipeline/: see
-docs/replicas.md, "Status of the wiring"); until then they are strict xfails, so that the
-first run that passes says to remove the marker.
 """
 
 from __future__ import annotations
@@ -21,13 +18,7 @@ import pytest
 from tests.e2e.harness import wait_until
 from tests.e2e.replicas import ReplicaRig, duplicates, overlapping_readers, replica_rig
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.timeout(900),
-    pytest.mark.xfail(
-        reason="needs the LeaseManager wired into the daemon (issue 10)", strict=True
-    ),
-]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 def assert_one_reader_at_a_time(rig: ReplicaRig) -> None:
