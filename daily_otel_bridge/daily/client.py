@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from daily_otel_bridge.core.retry import Failure, parse_retry_after, retry
 from daily_otel_bridge.core.trouble import AttemptObserver
 from daily_otel_bridge.daily.pacing import TokenBucket
 from daily_otel_bridge.service.self_metrics import BridgeMetrics
+from daily_otel_bridge.tls import client_context
 
 MEETINGS_PAGE_LIMIT = 100
 MAX_RETRY_AFTER = 120.0
@@ -75,12 +75,6 @@ class LogsPage:
     metrics: list[DailyRecord]
 
 
-def _ssl_context(ca_file: Path | None) -> ssl.SSLContext:
-    # Always verified; a custom CA bundle adds trust, it never turns verification off.
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    return context
-
-
 class DailyClient:
     """One aiohttp session and one token bucket per domain."""
 
@@ -122,7 +116,7 @@ class DailyClient:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
-                ssl=_ssl_context(self._ca_file) if self._base.startswith("https:") else False,
+                ssl=client_context(self._ca_file) if self._base.startswith("https:") else False,
                 limit=self._max_connections,
             )
             self._session = aiohttp.ClientSession(

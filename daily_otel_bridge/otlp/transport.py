@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
-import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from daily_otel_bridge.config.settings import ExportSettings
 from daily_otel_bridge.core.retry import Failure, parse_retry_after, retry
 from daily_otel_bridge.core.trouble import AttemptObserver, clip
+from daily_otel_bridge.tls import client_context
 
 LOGS_PATH = "/v1/logs"
 METRICS_PATH = "/v1/metrics"
@@ -90,17 +90,6 @@ class Transport(Protocol):
     async def send_logs(self, request: ExportLogsServiceRequest) -> ExportOutcome: ...
     async def send_metrics(self, request: ExportMetricsServiceRequest) -> ExportOutcome: ...
     async def close(self) -> None: ...
-
-
-def _ssl_context(settings: ExportSettings) -> ssl.SSLContext:
-    cafile = str(settings.certificate_file) if settings.certificate_file else None
-    context = ssl.create_default_context(cafile=cafile)
-    if settings.client_certificate_file is not None:
-        context.load_cert_chain(
-            str(settings.client_certificate_file),
-            str(settings.client_key_file) if settings.client_key_file else None,
-        )
-    return context
 
 
 def signal_url(settings: ExportSettings, path: str) -> str:
@@ -231,7 +220,14 @@ class HttpTransport:
         if self._session is None or self._session.closed:
             use_tls = any(u.startswith("https:") for u in (self._logs_url, self._metrics_url))
             connector = aiohttp.TCPConnector(
-                ssl=_ssl_context(self._settings) if use_tls else False, limit=4
+                ssl=client_context(
+                    self._settings.certificate_file,
+                    self._settings.client_certificate_file,
+                    self._settings.client_key_file,
+                )
+                if use_tls
+                else False,
+                limit=4,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=self._settings.timeout)
