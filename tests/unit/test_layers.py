@@ -23,6 +23,9 @@ PURE = {
     "core/encoding.py": IO_MODULES - {"os"} | {"time"},
     "core/records.py": IO_MODULES | {"time"},
     "core/console.py": IO_MODULES | {"time"},
+    "core/secrets.py": IO_MODULES | {"time"},
+    # The retry loop's default clock and sleep are `time.monotonic` and `asyncio.sleep`.
+    "core/retry.py": IO_MODULES,
 }
 
 # Only this module talks OTLP over the wire.
