@@ -19,8 +19,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ProtoResour
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric as PromMetric
 
-from daily_otel_bridge import __version__
-from daily_otel_bridge.core.encoding import SCOPE_NAME, any_value
+from daily_otel_bridge.core.encoding import any_value, stamp_scope
 from daily_otel_bridge.otlp.transport import Exporter
 
 log = structlog.get_logger("daily_otel_bridge.service.self_telemetry")
@@ -34,8 +33,7 @@ def registry_to_request(
     resource_metrics = request.resource_metrics.add()
     resource_metrics.resource.CopyFrom(resource)
     scope = resource_metrics.scope_metrics.add()
-    scope.scope.name = SCOPE_NAME
-    scope.scope.version = __version__
+    stamp_scope(scope.scope)
     for family in registry.collect():
         metric = scope.metrics.add(name=family.name, description=family.documentation)
         if family.unit:
