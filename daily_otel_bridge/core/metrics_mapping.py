@@ -39,6 +39,7 @@ from daily_otel_bridge.core.mapping import (
     MalformedRecord,
     ValidRecord,
     parse_time_ns,
+    required_str,
 )
 from daily_otel_bridge.core.records import DailyRecord
 
@@ -304,18 +305,9 @@ def validate_sample(sample: object) -> ValidRecord:
     if not isinstance(sample, dict):
         raise MalformedRecord(f"metrics sample is {type(sample).__name__}, expected an object")
     time_ns = parse_time_ns(sample.get("time"))
-    mtg = _required_str(sample, "mtgSessionId")
-    _required_str(sample, "userSessionId")
+    mtg = required_str(sample, "mtgSessionId")
+    required_str(sample, "userSessionId")
     return ValidRecord(time_ns=time_ns, mtg_session_id=mtg)
-
-
-def _required_str(sample: Mapping[str, Any], key: str) -> str:
-    value = sample.get(key)
-    if not isinstance(value, str) or not value:
-        if value is None:
-            raise MalformedRecord(f"{key} is missing")
-        raise MalformedRecord(f"{key} is {type(value).__name__}, expected a non-empty string")
-    return value
 
 
 def _room(sample: Mapping[str, Any], room: str | None) -> str | None:
