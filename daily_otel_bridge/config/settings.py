@@ -1,4 +1,4 @@
-"""Configuration: the YAML contract (DESIGN.md, "Config contract"), its model and its loading.
+"""Configuration: the YAML contract (README.md, "Configuration"), its model and its loading.
 
 Loading is a small pipeline, each step kept apart so that every problem can be reported with
 the YAML path a user has to fix:

@@ -1,4 +1,4 @@
-"""Daily log record -> OTLP LogRecord, as the mapping contract in DESIGN.md specifies.
+"""Daily log record -> OTLP LogRecord, as README.md's "Mapping contract" specifies.
 
 Pure: no I/O, no clock. The observed time and the room name are passed in. The functions
 write straight into a `LogRecord` that the caller allocated inside its export request
