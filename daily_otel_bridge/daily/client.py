@@ -246,15 +246,12 @@ class DailyClient:
                     raise NotFoundError(message, status=status, error_type=error_type)
                 if status == 429 or status >= 500 or status == 408:
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                    if retry_after is not None:
+                        retry_after = min(retry_after, MAX_RETRY_AFTER)
                     if status == 429:
                         self._metrics.api_rate_limited.labels(self.domain).inc()
                     raise TransientError(
-                        message,
-                        status=status,
-                        error_type=error_type,
-                        retry_after=None
-                        if retry_after is None
-                        else min(retry_after, MAX_RETRY_AFTER),
+                        message, status=status, error_type=error_type, retry_after=retry_after
                     )
                 raise PermanentError(message, status=status, error_type=error_type)
         except aiohttp.ClientConnectorCertificateError as exc:
