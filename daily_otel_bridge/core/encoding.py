@@ -92,6 +92,12 @@ def fill_any_value(target: AnyValue, value: object, depth: int = 0) -> None:
         target.string_value = str(value)
 
 
+def fill_attributes(target: Any, items: Iterable[tuple[str, object]]) -> None:
+    """Append `items` to a repeated KeyValue field (a resource's, a data point's attributes)."""
+    for key, value in items:
+        fill_any_value(target.add(key=key).value, value)
+
+
 def _json_text(value: object) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, default=str)
@@ -140,8 +146,7 @@ def stamp_scope(scope: InstrumentationScope) -> None:
 
 def resource_to_proto(resource: Resource) -> ProtoResource:
     proto = ProtoResource()
-    for key, value in sorted(resource.attributes.items()):
-        proto.attributes.add(key=key).value.CopyFrom(any_value(value))
+    fill_attributes(proto.attributes, sorted(resource.attributes.items()))
     return proto
 
 
