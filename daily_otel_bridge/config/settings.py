@@ -1,4 +1,4 @@
-"""Configuration: the YAML contract (DESIGN.md, "Config contract"), its model and its loading.
+"""Configuration: the YAML contract (README.md, "Configuration"), its model and its loading.
 
 Loading is a small pipeline, each step kept apart so that every problem can be reported with
 the YAML path a user has to fix:
@@ -42,7 +42,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from daily_otel_bridge.state.dsn import password_of, redact_url
+from daily_otel_bridge.config.dsn import password_of, redact_url
+from daily_otel_bridge.core.secrets import MASK as _MASK
+from daily_otel_bridge.core.secrets import scrub
 
 __all__ = [
     "DEFAULT_SEVERITY_MAP",
@@ -72,7 +74,6 @@ DEFAULT_API_URL = "https://api.daily.co/v1"
 # Daily documents 20 requests/s per domain for the REST API; asking for more only buys 429s.
 MAX_REQUESTS_PER_SECOND = 20.0
 
-_MASK = "***"
 # An API key file bigger than this is certainly the wrong file; do not slurp it.
 _MAX_KEY_FILE_BYTES = 4096
 # Secrets shorter than this are not scrubbed from error text: they would mangle ordinary words,
@@ -603,13 +604,7 @@ class _Problems:
     def raise_if_any(self) -> None:
         if not self.items:
             return
-
-        def scrub(text: str) -> str:
-            for secret in sorted(self.secrets, key=len, reverse=True):
-                text = text.replace(secret, _MASK)
-            return text
-
-        raise ConfigError([(scrub(p), scrub(m)) for p, m in self.items])
+        raise ConfigError([(scrub(p, self.secrets), scrub(m, self.secrets)) for p, m in self.items])
 
 
 def _loc_path(prefix: str, loc: tuple[int | str, ...]) -> tuple[str, bool]:

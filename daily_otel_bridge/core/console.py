@@ -12,18 +12,12 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from daily_otel_bridge.core.encoding import decode_any_value, decode_attributes
+
 
 def decode_any(value: AnyValue) -> Any:
-    kind = value.WhichOneof("value")
-    if kind is None:
-        return None
-    if kind == "array_value":
-        return [decode_any(v) for v in value.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: decode_any(kv.value) for kv in value.kvlist_value.values}
-    if kind == "bytes_value":
-        return value.bytes_value.hex()
-    return getattr(value, kind)
+    """`encoding.decode_any_value` with bytes as hex text, which JSON can carry."""
+    return decode_any_value(value, hex_bytes=True)
 
 
 def _iso(ns: int) -> str:
@@ -34,7 +28,7 @@ def _iso(ns: int) -> str:
 
 def log_records_as_dicts(request: ExportLogsServiceRequest) -> Iterator[dict[str, Any]]:
     for resource_logs in request.resource_logs:
-        resource = {kv.key: decode_any(kv.value) for kv in resource_logs.resource.attributes}
+        resource = decode_attributes(resource_logs.resource.attributes, hex_bytes=True)
         for scope_logs in resource_logs.scope_logs:
             for record in scope_logs.log_records:
                 yield {
@@ -44,14 +38,14 @@ def log_records_as_dicts(request: ExportLogsServiceRequest) -> Iterator[dict[str
                     "severity_text": record.severity_text,
                     "event_name": record.event_name,
                     "body": decode_any(record.body),
-                    "attributes": {kv.key: decode_any(kv.value) for kv in record.attributes},
+                    "attributes": decode_attributes(record.attributes, hex_bytes=True),
                     "resource": resource,
                 }
 
 
 def metric_points_as_dicts(request: ExportMetricsServiceRequest) -> Iterator[dict[str, Any]]:
     for resource_metrics in request.resource_metrics:
-        resource = {kv.key: decode_any(kv.value) for kv in resource_metrics.resource.attributes}
+        resource = decode_attributes(resource_metrics.resource.attributes, hex_bytes=True)
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
                 for point in metric.gauge.data_points:
@@ -61,7 +55,7 @@ def metric_points_as_dicts(request: ExportMetricsServiceRequest) -> Iterator[dic
                         "unit": metric.unit,
                         "time": _iso(point.time_unix_nano),
                         "value": getattr(point, kind) if kind else None,
-                        "attributes": {kv.key: decode_any(kv.value) for kv in point.attributes},
+                        "attributes": decode_attributes(point.attributes, hex_bytes=True),
                         "resource": resource,
                     }
 

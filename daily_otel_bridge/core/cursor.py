@@ -1,6 +1,6 @@
 """The tie-safe cursor of one meeting session: pure arithmetic and bookkeeping, no I/O.
 
-How a session is read (DESIGN.md, "The cursor"):
+How a session is read (README.md, "The cursor and the delivery guarantee"):
 
 * The query window is `[watermark - lookback, now - settle_lag]`, in milliseconds, frozen for
   the whole read and paged with `offset`, `order=ASC`. The overlap re-reads the last

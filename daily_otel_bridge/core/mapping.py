@@ -1,4 +1,4 @@
-"""Daily log record -> OTLP LogRecord, as the mapping contract in DESIGN.md specifies.
+"""Daily log record -> OTLP LogRecord, as README.md's "Mapping contract" specifies.
 
 Pure: no I/O, no clock. The observed time and the room name are passed in. The functions
 write straight into a `LogRecord` that the caller allocated inside its export request
@@ -190,7 +190,8 @@ def record_uid(digest: bytes, occurrence: int) -> str:
     return f"{digest.hex()}-{occurrence}"
 
 
-def _required_str(record: Mapping[str, Any], key: str) -> str:
+def required_str(record: Mapping[str, Any], key: str) -> str:
+    """`record[key]` when it is a non-empty string; MalformedRecord saying what it is else."""
     value = record.get(key)
     if not isinstance(value, str) or not value:
         if value is None:
@@ -221,8 +222,8 @@ def validate(record: DailyRecord) -> ValidRecord:
     if not isinstance(record, dict):
         raise MalformedRecord(f"record is {type(record).__name__}, expected an object")
     time_ns = parse_time_ns(record.get("time"))
-    mtg = _required_str(record, "mtgSessionId")
-    _required_str(record, "userSessionId")
+    mtg = required_str(record, "mtgSessionId")
+    required_str(record, "userSessionId")
     message = record.get("message")
     if message is not None and not isinstance(message, str):
         raise MalformedRecord(f"message is {type(message).__name__}, expected a string")

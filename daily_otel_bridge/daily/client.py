@@ -13,10 +13,8 @@ Messages carry the endpoint, status and Daily's error *type*, never the key or h
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +26,11 @@ import orjson
 
 from daily_otel_bridge import __version__
 from daily_otel_bridge.core.records import DailyRecord, Meeting
+from daily_otel_bridge.core.retry import Failure, parse_retry_after, retry
 from daily_otel_bridge.core.trouble import AttemptObserver
-from daily_otel_bridge.daily.pacing import TokenBucket, backoff_delay, parse_retry_after
+from daily_otel_bridge.daily.pacing import TokenBucket
 from daily_otel_bridge.service.self_metrics import BridgeMetrics
+from daily_otel_bridge.tls import client_context
 
 MEETINGS_PAGE_LIMIT = 100
 MAX_RETRY_AFTER = 120.0
@@ -44,7 +44,18 @@ class DailyApiError(Exception):
 
 
 class TransientError(DailyApiError):
-    """Worth trying again later."""
+    """Worth trying again later; `retry_after` is Daily's own wait (capped), if it sent one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_type: str | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, status=status, error_type=error_type)
+        self.retry_after = retry_after
 
 
 class PermanentError(DailyApiError):
@@ -63,12 +74,6 @@ class NotFoundError(PermanentError):
 class LogsPage:
     logs: list[DailyRecord]
     metrics: list[DailyRecord]
-
-
-def _ssl_context(ca_file: Path | None) -> ssl.SSLContext:
-    # Always verified; a custom CA bundle adds trust, it never turns verification off.
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    return context
 
 
 def user_agent_for(replica_id: str | None) -> str:
@@ -126,7 +131,7 @@ class DailyClient:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
-                ssl=_ssl_context(self._ca_file) if self._base.startswith("https:") else False,
+                ssl=client_context(self._ca_file) if self._base.startswith("https:") else False,
                 limit=self._max_connections,
             )
             self._session = aiohttp.ClientSession(
@@ -220,70 +225,69 @@ class DailyClient:
 
     async def _get_json(self, endpoint: str, params: Mapping[str, str]) -> Any:
         url = f"{self._base}/{endpoint}"
-        last_error: DailyApiError | None = None
-        for attempt in range(self._max_attempts):
-            await self.bucket.acquire()
-            if self._guard is not None:
-                self._guard()
-            self.requests_made += 1
-            wait: float | None = None
-            try:
-                async with self._http().get(url, params=params) as resp:
-                    status = resp.status
-                    self._metrics.api_requests.labels(self.domain, endpoint, str(status)).inc()
-                    if status == 200:
-                        body = await self._decode(resp, endpoint)
-                        self._observe_success()
-                        return body
-                    error_type = await _error_type(resp)
-                    message = f"GET /{endpoint}: HTTP {status}" + (
-                        f" ({error_type})" if error_type else ""
+        return await retry(
+            lambda _attempt: self._get_once(url, endpoint, params),
+            _classify,
+            max_attempts=self._max_attempts,
+            backoff_cap=self._backoff_cap,
+            observer=self.observer,
+            on_retry=self._before_retry,
+        )
+
+    async def _get_once(self, url: str, endpoint: str, params: Mapping[str, str]) -> Any:
+        """One paced request: the decoded body, or a `TransientError` for `retry` to retry,
+        or another `DailyApiError` that ends the call."""
+        await self.bucket.acquire()
+        if self._guard is not None:
+            self._guard()  # a replica that lost its lease asks Daily nothing more
+        self.requests_made += 1
+        try:
+            async with self._http().get(url, params=params) as resp:
+                status = resp.status
+                self._metrics.api_requests.labels(self.domain, endpoint, str(status)).inc()
+                if status == 200:
+                    return await self._decode(resp, endpoint)
+                error_type = await _error_type(resp)
+                message = f"GET /{endpoint}: HTTP {status}" + (
+                    f" ({error_type})" if error_type else ""
+                )
+                if status in (401, 403):
+                    self._observe_failure("daily_auth", message, None)
+                    raise AuthError(
+                        f"{message}: Daily refused the API key of domain {self.domain!r}",
+                        status=status,
+                        error_type=error_type,
                     )
-                    if status in (401, 403):
-                        self._observe_failure("daily_auth", message, None)
-                        raise AuthError(
-                            f"{message}: Daily refused the API key of domain {self.domain!r}",
-                            status=status,
-                            error_type=error_type,
-                        )
-                    if status == 404:
-                        self._observe_success()  # the API answers; the session is gone
-                        raise NotFoundError(message, status=status, error_type=error_type)
-                    if status == 429 or status >= 500 or status == 408:
-                        last_error = TransientError(message, status=status, error_type=error_type)
-                        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                        if status == 429:
-                            self._metrics.api_rate_limited.labels(self.domain).inc()
-                        if retry_after is not None:
-                            wait = min(retry_after, MAX_RETRY_AFTER)
-                    else:
-                        raise PermanentError(message, status=status, error_type=error_type)
-            except aiohttp.ClientConnectorCertificateError as exc:
-                # Not worth five quick retries: nothing changes until the CA bundle does.
-                self._metrics.api_requests.labels(self.domain, endpoint, "error").inc()
-                raise PermanentError(
-                    f"GET /{endpoint}: TLS certificate of {urlsplit(self._base).netloc} not trusted"
-                    f" ({tls_reason(exc.certificate_error)}); set ca_file to the CA bundle"
-                    " that signed it"
-                ) from None
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                self._metrics.api_requests.labels(self.domain, endpoint, "error").inc()
-                last_error = TransientError(f"GET /{endpoint}: {type(exc).__name__}")
-            except TransientError as exc:  # undecodable body
-                last_error = exc
-            if attempt + 1 >= self._max_attempts:
-                break
-            if wait is None:
-                wait = backoff_delay(attempt, cap=self._backoff_cap)
-            if last_error is not None:
-                self._observe_failure("daily_api", str(last_error), wait)
-            if last_error is not None and last_error.status == 429:
-                self.bucket.pause(wait)
-            self._metrics.api_backoff_seconds.labels(self.domain).inc(wait)
-            await asyncio.sleep(wait)
-        assert last_error is not None
-        self._observe_failure("daily_api", str(last_error), None)
-        raise last_error
+                if status == 404:
+                    self._observe_success()  # the API answers; the session is gone
+                    raise NotFoundError(message, status=status, error_type=error_type)
+                if status == 429 or status >= 500 or status == 408:
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                    if retry_after is not None:
+                        retry_after = min(retry_after, MAX_RETRY_AFTER)
+                    if status == 429:
+                        self._metrics.api_rate_limited.labels(self.domain).inc()
+                    raise TransientError(
+                        message, status=status, error_type=error_type, retry_after=retry_after
+                    )
+                raise PermanentError(message, status=status, error_type=error_type)
+        except aiohttp.ClientConnectorCertificateError as exc:
+            # Not worth five quick retries: nothing changes until the CA bundle does.
+            self._metrics.api_requests.labels(self.domain, endpoint, "error").inc()
+            raise PermanentError(
+                f"GET /{endpoint}: TLS certificate of {urlsplit(self._base).netloc} not trusted"
+                f" ({tls_reason(exc.certificate_error)}); set ca_file to the CA bundle"
+                " that signed it"
+            ) from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            self._metrics.api_requests.labels(self.domain, endpoint, "error").inc()
+            raise TransientError(f"GET /{endpoint}: {type(exc).__name__}") from None
+
+    def _before_retry(self, error: Exception, wait: float) -> None:
+        # A 429 holds back every request of the domain, not just this one.
+        if isinstance(error, DailyApiError) and error.status == 429:
+            self.bucket.pause(wait)
+        self._metrics.api_backoff_seconds.labels(self.domain).inc(wait)
 
     def _observe_failure(self, error_type: str, message: str, retry_in: float | None) -> None:
         if self.observer is not None:
@@ -346,6 +350,13 @@ async def _error_type(resp: aiohttp.ClientResponse) -> str | None:
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         # Only the stable `error` type, capped; `info` is free text we don't echo.
         return str(body["error"])[:64]
+    return None
+
+
+def _classify(error: Exception) -> Failure | None:
+    # Only transient errors are retried; the others were observed (or not) where raised.
+    if isinstance(error, TransientError):
+        return Failure("daily_api", retry_after=error.retry_after)
     return None
 
 

@@ -1,13 +1,14 @@
-"""Pacing and backoff arithmetic for calls to Daily (pure apart from the clock it is given)."""
+"""Pacing for calls to Daily (pure apart from the clock it is given).
+
+The backoff arithmetic and `Retry-After` parsing, shared with the OTLP export, live in
+`core.retry`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 
 
 class TokenBucket:
@@ -72,38 +73,3 @@ class TokenBucket:
         until = self._clock() + seconds
         self._paused_until = max(self._paused_until, until)
         self._next_free = max(self._next_free, until)
-
-
-def backoff_delay(
-    attempt: int, *, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None
-) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)].
-
-    Full jitter keeps several bridges (or domains) that failed together from retrying in
-    lockstep.
-    """
-    ceiling = min(cap, base * (2 ** max(attempt, 0)))
-    return (rng or random).uniform(ceiling / 2, ceiling)
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """`Retry-After` as seconds: either delta-seconds or an HTTP date (RFC 9110)."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        current = now if now is not None else time.time()
-        return max(0.0, when.timestamp() - current)
-    if seconds != seconds or seconds < 0:  # NaN or negative
-        return None
-    return seconds

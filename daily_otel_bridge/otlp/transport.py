@@ -12,11 +12,9 @@ stub) and aiohttp, and follow the OTLP specification's retry rules.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gzip
 import json
-import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -39,8 +37,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from daily_otel_bridge.config.settings import ExportSettings
+from daily_otel_bridge.core.retry import Failure, parse_retry_after, retry
 from daily_otel_bridge.core.trouble import AttemptObserver, clip
-from daily_otel_bridge.daily.pacing import backoff_delay, parse_retry_after
+from daily_otel_bridge.tls import client_context
 
 LOGS_PATH = "/v1/logs"
 METRICS_PATH = "/v1/metrics"
@@ -91,17 +90,6 @@ class Transport(Protocol):
     async def send_logs(self, request: ExportLogsServiceRequest) -> ExportOutcome: ...
     async def send_metrics(self, request: ExportMetricsServiceRequest) -> ExportOutcome: ...
     async def close(self) -> None: ...
-
-
-def _ssl_context(settings: ExportSettings) -> ssl.SSLContext:
-    cafile = str(settings.certificate_file) if settings.certificate_file else None
-    context = ssl.create_default_context(cafile=cafile)
-    if settings.client_certificate_file is not None:
-        context.load_cert_chain(
-            str(settings.client_certificate_file),
-            str(settings.client_key_file) if settings.client_key_file else None,
-        )
-    return context
 
 
 def signal_url(settings: ExportSettings, path: str) -> str:
@@ -232,7 +220,14 @@ class HttpTransport:
         if self._session is None or self._session.closed:
             use_tls = any(u.startswith("https:") for u in (self._logs_url, self._metrics_url))
             connector = aiohttp.TCPConnector(
-                ssl=_ssl_context(self._settings) if use_tls else False, limit=4
+                ssl=client_context(
+                    self._settings.certificate_file,
+                    self._settings.client_certificate_file,
+                    self._settings.client_key_file,
+                )
+                if use_tls
+                else False,
+                limit=4,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=self._settings.timeout)
@@ -376,35 +371,29 @@ class Exporter:
         raise ValueError(f"unknown signal {signal!r}")
 
     async def _with_retries(self, send: Callable[[], Any]) -> ExportOutcome:
-        deadline = self._clock() + self._max_retry_time
-        attempt = 0
-        while True:
-            try:
-                outcome: ExportOutcome = await send()
-            except ExportError as exc:
-                kind = "export_transient" if exc.transient else "export_permanent"
-                if not exc.transient:
-                    self._observe_failure(kind, exc, None)
-                    raise
-                delay = exc.retry_after
-                if delay is None:
-                    delay = backoff_delay(attempt, base=0.5, cap=self._backoff_cap)
-                if self._clock() + delay > deadline:
-                    self._observe_failure(kind, exc, None)
-                    raise
-                self._observe_failure(kind, exc, delay)
-                attempt += 1
-                await asyncio.sleep(delay)
-                continue
-            if self.observer is not None:
-                self.observer.succeeded()
+        async def attempt(number: int) -> ExportOutcome:
+            outcome: ExportOutcome = await send()
             return ExportOutcome(
-                rejected=outcome.rejected, error_message=outcome.error_message, attempts=attempt + 1
+                rejected=outcome.rejected, error_message=outcome.error_message, attempts=number + 1
             )
 
-    def _observe_failure(self, kind: str, exc: ExportError, retry_in: float | None) -> None:
-        if self.observer is not None:
-            self.observer.attempt_failed(kind, str(exc), retry_in)
+        return await retry(
+            attempt,
+            _classify,
+            max_elapsed=self._max_retry_time,
+            backoff_cap=self._backoff_cap,
+            observer=self.observer,
+            clock=self._clock,
+        )
 
     async def close(self) -> None:
         await self.transport.close()
+
+
+def _classify(error: Exception) -> Failure | None:
+    # The OTLP rules: retry what the transport marked transient, honouring the server's hint.
+    if not isinstance(error, ExportError):
+        return None
+    if not error.transient:
+        return Failure("export_permanent", retryable=False)
+    return Failure("export_transient", retry_after=error.retry_after)

@@ -34,6 +34,7 @@ from daily_otel_bridge.config.settings import DomainSettings
 from daily_otel_bridge.core.cursor import SessionCursor, SessionRead, StreamDrain
 from daily_otel_bridge.core.encoding import build_resource, resource_to_proto
 from daily_otel_bridge.core.mapping import SeverityTable
+from daily_otel_bridge.core.retry import backoff_delay
 from daily_otel_bridge.core.schedule import DueQueue, PacingWindow, failure_delay, quiet_delay
 from daily_otel_bridge.daily.client import (
     AuthError,
@@ -42,7 +43,6 @@ from daily_otel_bridge.daily.client import (
     PermanentError,
     TransientError,
 )
-from daily_otel_bridge.daily.pacing import backoff_delay
 from daily_otel_bridge.otlp.transport import Exporter, build_transport
 from daily_otel_bridge.pipeline.batcher import LOGS, METRICS, Batcher, ExportSink, Sealed
 from daily_otel_bridge.pipeline.reader import ReadResult, SessionReader

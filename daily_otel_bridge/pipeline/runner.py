@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import structlog
 
+from daily_otel_bridge.core.retry import backoff_delay
 from daily_otel_bridge.daily.client import AuthError, DailyApiError
-from daily_otel_bridge.daily.pacing import backoff_delay
 from daily_otel_bridge.otlp.transport import Exporter, ExportError
 from daily_otel_bridge.pipeline.alarm import Alarm
 from daily_otel_bridge.pipeline.domain import DomainPipeline, SweepStats

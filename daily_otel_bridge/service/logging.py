@@ -15,8 +15,9 @@ from typing import Any, Final, Literal, TextIO
 
 import structlog
 
+from daily_otel_bridge.core.secrets import scrub, scrub_value
+
 _SECRETS: set[str] = set()
-MASK = "***"
 
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS: Final = ("json", "console")
@@ -53,24 +54,11 @@ def register_secrets(values: Iterable[str]) -> None:
             _SECRETS.add(value)
 
 
-def _scrub(value: Any) -> Any:
-    if isinstance(value, str):
-        for secret in _SECRETS:
-            if secret in value:
-                value = value.replace(secret, MASK)
-        return value
-    if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_scrub(v) for v in value)
-    return value
-
-
 def mask_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     if not _SECRETS:
         return event_dict
     for key in list(event_dict):
-        event_dict[key] = _scrub(event_dict[key])
+        event_dict[key] = scrub_value(event_dict[key], _SECRETS)
     return event_dict
 
 
@@ -150,9 +138,11 @@ class _MaskFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if _SECRETS:
-            record.msg = _scrub(record.getMessage())
+            record.msg = scrub(record.getMessage(), _SECRETS)
             record.args = None
             if record.exc_info:
-                record.exc_text = _scrub(logging.Formatter().formatException(record.exc_info))
+                record.exc_text = scrub(
+                    logging.Formatter().formatException(record.exc_info), _SECRETS
+                )
                 record.exc_info = None
         return True

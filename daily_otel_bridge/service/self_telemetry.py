@@ -19,8 +19,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ProtoResour
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric as PromMetric
 
-from daily_otel_bridge import __version__
-from daily_otel_bridge.core.encoding import SCOPE_NAME, any_value
+from daily_otel_bridge.core.encoding import fill_attributes, stamp_scope
 from daily_otel_bridge.otlp.transport import Exporter
 
 log = structlog.get_logger("daily_otel_bridge.service.self_telemetry")
@@ -34,8 +33,7 @@ def registry_to_request(
     resource_metrics = request.resource_metrics.add()
     resource_metrics.resource.CopyFrom(resource)
     scope = resource_metrics.scope_metrics.add()
-    scope.scope.name = SCOPE_NAME
-    scope.scope.version = __version__
+    stamp_scope(scope.scope)
     for family in registry.collect():
         metric = scope.metrics.add(name=family.name, description=family.documentation)
         if family.unit:
@@ -51,13 +49,11 @@ def registry_to_request(
                 point = metric.sum.data_points.add(
                     time_unix_nano=now_ns, start_time_unix_nano=start_ns, as_double=sample.value
                 )
-                for key, value in sample.labels.items():
-                    point.attributes.add(key=key).value.CopyFrom(any_value(value))
+                fill_attributes(point.attributes, sample.labels.items())
         elif family.type == "gauge":
             for sample in family.samples:
                 point = metric.gauge.data_points.add(time_unix_nano=now_ns, as_double=sample.value)
-                for key, value in sample.labels.items():
-                    point.attributes.add(key=key).value.CopyFrom(any_value(value))
+                fill_attributes(point.attributes, sample.labels.items())
         elif family.type == "histogram":
             metric.histogram.aggregation_temporality = AggregationTemporality.Value(
                 "AGGREGATION_TEMPORALITY_CUMULATIVE"
@@ -98,8 +94,7 @@ def _add_histogram_points(metric: Metric, family: PromMetric, now_ns: int, start
             previous = cumulative
             if bound != float("inf"):
                 point.explicit_bounds.append(bound)
-        for k, v in key:
-            point.attributes.add(key=k).value.CopyFrom(any_value(v))
+        fill_attributes(point.attributes, key)
 
 
 async def push_forever(

@@ -9,8 +9,8 @@ from urllib.parse import unquote
 
 from prometheus_client import CollectorRegistry
 
+from daily_otel_bridge.config.dsn import password_of
 from daily_otel_bridge.config.settings import Settings
-from daily_otel_bridge.state.dsn import password_of
 from daily_otel_bridge.state.leases import LeaseManager, LeaseMetrics, OwnershipListener
 from daily_otel_bridge.state.postgres import PostgresStateStore
 from daily_otel_bridge.state.sqlite import SqliteCursorStore, SqliteStateStore

@@ -33,6 +33,7 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from daily_otel_bridge.config.dsn import describe_target, password_of, redact_url
 from daily_otel_bridge.core.cursor import NS_PER_MS, SessionCursor
 from daily_otel_bridge.state.base import (
     CursorUpdate,
@@ -44,7 +45,6 @@ from daily_otel_bridge.state.base import (
     SessionRow,
     StateError,
 )
-from daily_otel_bridge.state.dsn import describe_target, password_of, redact_url
 from daily_otel_bridge.state.sqlite import EXPORT_COLUMNS
 
 # Arbitrary, fixed: the advisory lock every replica takes while migrating ("dob-mig").

@@ -61,7 +61,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from typing import IO, Any, Final, Literal
@@ -74,8 +74,10 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
-from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
+
+# The bridge's own decoder: what the receiver reports is read the way the bridge writes it.
+from daily_otel_bridge.core.encoding import decode_any_value, decode_attributes
 
 __all__ = [
     "GRPC_TO_HTTP_STATUS",
@@ -267,34 +269,6 @@ class ReceivedRequest:
     size: int
     fault: Fault | None
     delay: float = 0.0
-
-
-def decode_any_value(value: common_pb2.AnyValue) -> object:
-    """An OTLP AnyValue as a Python value: str, bool, int, float, bytes, list, dict (kvlist), or
-    None when unset."""
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "int_value":
-        return value.int_value
-    if kind == "double_value":
-        return value.double_value
-    if kind == "bytes_value":
-        return value.bytes_value
-    if kind == "array_value":
-        return [decode_any_value(item) for item in value.array_value.values]
-    if kind == "kvlist_value":
-        return decode_attributes(value.kvlist_value.values)
-    # Unset, or string_value_strindex, which the spec reserves for profiles and tells other
-    # receivers to treat as absent.
-    return None
-
-
-def decode_attributes(attributes: Iterable[common_pb2.KeyValue]) -> dict[str, object]:
-    """OTLP attributes as a dict (a repeated key keeps the last value)."""
-    return {kv.key: decode_any_value(kv.value) for kv in attributes}
 
 
 def _jsonable(value: object) -> object:

@@ -1,4 +1,4 @@
-"""A Daily-like REST server that misbehaves in every way daily-api.md leaves open.
+"""A Daily-like REST server that misbehaves in every way Daily's API documentation leaves open.
 
 Written apart from `daily_otel_bridge.testing.simulator` (nothing of it is imported) so that
 the bridge is not only ever tested against its own authors' reading of the API. Plain

@@ -1,18 +1,22 @@
-"""The pure modules stay pure: no network, file, database or clock imports.
+"""The pure modules stay pure: no network, file, database or clock imports; and the
+package's layers hold (the import-linter contracts in pyproject.toml).
 
 A table of module -> forbidden imports, checked on the source with `ast`, so that a
 convenient shortcut (an aiohttp call in the mapping, a clock read in the cursor) fails here
-rather than in a review.
+rather than in a review; and `lint-imports`, so that an import against the layers does too.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "daily_otel_bridge"
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE = REPO / "daily_otel_bridge"
 
 IO_MODULES = {"aiohttp", "grpc", "sqlite3", "socket", "subprocess", "urllib", "requests", "os"}
 
@@ -24,6 +28,9 @@ PURE = {
     "core/records.py": IO_MODULES | {"time"},
     "core/console.py": IO_MODULES | {"time"},
     "core/ownership.py": IO_MODULES | {"time", "psycopg", "asyncio"},
+    "core/secrets.py": IO_MODULES | {"time"},
+    # The retry loop's default clock and sleep are `time.monotonic` and `asyncio.sleep`.
+    "core/retry.py": IO_MODULES,
 }
 
 # Only this module talks OTLP over the wire.
@@ -54,3 +61,19 @@ def test_only_the_transport_module_uses_grpc() -> None:
         if "grpc" in imported_roots(path)
     }
     assert users <= OTLP_TRANSPORT_ONLY_IN
+
+
+def test_import_linter_contracts_are_kept() -> None:
+    # The console script of the test extra, next to this interpreter (CI runs the same one
+    # after mypy); no cache, so the check never reads a stale graph or writes into the tree.
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run(
+        [str(lint_imports), "--no-cache", "--no-logo", str(REPO / "pyproject.toml")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout, result.stdout

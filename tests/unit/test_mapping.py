@@ -1,4 +1,5 @@
-"""The mapping contract (DESIGN.md) as tables: Daily record in, OTLP LogRecord fields out."""
+"""The mapping contract (README.md, "Mapping contract") as tables: Daily record in, OTLP
+LogRecord fields out."""
 
 from __future__ import annotations
 

@@ -27,20 +27,24 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from daily_otel_bridge import __version__
 from daily_otel_bridge.core.console import decode_any
-from daily_otel_bridge.core.encoding import any_value, build_resource, resource_to_proto
+from daily_otel_bridge.core.encoding import (
+    MAX_BODY_DEPTH,
+    any_value,
+    build_resource,
+    fill_any_value,
+    resource_to_proto,
+)
 from daily_otel_bridge.core.mapping import MalformedRecord, parse_time_ns
 from daily_otel_bridge.core.metrics_mapping import (
     CATALOGUE,
     CATALOGUE_BY_NAME,
     GENERIC_METRIC,
-    MAX_BODY_DEPTH,
     MAX_DEPTH,
     MAX_POINTS_PER_SAMPLE,
     MetricsBatch,
     Point,
     SampleMapping,
     TrackKey,
-    fill_any_value,
     fill_sample_log_record,
     map_sample,
     parse_track_key,
@@ -568,7 +572,8 @@ def test_sample_log_record() -> None:
 
 
 def test_sample_log_body_matches_encoding_any_value() -> None:
-    # fill_any_value writes in place for speed; it must say what encoding.any_value says.
+    # fill_any_value writes in place for speed; a body written in place must equal the
+    # standalone AnyValue of the same sample.
     for raw in simulator_samples(5):
         target = AnyValue()
         fill_any_value(target, raw)

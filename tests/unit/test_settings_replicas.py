@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from daily_otel_bridge.config.dsn import describe_target, redact_url
 from daily_otel_bridge.config.settings import (
     ConfigError,
     Settings,
@@ -18,7 +19,6 @@ from daily_otel_bridge.config.settings import (
     parse_settings,
     render_effective,
 )
-from daily_otel_bridge.state.dsn import describe_target, redact_url
 
 PASSWORD = "s3cret-Pa55word-xyz"
 
