@@ -55,6 +55,7 @@ class DomainRunner:
         # SQLite: a state error ends the process. PostgreSQL: the domain backs off; a lost
         # lease (`LeaseLost`) ends only this domain.
         self.fatal_state_errors = fatal_state_errors
+        self._last_failure: tuple[str, str] | None = None
         self.status = DomainStatus(name=pipeline.name, totals=pipeline.totals)
         self.log = structlog.get_logger(__name__).bind(domain=pipeline.name)
         # Every commit (and a healthy discovery with nothing to read) marks the domain ok.
@@ -81,7 +82,10 @@ class DomainRunner:
 
     def _failed(self, exc: BaseException) -> None:
         state, error_type = classify(exc)
-        changed = state != self.status.state or error_type != self.status.last_error_type
+        # Compared with the last *domain* failure logged, not with the status: the alarms
+        # set the status at the first failed attempt already.
+        changed = (state, error_type) != self._last_failure
+        self._last_failure = (state, error_type)
         self.status.state = state
         self.status.last_error_type = error_type
         self.status.last_error = str(exc)
@@ -98,6 +102,7 @@ class DomainRunner:
             return  # something still fails (e.g. discovery while reads go on)
         if self.status.state not in ("ok", "starting") and self.status.consecutive_failures:
             self.log.info("domain recovered", after_failures=self.status.consecutive_failures)
+        self._last_failure = None
         self.status.state = "ok"
         self.status.last_error_type = None
         self.status.last_error = None
