@@ -338,6 +338,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             domains=[d.name for d in settings.domains if d.enabled],
         )
         if args.command == "check-config":
+            if settings.state_url is None:
+                # A typo in state_path would start a fresh state elsewhere: exit 3 here too.
+                from daily_otel_bridge.state.sqlite import check_state_directory
+
+                check_state_directory(settings.state_path)
             sys.stdout.write(render_effective(settings))
             return EXIT_OK
         if args.command == "healthcheck":

@@ -10,7 +10,7 @@ import structlog
 from daily_otel_bridge.config.settings import ConfigError, Settings, parse_duration
 from daily_otel_bridge.pipeline.domain import build_pipeline, room_selected
 from daily_otel_bridge.service.self_metrics import BridgeMetrics
-from daily_otel_bridge.state.sqlite import SqliteCursorStore
+from daily_otel_bridge.state.memory import MemoryCursorStore
 
 log = structlog.get_logger("daily_otel_bridge.pipeline.backfill")
 
@@ -50,17 +50,19 @@ async def run_backfill(
     if end <= start:
         raise ConfigError("--until must be after --since")
     metrics = BridgeMetrics()
-    store = SqliteCursorStore(settings.state_path)
+    # A backfill moves no cursor: it needs no state store, takes no lock and can run next
+    # to the daemon (SQLite) or the replicas (PostgreSQL). What its reads would write (dead
+    # letters of records the live pipeline kept already) stays in memory.
+    store = MemoryCursorStore()
     pipeline = build_pipeline(chosen, store=store, metrics=metrics, persist=False)
     client, exporter = pipeline.client, pipeline.exporter
     try:
+        meetings = await client.list_meetings(timeframe_start=int(start) - 86_400, room=room)
         if session is not None:
-            targets = [(session, "")]
-            known = store.load_cursors(chosen.name, "logs").get(session)
-            if known is not None:
-                targets = [(session, known.room)]
+            # The room, as the live records carry it (`daily.room`), when Daily still lists it.
+            rooms = {m.id: m.room for m in meetings}
+            targets = [(session, rooms.get(session, ""))]
         else:
-            meetings = await client.list_meetings(timeframe_start=int(start) - 86_400, room=room)
             targets = [
                 (m.id, m.room)
                 for m in meetings
@@ -84,4 +86,3 @@ async def run_backfill(
     finally:
         await exporter.close()
         await client.close()
-        store.close()

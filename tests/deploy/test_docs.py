@@ -15,7 +15,13 @@ import pytest
 
 from tests.deploy._helpers import REPO
 
-DOCS = ["README.md", "docs/operations.md", "docs/metrics.md", "docs/replicas.md", "deploy/README.md"]
+DOCS = [
+    "README.md",
+    "docs/operations.md",
+    "docs/metrics.md",
+    "docs/replicas.md",
+    "deploy/README.md",
+]
 
 TOP_DIRS = ("daily_otel_bridge/", "tests/", "deploy/", "docs/", "config/", "bench/", ".ci/")
 _LINK = re.compile(r"\]\(([^)\s]+)\)")

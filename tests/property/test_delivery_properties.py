@@ -35,7 +35,7 @@ from daily_otel_bridge.daily.client import LogsPage
 from daily_otel_bridge.otlp.transport import ExportOutcome
 from daily_otel_bridge.pipeline.domain import DomainPipeline
 from daily_otel_bridge.service.self_metrics import BridgeMetrics
-from daily_otel_bridge.testing.memory_store import MemoryCursorStore
+from daily_otel_bridge.state.memory import MemoryCursorStore
 
 LOOKBACK_MS = 50
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z; record times are offsets from it

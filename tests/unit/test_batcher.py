@@ -12,7 +12,7 @@ from daily_otel_bridge.core.encoding import build_resource, resource_to_proto
 from daily_otel_bridge.otlp.transport import ExportError, ExportOutcome
 from daily_otel_bridge.pipeline.batcher import LOGS, Batcher
 from daily_otel_bridge.service.self_metrics import BridgeMetrics
-from daily_otel_bridge.testing.memory_store import MemoryCursorStore
+from daily_otel_bridge.state.memory import MemoryCursorStore
 
 
 class GatedExporter:

@@ -1,4 +1,5 @@
-"""A `CursorStore` in memory, with the SQLite store's semantics: for tests and benches.
+"""A `CursorStore` in memory, with the SQLite store's semantics: for tests, benches and a
+backfill (which moves no cursor).
 
 `before_commit` / `after_commit` hooks let a test "crash" the process at the two moments
 that matter for the delivery guarantee: after the backend acknowledged a batch but before
