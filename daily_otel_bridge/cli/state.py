@@ -47,9 +47,13 @@ def _iso_ms(ms: int | None) -> str:
 
 
 def show(rows: list[SessionRow], now: float) -> str:
+    """Where each session's acknowledged reads ended (`drained until`) and how long ago
+    (`age`). The domain's *lag* (the oldest record visible at Daily and not acknowledged)
+    needs what only the running daemon knows (which sessions are producing, what is in
+    flight): it is in /readyz and /metrics, computed by one function."""
     lines = [
         f"{'domain':<16} {'stream':<8} {'session':<38} {'room':<16} {'drained until':<21} "
-        f"{'lag':>8} {'seen':>6} state"
+        f"{'age':>8} {'seen':>6} state"
     ]
     for r in rows:
         lag = "-" if r.drained_until_ms is None else f"{now - r.drained_until_ms / 1000:.0f}s"
@@ -58,7 +62,7 @@ def show(rows: list[SessionRow], now: float) -> str:
             f"{r.domain:<16} {r.stream:<8} {r.session_id:<38} {r.room[:16]:<16} "
             f"{_iso_ms(r.drained_until_ms):<21} {lag:>8} {r.seen:>6} {state}"
         )
-    lines.append(f"{len(rows)} session cursor(s)")
+    lines.append(f"{len(rows)} session cursor(s); the domain's lag is in /readyz and /metrics")
     return "\n".join(lines) + "\n"
 
 

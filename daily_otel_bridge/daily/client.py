@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+import structlog
 
 from daily_otel_bridge import __version__
 from daily_otel_bridge.core.records import DailyRecord, Meeting
@@ -31,6 +32,8 @@ from daily_otel_bridge.core.trouble import AttemptObserver
 from daily_otel_bridge.daily.pacing import TokenBucket
 from daily_otel_bridge.service.self_metrics import BridgeMetrics
 from daily_otel_bridge.tls import client_context
+
+_log = structlog.get_logger(__name__)
 
 MEETINGS_PAGE_LIMIT = 100
 MAX_RETRY_AFTER = 120.0
@@ -245,6 +248,7 @@ class DailyClient:
             async with self._http().get(url, params=params) as resp:
                 status = resp.status
                 self._metrics.api_requests.labels(self.domain, endpoint, str(status)).inc()
+                _log.debug("request", domain=self.domain, endpoint=endpoint, status=status)
                 if status == 200:
                     return await self._decode(resp, endpoint)
                 error_type = await _error_type(resp)
