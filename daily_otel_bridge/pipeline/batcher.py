@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
@@ -102,6 +103,7 @@ class Sealed:
     samples: MetricsBatch | None
     updates: dict[str, list[CursorUpdate]]
     committed: asyncio.Future[None]
+    previous: asyncio.Future[None] | None = None  # the batch before: commits wait for it
 
 
 class Batcher:
@@ -145,6 +147,7 @@ class Batcher:
         self._last: asyncio.Future[None] | None = None  # committed-future of the newest batch
         self._tasks: set[asyncio.Task[None]] = set()
         self._sealed: list[Sealed] = []  # sealed and not yet committed, in order
+        self._ready: deque[Sealed] = deque()  # sealed, waiting for an export slot
         self._inflight = 0
         self.log = structlog.get_logger(__name__).bind(domain=domain)
         self._m_pending = metrics.records_pending.labels(domain)
@@ -158,12 +161,16 @@ class Batcher:
             self._opened.set()
 
     def logs(self) -> LogBatch:
+        if self._open.records >= self.batch_size:
+            self._rotate()  # a request never carries more than batch_size records
         self._touch()
         if self._open.logs is None:
             self._open.logs = LogBatch(self.resource)
         return self._open.logs
 
     def samples(self) -> MetricsBatch:
+        if self._open.points >= self.batch_size * POINTS_PER_RECORD:
+            self._rotate()
         self._touch()
         if self._open.samples is None:
             self._open.samples = MetricsBatch(self.resource)
@@ -205,8 +212,8 @@ class Batcher:
 
     @property
     def in_memory(self) -> int:
-        """Records held in the open batch (for the pending gauge and the memory bound)."""
-        return self._open.records
+        """Records held in batches not yet sent (open, or full and waiting for a slot)."""
+        return self._open.records + sum(b.logs.size for b in self._ready if b.logs is not None)
 
     @property
     def inflight(self) -> int:
@@ -219,23 +226,27 @@ class Batcher:
             raise self.failure
 
     async def room(self) -> None:
-        """Called by each read after a page: seals a full batch, waiting for a free export
+        """Called by each read after a page: sends full batches, waiting for a free export
         slot (backpressure), and raises the failure of an earlier batch."""
         self.raise_if_failed()
         if self.full:
-            await self._seal(only_if=lambda: self.full)
-        self._m_pending.set(self._open.records)
+            self._rotate()
+        if self._ready:
+            await self._dispatch()
+        self._m_pending.set(self.in_memory)
 
     async def flush(self) -> None:
-        """Seal what is open and wait until every batch is committed; raises a failure."""
-        await self._seal(only_if=lambda: not self._open.empty)
+        """Send what is open and wait until every batch is committed; raises a failure."""
+        if not self._open.empty:
+            self._rotate()
+        await self._dispatch()
         last = self._last
         if last is not None:
             await asyncio.shield(last)
         self.raise_if_failed()
 
     async def run_timer(self) -> None:
-        """Seal the open batch `batch_timeout` after its first content (runs until cancelled)."""
+        """Send the open batch `batch_timeout` after its first content (until cancelled)."""
         while True:
             self.raise_if_failed()
             opened_at = self._open.opened_at
@@ -247,42 +258,44 @@ class Batcher:
             if delay > 0:
                 await asyncio.sleep(delay)
                 continue
-            await self._seal(
-                only_if=lambda: (
-                    self._open.opened_at is not None
-                    and self._open.opened_at + self.batch_timeout <= self.monotonic()
-                )
-            )
+            self._rotate()
+            await self._dispatch()
 
-    async def _seal(self, only_if: Callable[[], bool]) -> None:
+    def _rotate(self) -> None:
+        """Close the open batch (synchronously, between two records if need be): it takes
+        the next sequence number and waits, in order, for an export slot."""
+        opened, self._open = self._open, _Open()
+        self._seq += 1
+        sealed = Sealed(
+            seq=self._seq,
+            sample_logs=opened.sample_logs,
+            oldest_ns=opened.oldest_ns,
+            logs=opened.logs,
+            samples=opened.samples,
+            # The cursors as they are now: every record they cover is in this batch or an
+            # earlier one (the per-record path moves a cursor only after adding its record).
+            updates={s: self._snapshot(u) for s, u in opened.updates.items()},
+            committed=asyncio.get_running_loop().create_future(),
+            previous=self._last,
+        )
+        self._last = sealed.committed
+        self._sealed.append(sealed)
+        self._ready.append(sealed)
+
+    async def _dispatch(self) -> None:
+        """Send the batches waiting for a slot, in order."""
         async with self._seal_lock:
-            if not only_if():
-                return
-            await self._slots.acquire()
-            if not only_if():  # another path sealed it while we waited for the slot
-                self._slots.release()
-                return
-            self.raise_if_failed()
-            opened, self._open = self._open, _Open()
-            self._seq += 1
-            loop = asyncio.get_running_loop()
-            sealed = Sealed(
-                seq=self._seq,
-                sample_logs=opened.sample_logs,
-                oldest_ns=opened.oldest_ns,
-                logs=opened.logs,
-                samples=opened.samples,
-                updates={s: self._snapshot(u) for s, u in opened.updates.items()},
-                committed=loop.create_future(),
-            )
-            previous, self._last = self._last, sealed.committed
-            self._sealed.append(sealed)
-            self._inflight += 1
-            self._m_inflight.set(self._inflight)
-            task = asyncio.create_task(self._export_and_commit(sealed, previous))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            self._m_pending.set(0)
+            while self._ready:
+                await self._slots.acquire()
+                if self.failure is not None:
+                    self._slots.release()
+                    raise self.failure
+                sealed = self._ready.popleft()
+                self._inflight += 1
+                self._m_inflight.set(self._inflight)
+                task = asyncio.create_task(self._export_and_commit(sealed, sealed.previous))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     def _snapshot(self, updates: dict[str, CursorUpdate]) -> list[CursorUpdate]:
         """Copies of the cursors as they are now: the live ones go on moving with the reads."""
@@ -397,5 +410,10 @@ class Batcher:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for waiting in self._ready:
+            if not waiting.committed.done():
+                waiting.committed.cancel()
+        self._ready.clear()
+        self._sealed.clear()
         self._open = _Open()
         self._m_pending.set(0)

@@ -173,8 +173,10 @@ class Bridge:
         background = [asyncio.create_task(self.notifier.run_watchdog(self.stop))]
         if self.settings.self_telemetry.otlp:
             background.append(asyncio.create_task(self._push_self_telemetry()))
-        for runner in self.runners:
-            self._start(runner)
+        if not self.replicated:
+            # With replicas the lease manager starts the domains it acquires (_own_domain).
+            for runner in self.runners:
+                self._start(runner)
         log.info(
             "bridge started",
             **startup_fields(

@@ -146,6 +146,8 @@ class ReplicaRig:
                 "protocol": "grpc",
                 "endpoint": self.receiver.grpc_endpoint,
                 "batch_size": self.batch_size,
+                # As the HA overlay: a kill duplicates at most the one request in flight.
+                "max_inflight_exports": 1,
             },
             "domains": [
                 domain(d, self.keys[d], sim.url, page_size=200, poll_interval=f"{self.poll}s")

@@ -178,3 +178,18 @@ async def test_cursor_updates_without_records_are_committed_after_earlier_batche
     await flushed
     assert store.commits == 2
     assert store.cursors[("acme", LOGS)]["s"].drained_until_ms == 99
+
+
+async def test_a_request_never_carries_more_than_batch_size_records() -> None:
+    exporter, store = GatedExporter(), MemoryCursorStore()
+    batcher = make(exporter, store, size=2)
+    cursor = SessionCursor("s", "r", 0)
+    add(batcher, cursor, 5)  # one large page: the batch closes between records
+    flushed = asyncio.create_task(batcher.flush())
+    for index in range(3):
+        await settle()
+        exporter.ack(index)
+    await flushed
+    assert exporter.sizes == [2, 2, 1]
+    assert exporter.max_in_flight <= 2
+    assert committed_watermark(store) == 5_000_000
