@@ -6,7 +6,8 @@ Rules (README, "Scheduling"):
   `poll_interval` later. A quiet one backs off: `poll_interval * 2**quiet_polls`, capped at
   `max_quiet_interval`. A failed read backs off on its own counter (`failure_delay`), which
   a success resets; it never touches the quiet counter.
-* Among the sessions that are due, busy ones go first, longest overdue first; then quiet
+* Sessions never read yet go first (a catch-up reads each meeting once before any twice).
+  Among the sessions that are due, busy ones go first, longest overdue first; then quiet
   ones, longest overdue first. So that a budget saturated by busy sessions cannot starve
   the quiet ones, at least one pick in `QUIET_SHARE_EVERY` goes to a due quiet session.
 
@@ -23,6 +24,10 @@ from dataclasses import dataclass
 
 # Under saturation, one pick in this many goes to the most overdue quiet session.
 QUIET_SHARE_EVERY = 5
+# A session never read yet is due at this time: before every session read once, and it
+# is not held back by the quiet share, so a catch-up reads each meeting once before any
+# meeting twice.
+FIRST_READ_DUE = 0.0
 
 
 def quiet_delay(quiet_polls: int, *, poll_interval: float, max_quiet_interval: float) -> float:
@@ -51,7 +56,9 @@ def choose(candidates: Iterable[Candidate], now: float, busy_streak: int) -> Can
     due = [c for c in candidates if c.due_at <= now]
     busy = min((c for c in due if c.busy), key=_order, default=None)
     quiet = min((c for c in due if not c.busy), key=_order, default=None)
-    if busy is not None and (quiet is None or busy_streak < QUIET_SHARE_EVERY - 1):
+    if busy is not None and (
+        quiet is None or busy_streak < QUIET_SHARE_EVERY - 1 or busy.due_at <= FIRST_READ_DUE
+    ):
         return busy
     return quiet
 

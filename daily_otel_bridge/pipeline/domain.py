@@ -35,7 +35,13 @@ from daily_otel_bridge.core.cursor import SessionCursor, SessionRead, StreamDrai
 from daily_otel_bridge.core.encoding import build_resource, resource_to_proto
 from daily_otel_bridge.core.mapping import SeverityTable
 from daily_otel_bridge.core.retry import backoff_delay
-from daily_otel_bridge.core.schedule import DueQueue, PacingWindow, failure_delay, quiet_delay
+from daily_otel_bridge.core.schedule import (
+    FIRST_READ_DUE,
+    DueQueue,
+    PacingWindow,
+    failure_delay,
+    quiet_delay,
+)
 from daily_otel_bridge.daily.client import (
     AuthError,
     DailyApiError,
@@ -65,9 +71,6 @@ PROGRESS_INTERVAL = 10.0
 BEHIND_SLACK = 2.0
 # A session's next read is at least this far after the end of its last one.
 MIN_GAP = 0.5
-# Never-read sessions are due at this monotonic time, i.e. before every session already
-# read once: a catch-up reads each meeting once before any meeting twice.
-FIRST_READ_DUE = 0.0
 # Longest a worker sleeps without looking at the queue (new sessions also wake it).
 IDLE_WAIT = 1.0
 

@@ -35,6 +35,8 @@ Q = False  # quiet
         ([("a", 5, Q), ("b", 9, B)], 10, QUIET_SHARE_EVERY - 1, "a"),
         ([("b", 9, B)], 10, QUIET_SHARE_EVERY + 3, "b"),  # no quiet one due: busy goes on
         ([("a", 5, B), ("b", 5, B)], 10, 0, "a"),  # ties by key: deterministic
+        # A session never read (due at FIRST_READ_DUE) is not held back by the quiet share.
+        ([("a", 5, Q), ("n", 0, B)], 10, QUIET_SHARE_EVERY + 1, "n"),
     ],
 )
 def test_choose(
