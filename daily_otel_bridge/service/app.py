@@ -34,7 +34,6 @@ from daily_otel_bridge.service.startup import startup_fields
 from daily_otel_bridge.service.systemd import SystemdNotifier
 from daily_otel_bridge.state.base import CursorStore, StateError
 from daily_otel_bridge.state.factory import StateBackend, open_state, state_secrets
-from daily_otel_bridge.state.leases import DomainTasks, ownership_readiness
 
 log = structlog.get_logger("daily_otel_bridge.service.app")
 
@@ -93,9 +92,13 @@ class Bridge:
         """Open the state backend (SQLite: also build every enabled domain's runner)."""
         if self.backend is not None:
             return
-        self.backend = await open_state(
-            self.settings, DomainTasks(self._own_domain), registry=self.metrics.registry
-        )
+        listener = None
+        if self.settings.state_url is not None:
+            # Only with replicas: the PostgreSQL driver stays unloaded otherwise.
+            from daily_otel_bridge.state.leases import DomainTasks
+
+            listener = DomainTasks(self._own_domain)
+        self.backend = await open_state(self.settings, listener, registry=self.metrics.registry)
         if not self.replicated:
             self.runners.extend(
                 self._runner(domain) for domain in self.settings.domains if domain.enabled
@@ -258,7 +261,11 @@ class Bridge:
 
     def _ownership(self) -> tuple[bool, dict[str, object]] | None:
         leases = self.backend.leases if self.backend is not None else None
-        return None if leases is None else ownership_readiness(leases.status())
+        if leases is None:
+            return None
+        from daily_otel_bridge.state.leases import ownership_readiness
+
+        return ownership_readiness(leases.status())
 
     async def reload(self) -> None:
         """Apply the configuration file again: validated first; domains added, removed or
