@@ -6,9 +6,11 @@ configured port instead of a port written into the image.
 
 from __future__ import annotations
 
+import json
 import sys
 import urllib.error
 import urllib.request
+from typing import Any
 
 import structlog
 
@@ -48,3 +50,31 @@ def probe_health(settings: Settings) -> int:
         sys.stderr.write(f"healthcheck: {url}: HTTP {status}\n")
         return 1
     return 0
+
+
+def readyz_url(settings: Settings) -> str:
+    return healthz_url(settings).removesuffix("/healthz") + "/readyz"
+
+
+def daemon_lags(settings: Settings) -> dict[str, float | None] | None:
+    """Each domain's lag as the running daemon's `/readyz` reports it (the number `/metrics`
+    has too: one function computes both), or None when no daemon answers there."""
+    if not settings.health.enabled:
+        return None
+    try:
+        with urllib.request.urlopen(readyz_url(settings), timeout=2.0) as resp:  # noqa: S310
+            body: Any = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:  # 503: not ready, but the body is the same report
+        try:
+            body = json.loads(exc.read())
+        except ValueError:
+            return None
+    except (OSError, ValueError):
+        return None
+    domains = body.get("domains") if isinstance(body, dict) else None
+    if not isinstance(domains, dict):
+        return None
+    return {
+        str(name): (report.get("cursor_lag_seconds") if isinstance(report, dict) else None)
+        for name, report in domains.items()
+    }

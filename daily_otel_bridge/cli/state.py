@@ -50,7 +50,7 @@ def show(rows: list[SessionRow], now: float) -> str:
     """Where each session's acknowledged reads ended (`drained until`) and how long ago
     (`age`). The domain's *lag* (the oldest record visible at Daily and not acknowledged)
     needs what only the running daemon knows (which sessions are producing, what is in
-    flight): it is in /readyz and /metrics, computed by one function."""
+    flight): `show_lags` asks it."""
     lines = [
         f"{'domain':<16} {'stream':<8} {'session':<38} {'room':<16} {'drained until':<21} "
         f"{'age':>8} {'seen':>6} state"
@@ -64,6 +64,22 @@ def show(rows: list[SessionRow], now: float) -> str:
         )
     lines.append(f"{len(rows)} session cursor(s); the domain's lag is in /readyz and /metrics")
     return "\n".join(lines) + "\n"
+
+
+def show_lags(settings: Settings, domain: str | None) -> str:
+    """The domains' lag from the running daemon (so that `state show`, `/readyz` and
+    `/metrics` say the same number), or why there is none."""
+    from daily_otel_bridge.cli.probe import daemon_lags
+
+    lags = daemon_lags(settings)
+    if lags is None:
+        return "lag: no daemon answers on health.listen (the lag is the running daemon's)\n"
+    names = [domain] if domain is not None else sorted(lags)
+    parts = []
+    for name in names:
+        lag = lags.get(name)
+        parts.append(f"{name} " + ("-" if lag is None else f"{lag:.0f}s"))
+    return "lag (the running daemon's /readyz and /metrics): " + ", ".join(parts) + "\n"
 
 
 def show_owners(domains: list[str], leases: dict[str, LeaseInfo]) -> str:
@@ -208,6 +224,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
                 sys.stdout.write(show_replicas(await store.replicas()))
                 sys.stdout.write(show_owners(names, await store.leases()))
             sys.stdout.write(show(rows, time.time()))
+            sys.stdout.write(show_lags(settings, args.domain))
             return EXIT_OK
         if args.state_command == "dead-letters":
             await _dead_letters(store, args.domain, args.limit)
