@@ -136,6 +136,9 @@ class SessionRead:
     # its own start were delivered before (or are beyond its lookback) and must be skipped:
     # their identities may already be pruned.
     own_start_ns: int = 0
+    # A page ended with byte-identical records: the next request's anchor could be taken
+    # for its twin if the list moved (see `certain`).
+    ambiguous_anchor: bool = False
 
     @classmethod
     def begin(
@@ -158,6 +161,8 @@ class SessionRead:
     def accept_page(self, digests: Sequence[bytes]) -> PageCut:
         """Record that a page arrived; returns the indices that are new to this read."""
         cut = cut_page(self.anchor, digests)
+        if len(digests) >= 2 and digests[-1] in digests[:-1]:
+            self.ambiguous_anchor = True
         if digests:
             self.consumed = self.offset + len(digests)
             self.anchor = digests[-1]
@@ -176,12 +181,13 @@ class SessionRead:
     def certain(self) -> bool:
         """Every move of the server's list during this read would have been seen.
 
-        The anchor shows a shift unless byte-identical records stand where it looks: a late
-        record inserted ahead of a run of twins makes the run look unchanged. After a read
-        that met twins, only a full read (not the one-request quiet check, which trusts the
-        record count) may say nothing is missing.
+        The anchor (a page's last record, re-read first by the next request) shows a shift
+        unless a byte-identical twin stands right before it: a late record inserted ahead of
+        such a pair makes the twin look like the anchor. After a read with a page that ended
+        on a twin pair, only a full read (not the one-request quiet check, which trusts the
+        record count) may say nothing is missing. Twins elsewhere in a page are harmless.
         """
-        return all(n == 1 for n in self.occurrences.values())
+        return not self.ambiguous_anchor
 
     def mark(self, uid: str, time_ns: int) -> None:
         """Remember a record handed to the exporter (not yet acknowledged)."""
