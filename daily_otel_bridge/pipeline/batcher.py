@@ -215,10 +215,6 @@ class Batcher:
         """Records held in batches not yet sent (open, or full and waiting for a slot)."""
         return self._open.records + sum(b.logs.size for b in self._ready if b.logs is not None)
 
-    @property
-    def inflight(self) -> int:
-        return self._inflight
-
     # -- sealing, exporting, committing ----------------------------------------------------
 
     def raise_if_failed(self) -> None:

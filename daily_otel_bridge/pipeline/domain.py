@@ -280,10 +280,6 @@ class DomainPipeline:
             self.metrics.cursor_lag.labels(self.name).set(lag)
         self.metrics.sessions_tracked.labels(self.name).set(self.table.active_count())
 
-    def next_due_in(self) -> float:
-        due = self.queue.next_due_at()
-        return self.settings.poll_interval if due is None else max(0.0, due - self.monotonic())
-
     # -- reading one session ---------------------------------------------------------------
 
     async def _read_session(self, session: TrackedSession, stats: SweepStats) -> bool:
