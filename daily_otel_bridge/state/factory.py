@@ -63,6 +63,8 @@ async def open_state(
         settings.state_url.get_secret_value(),
         # application_name shows in pg_stat_activity: which replica holds which connection.
         application_name=f"daily-otel-bridge {replica_id}"[:63],
+        # Well inside the lease: a frozen replica's open commit must not outlast its lease.
+        idle_transaction_timeout=settings.lease_duration / 4,
     )
     manager = LeaseManager(
         store,

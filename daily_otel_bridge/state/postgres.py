@@ -175,7 +175,21 @@ class PostgresStateStore:
         connect_timeout: float = 10.0,
         migrate: bool = True,
         application_name: str = "daily-otel-bridge",
+        idle_transaction_timeout: float | None = None,
     ) -> PostgresStateStore:
+        """`idle_transaction_timeout`: PostgreSQL ends a transaction of ours left idle this
+        long. A replica frozen (SIGSTOP, VM pause) inside a fenced commit holds its lease
+        row's lock; without this, a peer's claim of the expired lease would wait on that
+        lock until the frozen process wakes, however long that is."""
+        timeout_ms = str(max(int((idle_transaction_timeout or 0) * 1000), 100))
+
+        async def bound_idle_transactions(conn: psycopg.AsyncConnection[TupleRow]) -> None:
+            # set_config, not SET: SET cannot take a bound parameter.
+            await conn.execute(
+                "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+                (timeout_ms,),
+            )
+
         pool: AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]] = AsyncConnectionPool(
             url,
             min_size=min_size,
@@ -191,6 +205,7 @@ class PostgresStateStore:
                 "application_name": application_name,
             },
             name="daily-otel-bridge-state",
+            configure=None if idle_transaction_timeout is None else bound_idle_transactions,
         )
         store = cls(pool, url)
         try:

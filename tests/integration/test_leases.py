@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -285,6 +286,41 @@ async def test_a_frozen_replica_commits_nothing_after_its_local_deadline(
         "daily_otel_bridge_lease_losses_total", {"replica": "A", "reason": "deadline"}
     )
     assert metrics == 4
+
+
+async def test_a_replica_frozen_inside_a_commit_does_not_block_the_takeover(pg_dsn: str) -> None:
+    """Frozen between two statements of a fenced commit, a replica holds its lease row's
+    lock. PostgreSQL ends that idle transaction (the store's idle_transaction_timeout), so a
+    peer claims the expired lease within lease + timeout + a scan, not when the frozen
+    process wakes."""
+    ra, rb = Recorder("A"), Recorder("B")
+    store_a = await PostgresStateStore.open(pg_dsn, idle_transaction_timeout=LEASE / 4)
+    store_b = await PostgresStateStore.open(pg_dsn, idle_transaction_timeout=LEASE / 4)
+    a = LeaseManager(store_a, "A", DOMAINS, LEASE, ra)
+    b = LeaseManager(store_b, "B", DOMAINS, LEASE, rb, scan_interval=0.2)
+    frozen = asyncio.Event()
+
+    async def freeze_mid_transaction(conn: psycopg.AsyncConnection[Any]) -> None:
+        frozen.set()
+        await asyncio.sleep(3600)  # never resumes within the test
+
+    try:
+        await a.start(settle=0)
+        assert a.epoch_of("a") == 1
+        hung = asyncio.create_task(store_a._fenced_write("a", freeze_mid_transaction))
+        await asyncio.wait_for(frozen.wait(), 5)
+        frozen_at = time.monotonic()
+        await a.close()  # no heartbeat, no renewal: as SIGSTOP
+        await b.start(settle=0)
+        assert await wait_for(lambda: "a" in rb.running, LEASE + 5)
+        took = time.monotonic() - frozen_at
+        assert took <= LEASE + LEASE / 4 + 0.2 + 1.5, took
+        hung.cancel()
+        await asyncio.gather(hung, return_exceptions=True)
+    finally:
+        await b.close()
+        await store_a.close()
+        await store_b.close()
 
 
 async def test_unreachable_postgres_stops_domains_before_expiry_and_recovers(
