@@ -19,6 +19,7 @@ from daily_otel_bridge.daily.client import AuthError, DailyApiError
 from daily_otel_bridge.otlp.transport import Exporter, ExportError
 from daily_otel_bridge.pipeline.alarm import Alarm
 from daily_otel_bridge.pipeline.domain import DomainPipeline, SweepStats
+from daily_otel_bridge.pipeline.memory import release_freed_memory
 from daily_otel_bridge.state.base import LeaseLost, StateError
 
 AUTH_RETRY_SECONDS = 300.0
@@ -164,11 +165,14 @@ class DomainRunner:
                 if self.fatal_state_errors:
                     raise
                 self._failed(exc)
+                release_freed_memory()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self.delay_after_failure())
                 continue
             except Exception as exc:
                 self._failed(exc)
+                # The attempt's pages and batches are dropped: give their memory back.
+                release_freed_memory()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self.delay_after_failure())
                 continue

@@ -55,14 +55,14 @@ async def open_state(
         return StateBackend(SqliteStateStore(SqliteCursorStore(settings.state_path)), None, None)
     if listener is None:
         raise ValueError("a PostgreSQL state store needs an OwnershipListener")
-    from daily_otel_bridge.state.leases import LeaseManager, LeaseMetrics
+    from daily_otel_bridge.state.leases import LeaseManager, LeaseMetrics, application_name
     from daily_otel_bridge.state.postgres import PostgresStateStore
 
     replica_id = settings.effective_replica_id()
     store = await PostgresStateStore.open(
         settings.state_url.get_secret_value(),
         # application_name shows in pg_stat_activity: which replica holds which connection.
-        application_name=f"daily-otel-bridge {replica_id}"[:63],
+        application_name=application_name(replica_id),
         # Well inside the lease: a frozen replica's open commit must not outlast its lease.
         idle_transaction_timeout=settings.lease_duration / 4,
     )

@@ -54,6 +54,21 @@ class ReplicaIdInUse(StateError):
     """Another live process heartbeats under this replica_id."""
 
 
+class LeaseRowLocked(Exception):
+    """A claim waited too long for a lease row another transaction holds."""
+
+
+# A claim waits at most this long for a lease row's lock (a commit holds it for
+# milliseconds), and never longer than half the statement timeout, so that PostgreSQL's
+# answer, not the client's timeout, says why.
+CLAIM_LOCK_TIMEOUT = 1.0
+
+
+def application_name(replica_id: str) -> str:
+    """What the replica's connections show in pg_stat_activity (63 bytes at most)."""
+    return f"daily-otel-bridge {replica_id}"[:63]
+
+
 class OwnershipListener(Protocol):
     async def acquired(self, domain: str, epoch: int) -> None: ...
 
@@ -474,7 +489,8 @@ class LeaseManager:
                 and d not in self._held
             ]
             for domain in [*orphans, *decision.claim]:
-                await self._claim(domain)
+                lease = snapshot.leases.get(domain)
+                await self._claim(domain, None if lease is None else lease.owner)
             for domain in decision.release:
                 held = self._held.get(domain)
                 if held is not None and not held.releasing:
@@ -565,20 +581,26 @@ class LeaseManager:
             live=[r[1] for r in rows if r[0]],
         )
 
-    async def _claim(self, domain: str) -> None:
+    async def _claim(self, domain: str, previous_owner: str | None) -> None:
         started = self._clock()
         await self._execute(
             "INSERT INTO leases (domain, epoch) VALUES (%s, 0) ON CONFLICT (domain) DO NOTHING",
             (domain,),
         )
-        rows = await self._query(
-            "UPDATE leases SET owner=%s, epoch=epoch+1,"
-            " expires_at = clock_timestamp() + make_interval(secs => %s),"
-            " acquired_at = clock_timestamp(), renewed_at = clock_timestamp()"
-            " WHERE domain=%s AND (owner IS NULL OR owner = %s OR expires_at IS NULL"
-            " OR expires_at <= clock_timestamp()) RETURNING epoch",
-            (self._replica_id, self.lease_duration, domain, self._replica_id),
-        )
+        try:
+            rows = await self._query(
+                "UPDATE leases SET owner=%s, epoch=epoch+1,"
+                " expires_at = clock_timestamp() + make_interval(secs => %s),"
+                " acquired_at = clock_timestamp(), renewed_at = clock_timestamp()"
+                " WHERE domain=%s AND (owner IS NULL OR owner = %s OR expires_at IS NULL"
+                " OR expires_at <= clock_timestamp()) RETURNING epoch",
+                (self._replica_id, self.lease_duration, domain, self._replica_id),
+                lock_timeout=min(CLAIM_LOCK_TIMEOUT, self.statement_timeout / 2),
+            )
+        except LeaseRowLocked:
+            if previous_owner is not None and previous_owner != self._replica_id:
+                await self._evict(domain, previous_owner)
+            return  # tried again next round
         if not rows:
             return  # a peer was quicker
         epoch = int(rows[0][0])
@@ -592,6 +614,40 @@ class LeaseManager:
             await self.listener.acquired(domain, epoch)
         except Exception as exc:
             log.error("starting the domain failed", domain=domain, error_type=type(exc).__name__)
+
+    async def _evict(self, domain: str, owner: str) -> None:
+        """End the transactions the expired owner of `domain` began before its lease ran
+        out. A replica frozen (SIGSTOP, VM pause) in the middle of a commit holds the lease
+        row's lock, and while PostgreSQL waits for the rest of a pipelined statement from
+        it, no server timeout applies: the claim would wait until the process wakes,
+        however long that is. Its lease has expired, so it may commit nothing any more;
+        its connections break and its pool opens new ones, should it wake."""
+        try:
+            rows = await self._query(
+                "SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a, leases l"
+                " WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()"
+                " AND a.application_name = %s AND a.xact_start IS NOT NULL"
+                " AND l.domain = %s AND l.owner = %s AND l.expires_at <= clock_timestamp()"
+                " AND a.xact_start <= l.expires_at",
+                (application_name(owner), domain, owner),
+            )
+        except StateError as exc:
+            # Not allowed to (another role without pg_signal_backend): it waits for expiry
+            # of the transaction instead.
+            log.warning(
+                "cannot end the expired owner's transaction",
+                domain=domain,
+                owner=owner,
+                error=str(exc),
+            )
+            return
+        if rows:
+            log.warning(
+                "ended the transactions of a replica whose lease expired in the middle of a commit",
+                domain=domain,
+                owner=owner,
+                ended=sum(1 for r in rows if r[0]),
+            )
 
     # -- losses ---------------------------------------------------------------------------
 
@@ -623,13 +679,31 @@ class LeaseManager:
 
     # -- SQL ------------------------------------------------------------------------------
 
-    async def _query(self, sql: str, args: Sequence[object] | Mapping[str, object]) -> list[Any]:
+    async def _query(
+        self,
+        sql: str,
+        args: Sequence[object] | Mapping[str, object],
+        *,
+        lock_timeout: float | None = None,
+    ) -> list[Any]:
+        """One statement; with `lock_timeout`, it gives up waiting for a row lock after that
+        long and raises `LeaseRowLocked`."""
         self._m_queries.inc()
         try:
             async with asyncio.timeout(self.statement_timeout):
                 async with self.store.pool.connection(timeout=self.statement_timeout) as conn:
-                    cur = await conn.execute(sql, args)
-                    return await cur.fetchall()
+                    if lock_timeout is None:
+                        cur = await conn.execute(sql, args)
+                        return await cur.fetchall()
+                    async with conn.transaction():
+                        await conn.execute(
+                            "SELECT set_config('lock_timeout', %s, true)",
+                            (f"{int(lock_timeout * 1000)}ms",),
+                        )
+                        cur = await conn.execute(sql, args)
+                        return await cur.fetchall()
+        except psycopg.errors.LockNotAvailable:
+            raise LeaseRowLocked() from None
         except (TimeoutError, PoolTimeout, psycopg.Error) as exc:
             raise self.store.error("cannot reach", exc) from None
 

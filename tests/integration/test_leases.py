@@ -20,6 +20,7 @@ import pytest
 from daily_otel_bridge.core.cursor import SessionCursor
 from daily_otel_bridge.state.base import CursorUpdate, DeadLetter, LeaseLost, StateError
 from daily_otel_bridge.state.leases import (
+    CLAIM_LOCK_TIMEOUT,
     DomainTasks,
     LeaseManager,
     LeaseMetrics,
@@ -321,6 +322,34 @@ async def test_a_replica_frozen_inside_a_commit_does_not_block_the_takeover(pg_d
         await b.close()
         await store_a.close()
         await store_b.close()
+
+
+async def test_a_lock_no_server_timeout_ends_is_ended_by_the_claimant(pg_dsn: str) -> None:
+    """Frozen in the middle of a pipelined statement, a replica's transaction is 'active'
+    for PostgreSQL, which then applies no timeout. The peer claiming the expired lease
+    ends the transactions its expired owner began before the expiry, and takes over.
+    (Here: a connection under A's application_name holding the row, with no timeout.)"""
+    ra, rb = Recorder("A"), Recorder("B")
+    a = LeaseManager(await PostgresStateStore.open(pg_dsn), "A", DOMAINS, LEASE, ra)
+    b = LeaseManager(await PostgresStateStore.open(pg_dsn), "B", DOMAINS, LEASE, rb)
+    stuck = await psycopg.AsyncConnection.connect(pg_dsn, application_name="daily-otel-bridge A")
+    try:
+        await a.start(settle=0)
+        await stuck.execute("BEGIN")
+        await stuck.execute("SELECT 1 FROM leases WHERE domain='a' FOR UPDATE")
+        frozen_at = time.monotonic()
+        await a.close()
+        await b.start(settle=0)
+        assert await wait_for(lambda: "a" in rb.running, LEASE + 8)
+        took = time.monotonic() - frozen_at
+        assert took <= LEASE + CLAIM_LOCK_TIMEOUT + 2 * b.scan_interval + 1.0, took
+        with pytest.raises(psycopg.OperationalError):
+            await stuck.execute("SELECT 1")  # its backend was ended
+    finally:
+        await b.close()
+        await stuck.close()
+        await a.store.close()
+        await b.store.close()
 
 
 async def test_unreachable_postgres_stops_domains_before_expiry_and_recovers(
