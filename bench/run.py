@@ -586,6 +586,23 @@ def run_api_cost(args: argparse.Namespace, workdir: Path, summary: Summary) -> N
         gaps.extend(b - a for a, b in itertools.pairwise(starts))
         open_gaps.append(hi - (starts[-1] if starts else lo - 60))
     max_gap = max(gaps + open_gaps) if live_ids else math.inf
+    # The worst interval, request by request: what the bridge did with that session around it.
+    worst: tuple[float, str, float] | None = None
+    for sid in live_ids:
+        starts = sorted(
+            r[0]
+            for r in log
+            if r[1] == "logs" and r[2] == sid and r[3] == 0 and lo - 60 <= r[0] < hi
+        )
+        for a, b in itertools.pairwise(starts):
+            if worst is None or b - a > worst[0]:
+                worst = (b - a, sid, a)
+    if worst is not None and worst[0] > 1.2 * poll:
+        gap, sid, at = worst
+        print(f"longest interval between two reads of an active session: {gap:.1f} s ({sid})")
+        for r in log:
+            if r[1] == "logs" and r[2] == sid and at - 20 <= r[0] <= at + gap + 1:
+                print(f"  t={r[0] - lo:8.2f}s offset={r[3]} status={r[4]} {r[5:]}")
     gap_text = (
         f"; read every {statistics.mean(gaps):.1f} s on average, max {max_gap:.1f} s"
         if gaps

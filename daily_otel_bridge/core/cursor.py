@@ -46,6 +46,10 @@ class SessionCursor:
     # start has not moved, asking just past that many records tells in one request whether
     # anything changed (in memory only).
     resume: tuple[int, int] | None = None
+    # (window start, records in the list) at the end of the last complete read, certain or
+    # not (in memory only): two complete reads in a row that agree, the second delivering
+    # nothing, show a list that did not move under the second (see `SessionReader`).
+    last_count: tuple[int, int] | None = None
 
 
 def window_start_ms(cursor: SessionCursor, lookback_ms: int) -> int:

@@ -39,6 +39,7 @@ from daily_otel_bridge.core.schedule import (
     FIRST_READ_DUE,
     DueQueue,
     PacingWindow,
+    active_lately,
     failure_delay,
     quiet_delay,
 )
@@ -338,11 +339,16 @@ class DomainPipeline:
     def _schedule(self, session: TrackedSession, started: float, *, busy: bool) -> None:
         """Busy sessions every poll_interval; quiet ones back off to max_quiet_interval.
 
-        Counted from when the read started, so a read's own duration (a slow Daily, a wait
-        for the budget) does not stretch the interval. A read that ended early (the list
-        moved) counts as busy: the rest of its window is waiting.
+        Busy: the read delivered something, or ended early (the list moved: the rest of its
+        window is waiting), or an earlier read delivered something less than
+        `max_quiet_interval` ago. Counted from when the read started, so a read's own
+        duration (a slow Daily, a wait for the budget) does not stretch the interval.
         """
         s = self.settings
+        if busy:
+            session.news_at = started
+        elif active_lately(session.news_at, started, max_quiet_interval=s.max_quiet_interval):
+            busy = True
         if busy:
             session.busy = True
             session.quiet_polls = 0

@@ -104,9 +104,19 @@ class SessionReader:
             result.delivered += drain.result.delivered
             self.after_read(name, drain.read, drain.result.complete)
             # The quiet check may stand in for the next read only after a read that could
-            # have seen every move of the list (see `SessionRead.certain`).
+            # have seen every move of the list (see `SessionRead.certain`), or after a
+            # second complete read that found the list as long as the first left it and
+            # nothing new in it: a record inserted during it would have lengthened the
+            # list, one inserted before it would have been delivered. (Else a session whose
+            # page ends on byte-identical twins would cost a full read every poll.)
+            cursor = drain.read.cursor
+            counted = (start_ms, drain.read.consumed) if drain.result.complete else None
+            steady = (
+                counted is not None and counted == cursor.last_count and drain.result.delivered == 0
+            )
             certain = drain.result.complete and drain.read.certain
-            drain.read.cursor.resume = (start_ms, drain.read.consumed) if certain else None
+            cursor.resume = counted if certain or steady else None
+            cursor.last_count = counted
         result.complete = complete
         return result
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from daily_otel_bridge.core.schedule import failure_delay
 from daily_otel_bridge.pipeline.domain import FAILURE_BACKOFF_BASE
 from tests.faults._rig import close, rig
+from tests.faults.hostile_daily import iso_ns
 
 
 async def wait_for(predicate: object, seconds: float) -> bool:
@@ -70,4 +71,34 @@ async def test_a_429_pauses_every_request_of_the_domain(tmp_path: Path) -> None:
         after = sorted(t for t, _, _ in r.daily.log if t > limited + 0.2)
         assert after
         assert after[0] >= limited + 0.9
+        await close(pipeline)
+
+
+async def test_a_quiet_session_ending_on_twins_costs_one_request_a_poll(tmp_path: Path) -> None:
+    """A page ending on byte-identical twins makes a read uncertain (a record inserted
+    ahead of the pair while paging could go unseen), so the one-request quiet check may
+    not follow it. A second complete read that finds the list as long as the first left it
+    and nothing new in it lets it: the session costs one request a poll from then on."""
+    with rig(tmp_path, sessions=1, records=20) as r:
+        (sid,) = r.daily.domains["acme"].sessions
+        last = r.daily.domains["acme"].sessions[sid].records[-1]
+        r.daily.add_record("acme", sid, last.sort_ms, dict(last.body))  # a twin at the end
+        r.bodies.append(dict(last.body))
+        pipeline = r.pipeline(r.settings())
+        costs = []
+        for _ in range(6):
+            before = len(r.daily.session_log)
+            await pipeline.sweep(full=True)
+            costs.append(len(r.daily.session_log) - before)
+        assert r.got() == r.want()
+        # The first read, a full one from the watermark, a full one that agrees with it;
+        # then one request each.
+        assert costs[3:] == [1, 1, 1], costs
+        # News still comes through: the question comes back non-empty, a full read follows.
+        t = last.sort_ms + 5
+        body = dict(last.body, message="news", time=iso_ns(t))
+        r.daily.add_record("acme", sid, t, body)
+        r.bodies.append(body)
+        await pipeline.sweep(full=True)
+        assert r.got() == r.want()
         await close(pipeline)

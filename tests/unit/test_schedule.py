@@ -11,6 +11,7 @@ from daily_otel_bridge.core.schedule import (
     Candidate,
     DueQueue,
     PacingWindow,
+    active_lately,
     choose,
     failure_delay,
     quiet_delay,
@@ -118,3 +119,20 @@ def test_the_due_queue_picks_what_the_rule_picks(ops: list[tuple[str, str, int, 
                 streak = streak + 1 if expected.busy else 0
                 del entries[expected.key]
         assert len(queue) == len(entries)
+
+
+@pytest.mark.parametrize(
+    ("news_at", "now", "active"),
+    [
+        (None, 100.0, False),  # never delivered anything
+        (100.0, 100.0, True),
+        (100.0, 115.0, True),  # one read between two records: still active
+        (100.0, 159.9, True),
+        (100.0, 160.0, False),  # silent for max_quiet_interval: quiet from now on
+        (100.0, 1000.0, False),
+    ],
+)
+def test_a_session_stays_busy_for_max_quiet_interval_after_its_last_news(
+    news_at: float | None, now: float, active: bool
+) -> None:
+    assert active_lately(news_at, now, max_quiet_interval=60.0) is active
