@@ -597,6 +597,10 @@ def run_api_cost(args: argparse.Namespace, workdir: Path, summary: Summary) -> N
         for a, b in itertools.pairwise(starts):
             if worst is None or b - a > worst[0]:
                 worst = (b - a, sid, a)
+    long_gaps = sorted((g for g in gaps if g > 1.2 * poll), reverse=True)
+    if long_gaps:
+        print(f"intervals over {1.2 * poll:g} s: {len(long_gaps)} of {len(gaps)}: "
+              + ", ".join(f"{g:.1f}" for g in long_gaps[:20]))
     if worst is not None and worst[0] > 1.2 * poll:
         gap, sid, at = worst
         print(f"longest interval between two reads of an active session: {gap:.1f} s ({sid})")

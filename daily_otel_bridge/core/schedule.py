@@ -2,11 +2,11 @@
 
 Rules (README, "Scheduling"):
 
-* A session that delivered something less than `max_quiet_interval` ago is *busy* and is
-  due again `poll_interval` later (`active_lately`). A quiet one backs off:
-  `poll_interval * 2**quiet_polls`, capped at `max_quiet_interval`. A failed read backs
-  off on its own counter (`failure_delay`), which a success resets; it never touches the
-  quiet counter.
+* A session whose newest record is less than `max_quiet_interval` old (`active_lately`),
+  or whose read ended early, is *busy* and is due again `poll_interval` later. A quiet one
+  backs off: `poll_interval * 2**quiet_polls`, capped at `max_quiet_interval`. A failed
+  read backs off on its own counter (`failure_delay`), which a success resets; it never
+  touches the quiet counter.
 * Sessions never read yet go first (a catch-up reads each meeting once before any twice).
   Among the sessions that are due, busy ones go first, longest overdue first; then quiet
   ones, longest overdue first. So that a budget saturated by busy sessions cannot starve
@@ -37,12 +37,17 @@ def quiet_delay(quiet_polls: int, *, poll_interval: float, max_quiet_interval: f
     return max(poll_interval, min(backoff, max_quiet_interval))
 
 
-def active_lately(news_at: float | None, now: float, *, max_quiet_interval: float) -> bool:
-    """Whether a session whose read just found nothing is still an active meeting: it
-    delivered something less than `max_quiet_interval` ago. A meeting that produces a
-    record now and then keeps its `poll_interval` instead of backing off after one read
-    that happened to fall between two records."""
-    return news_at is not None and now - news_at < max_quiet_interval
+def active_lately(
+    newest_record_s: float | None, now_s: float, *, max_quiet_interval: float, settle_lag: float
+) -> bool:
+    """Whether a session is an active meeting: its newest delivered record is less than
+    `max_quiet_interval` old (beyond the `settle_lag` every read stays behind). Such a
+    session keeps its `poll_interval` even after a read that fell between two records;
+    one that delivered only old records (a first read of a meeting's history, a late
+    upload) is not made busy by them."""
+    if newest_record_s is None:
+        return False
+    return now_s - newest_record_s < max_quiet_interval + settle_lag
 
 
 def failure_delay(failures: int, *, base: float, cap: float) -> float:

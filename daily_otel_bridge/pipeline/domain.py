@@ -328,7 +328,14 @@ class DomainPipeline:
         self._count(result, stats)
         if result.not_found is not None:
             stats.session_errors.append(f"{session.session_id}: {result.not_found}")
-        self._schedule(session, started, busy=bool(result.delivered) or not result.complete)
+        newest = [c.watermark_ns for c in session.cursors.values() if c.watermark_ns is not None]
+        active = active_lately(
+            max(newest) / 1e9 if newest else None,
+            self.clock(),
+            max_quiet_interval=self.settings.max_quiet_interval,
+            settle_lag=self.settings.settle_lag,
+        )
+        self._schedule(session, started, busy=active or not result.complete)
         return True
 
     def _count(self, result: ReadResult, stats: SweepStats) -> None:
@@ -339,16 +346,12 @@ class DomainPipeline:
     def _schedule(self, session: TrackedSession, started: float, *, busy: bool) -> None:
         """Busy sessions every poll_interval; quiet ones back off to max_quiet_interval.
 
-        Busy: the read delivered something, or ended early (the list moved: the rest of its
-        window is waiting), or an earlier read delivered something less than
-        `max_quiet_interval` ago. Counted from when the read started, so a read's own
-        duration (a slow Daily, a wait for the budget) does not stretch the interval.
+        Busy: an active meeting (its newest record is less than `max_quiet_interval` old),
+        or a read that ended early (the list moved: the rest of its window is waiting).
+        Counted from when the read started, so a read's own duration (a slow Daily, a wait
+        for the budget) does not stretch the interval.
         """
         s = self.settings
-        if busy:
-            session.news_at = started
-        elif active_lately(session.news_at, started, max_quiet_interval=s.max_quiet_interval):
-            busy = True
         if busy:
             session.busy = True
             session.quiet_polls = 0

@@ -39,11 +39,7 @@ class TrackedSession:
     session_id: str
     cursors: dict[str, SessionCursor]
     due_at: float = 0.0  # monotonic
-    busy: bool = False  # read every poll_interval: it delivered something lately
-    # When a read that delivered something started (monotonic): a session stays busy for
-    # `max_quiet_interval` after its last news, so that a meeting producing a record now and
-    # then is not backed off after one read that happened to find nothing.
-    news_at: float | None = None
+    busy: bool = False  # read every poll_interval: an active meeting (`active_lately`)
     quiet_polls: int = 0  # complete reads in a row that found nothing new
     failures: int = 0  # failed reads in a row (its own backoff, not the quiet counter)
     last_read_at: float | None = None  # monotonic, when the last read started

@@ -122,17 +122,17 @@ def test_the_due_queue_picks_what_the_rule_picks(ops: list[tuple[str, str, int, 
 
 
 @pytest.mark.parametrize(
-    ("news_at", "now", "active"),
+    ("newest", "now", "active"),
     [
-        (None, 100.0, False),  # never delivered anything
-        (100.0, 100.0, True),
-        (100.0, 115.0, True),  # one read between two records: still active
-        (100.0, 159.9, True),
-        (100.0, 160.0, False),  # silent for max_quiet_interval: quiet from now on
-        (100.0, 1000.0, False),
+        (None, 100.0, False),  # nothing delivered yet
+        (95.0, 100.0, True),  # a record 5 s old: the settle lag
+        (40.0, 100.0, True),  # one read fell between two records: still active
+        (35.1, 100.0, True),
+        (35.0, 100.0, False),  # nothing for max_quiet_interval (+ settle lag): quiet
+        (-140.0, 100.0, False),  # a first read of history four minutes old
     ],
 )
-def test_a_session_stays_busy_for_max_quiet_interval_after_its_last_news(
-    news_at: float | None, now: float, active: bool
+def test_a_session_is_active_while_its_newest_record_is_recent(
+    newest: float | None, now: float, active: bool
 ) -> None:
-    assert active_lately(news_at, now, max_quiet_interval=60.0) is active
+    assert active_lately(newest, now, max_quiet_interval=60.0, settle_lag=5.0) is active
