@@ -599,8 +599,10 @@ def run_api_cost(args: argparse.Namespace, workdir: Path, summary: Summary) -> N
                 worst = (b - a, sid, a)
     long_gaps = sorted((g for g in gaps if g > 1.2 * poll), reverse=True)
     if long_gaps:
-        print(f"intervals over {1.2 * poll:g} s: {len(long_gaps)} of {len(gaps)}: "
-              + ", ".join(f"{g:.1f}" for g in long_gaps[:20]))
+        print(
+            f"intervals over {1.2 * poll:g} s: {len(long_gaps)} of {len(gaps)}: "
+            + ", ".join(f"{g:.1f}" for g in long_gaps[:20])
+        )
     if worst is not None and worst[0] > 1.2 * poll:
         gap, sid, at = worst
         print(f"longest interval between two reads of an active session: {gap:.1f} s ({sid})")
@@ -613,6 +615,14 @@ def run_api_cost(args: argparse.Namespace, workdir: Path, summary: Summary) -> N
         else f"; no two reads in the window: max interval >= {max_gap:.0f} s"
     )
     per_quiet = collections.Counter(r[2] for r in quiet_req)
+    spread = collections.Counter(per_quiet.values())
+    print("quiet sessions by requests in the window:", dict(sorted(spread.items())))
+    for sid, n in per_quiet.most_common(2):
+        if n > max(spread, key=lambda k: spread[k]):
+            print(
+                f"  {sid}: "
+                + ", ".join(f"t={r[0] - lo:.1f} offset={r[3]}" for r in quiet_req if r[2] == sid)
+            )
     quiet_polled = len(per_quiet)
     total = len(win)
     rows = [
@@ -667,7 +677,21 @@ def run_api_cost(args: argparse.Namespace, workdir: Path, summary: Summary) -> N
         f"sessions + at most {quiet * 60 / max_quiet:.0f}/min for the quiet ones = "
         f"{ideal:.0f}/min before discovery"
     )
-    quiet_rate = len(quiet_req) / minutes / max(1, quiet)
+    # Requests per minute of a quiet session from the intervals between its requests: a
+    # count in a fixed window catches three polls of a 60 s period when the first lands on
+    # its start edge and the third just before its end (a request's arrival moves with its
+    # wait for the budget), which reads as more than one a minute.
+    quiet_gaps = []
+    for sid in per_quiet:
+        times = sorted(r[0] for r in quiet_req if r[2] == sid)
+        quiet_gaps.extend(b - a for a, b in itertools.pairwise(times))
+    counted_rate = len(quiet_req) / minutes / max(1, quiet)
+    quiet_rate = 60 / statistics.mean(quiet_gaps) if quiet_gaps else counted_rate
+    print(
+        f"quiet sessions: {counted_rate:.3f} requests/min counted in the window, "
+        f"{quiet_rate:.3f} from the mean interval between requests "
+        f"({statistics.mean(quiet_gaps) if quiet_gaps else float('nan'):.1f} s)"
+    )
     live_read_rate = len(live_reads) / minutes / max(1, live)
     q = args.quick
     summary.add(
