@@ -364,7 +364,11 @@ class DomainPipeline:
                 poll_interval=s.poll_interval,
                 max_quiet_interval=s.max_quiet_interval,
             )
-        session.due_at = max(started + delay, self.monotonic() + MIN_GAP)
+        # A busy interval is a promise of freshness: counted from the read's start. A quiet
+        # one is a cap on cost (one request per max_quiet_interval): counted from its end,
+        # so that a shorter wait for the budget this time cannot bring two requests closer.
+        since = started if busy else self.monotonic()
+        session.due_at = max(since + delay, self.monotonic() + MIN_GAP)
 
     # -- one pass (run --once, backfill, tests) --------------------------------------------
 
