@@ -577,16 +577,7 @@ def run_api_cost(args: argparse.Namespace, workdir: Path, summary: Summary) -> N
     # The interval still open at the end counts towards the maximum (as a lower bound): a
     # session not read at all in the window has waited at least that long.
     open_gaps: list[float] = []
-    for sid in live_ids:
-        starts = sorted(
-            r[0]
-            for r in log
-            if r[1] == "logs" and r[2] == sid and r[3] == 0 and lo - 60 <= r[0] < hi
-        )
-        gaps.extend(b - a for a, b in itertools.pairwise(starts))
-        open_gaps.append(hi - (starts[-1] if starts else lo - 60))
-    max_gap = max(gaps + open_gaps) if live_ids else math.inf
-    # The worst interval, request by request: what the bridge did with that session around it.
+    # The worst interval (gap, session, its start), printed request by request below.
     worst: tuple[float, str, float] | None = None
     for sid in live_ids:
         starts = sorted(
@@ -595,8 +586,11 @@ def run_api_cost(args: argparse.Namespace, workdir: Path, summary: Summary) -> N
             if r[1] == "logs" and r[2] == sid and r[3] == 0 and lo - 60 <= r[0] < hi
         )
         for a, b in itertools.pairwise(starts):
+            gaps.append(b - a)
             if worst is None or b - a > worst[0]:
                 worst = (b - a, sid, a)
+        open_gaps.append(hi - (starts[-1] if starts else lo - 60))
+    max_gap = max(gaps + open_gaps) if live_ids else math.inf
     long_gaps = sorted((g for g in gaps if g > 1.2 * poll), reverse=True)
     if long_gaps:
         print(
@@ -617,8 +611,9 @@ def run_api_cost(args: argparse.Namespace, workdir: Path, summary: Summary) -> N
     per_quiet = collections.Counter(r[2] for r in quiet_req)
     spread = collections.Counter(per_quiet.values())
     print("quiet sessions by requests in the window:", dict(sorted(spread.items())))
+    usual = spread.most_common(1)[0][0] if spread else 0
     for sid, n in per_quiet.most_common(2):
-        if n > max(spread, key=lambda k: spread[k]):
+        if n > usual:
             print(
                 f"  {sid}: "
                 + ", ".join(f"t={r[0] - lo:.1f} offset={r[3]}" for r in quiet_req if r[2] == sid)
@@ -677,20 +672,27 @@ def run_api_cost(args: argparse.Namespace, workdir: Path, summary: Summary) -> N
         f"sessions + at most {quiet * 60 / max_quiet:.0f}/min for the quiet ones = "
         f"{ideal:.0f}/min before discovery"
     )
-    # Requests per minute of a quiet session from the intervals between its requests: a
-    # count in a fixed window catches three polls of a 60 s period when the first lands on
-    # its start edge and the third just before its end (a request's arrival moves with its
-    # wait for the budget), which reads as more than one a minute.
-    quiet_gaps = []
+    # Requests per minute of a quiet session from its polls: requests per poll x polls per
+    # minute (60 / the mean interval between two polls' first requests; a request less
+    # than 5 s after the previous one belongs to the same poll). A count in a fixed window
+    # catches three polls of a 60 s period when the first lands on its start edge and the
+    # third just before its end (a request's arrival moves with its wait for the budget),
+    # which reads as more than one a minute.
+    poll_gaps: list[float] = []
+    polls = 0
     for sid in per_quiet:
         times = sorted(r[0] for r in quiet_req if r[2] == sid)
-        quiet_gaps.extend(b - a for a, b in itertools.pairwise(times))
+        firsts = [t for i, t in enumerate(times) if i == 0 or t - times[i - 1] > 5.0]
+        polls += len(firsts)
+        poll_gaps.extend(b - a for a, b in itertools.pairwise(firsts))
     counted_rate = len(quiet_req) / minutes / max(1, quiet)
-    quiet_rate = 60 / statistics.mean(quiet_gaps) if quiet_gaps else counted_rate
+    quiet_rate = counted_rate
+    if poll_gaps:
+        quiet_rate = len(quiet_req) / polls * 60 / statistics.mean(poll_gaps)
     print(
         f"quiet sessions: {counted_rate:.3f} requests/min counted in the window, "
-        f"{quiet_rate:.3f} from the mean interval between requests "
-        f"({statistics.mean(quiet_gaps) if quiet_gaps else float('nan'):.1f} s)"
+        f"{quiet_rate:.3f} from their polls ({len(quiet_req) / max(1, polls):.2f} requests a "
+        f"poll, {statistics.mean(poll_gaps) if poll_gaps else float('nan'):.1f} s apart)"
     )
     live_read_rate = len(live_reads) / minutes / max(1, live)
     q = args.quick

@@ -164,17 +164,18 @@ class DomainRunner:
             except StateError as exc:
                 if self.fatal_state_errors:
                     raise
-                self._failed(exc)
-                release_freed_memory()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.delay_after_failure())
+                await self._back_off(exc, stop)
                 continue
             except Exception as exc:
-                self._failed(exc)
-                # The attempt's pages and batches are dropped: give their memory back.
-                release_freed_memory()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.delay_after_failure())
+                await self._back_off(exc, stop)
                 continue
             break
         self.status.state = "stopped"
+
+    async def _back_off(self, exc: BaseException, stop: asyncio.Event) -> None:
+        """After a failed attempt: say it, give back the memory of what the attempt
+        dropped (its pages and batches), wait the backoff (or until told to stop)."""
+        self._failed(exc)
+        release_freed_memory()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=self.delay_after_failure())

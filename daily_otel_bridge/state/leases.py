@@ -695,6 +695,8 @@ class LeaseManager:
                     if lock_timeout is None:
                         cur = await conn.execute(sql, args)
                         return await cur.fetchall()
+                    # set_config(..., true): for this transaction only, the pool's
+                    # connection keeps no trace of it.
                     async with conn.transaction():
                         await conn.execute(
                             "SELECT set_config('lock_timeout', %s, true)",
