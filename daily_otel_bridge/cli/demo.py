@@ -68,14 +68,22 @@ def demo_config(
 
 @dataclass(frozen=True, slots=True)
 class DemoSummary:
-    read: int  # records and samples read from the simulator (re-reads of the overlap included)
+    read: int  # records and samples read from the simulator, every one counted
+    reread: int  # read again and dropped: the overlap, re-read when the list changed there
+    anchors: int  # read again as a page's anchor (one a request but a read's first)
     delivered: int  # acknowledged by the destination
     failed_exports: int  # export requests that failed after the exporter's retries
+    requests: int  # /logs requests of session reads
+    reads: int  # session reads
 
     def line(self, destination: str) -> str:
+        per_read = f"{self.requests / self.reads:.1f}" if self.reads else "0"
         return (
-            f"demo summary: {self.read} records read from the simulator, {self.delivered} "
-            f"delivered to {destination}, {self.failed_exports} export requests failed"
+            f"demo summary: {self.read} records read from the simulator in {self.requests} "
+            f"requests ({self.reads} session reads, {per_read} requests each): "
+            f"{self.delivered} delivered to {destination}, {self.anchors} read again as "
+            f"page anchors (how the bridge sees the list move), {self.reread} read again "
+            f"because the list changed; {self.failed_exports} export requests failed"
         )
 
 
@@ -91,10 +99,17 @@ def _total(counter: Counter) -> int:
 
 
 def summarize(metrics: BridgeMetrics) -> DemoSummary:
+    samples = [s for f in metrics.requests_per_read.collect() for s in f.samples]
+    requests = int(sum(s.value for s in samples if s.name.endswith("_sum")))
+    reads = int(sum(s.value for s in samples if s.name.endswith("_count")))
     return DemoSummary(
         read=_total(metrics.records_fetched),
+        reread=_total(metrics.records_reread),
+        anchors=_total(metrics.records_anchor),
         delivered=_total(metrics.records_exported),
         failed_exports=_total(metrics.export_failures_by_kind),
+        requests=requests,
+        reads=reads,
     )
 
 

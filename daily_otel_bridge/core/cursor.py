@@ -14,11 +14,17 @@ How a session is read (README.md, "The cursor and the delivery guarantee"):
   requests (a late record inserted earlier in the window shifts every offset by one); we
   then skip exactly the re-read records instead of delivering them twice. A page holding
   only the anchor, or nothing, ends the read: a short page never does.
+* A read costs what is new (`ListTail`, `resume_from`): after a complete read the cursor
+  keeps where each record of the list stood (its time) and the last one (the anchor). The
+  next read counts how many of those records its window still holds and asks from the
+  anchor's position at once; the overlap is read again only when the answer shows that the
+  list changed there (the anchor is not where it was: a late record came in before it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import bisect
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,14 +48,84 @@ class SessionCursor:
     # When this process first knew the meeting had ended (monotonic clock): the grace
     # period must also pass on a clock that cannot jump.
     end_seen_mono: float | None = None
-    # (window start, records in the list) at the end of the last complete read: while the
-    # start has not moved, asking just past that many records tells in one request whether
-    # anything changed (in memory only).
-    resume: tuple[int, int] | None = None
+    # What the last complete read saw of the server's list, so that the next read asks
+    # from its end (in memory only; a restart reads the overlap once).
+    tail: ListTail | None = None
     # (window start, records in the list) at the end of the last complete read, certain or
     # not (in memory only): two complete reads in a row that agree, the second delivering
     # nothing, show a list that did not move under the second (see `SessionReader`).
     last_count: tuple[int, int] | None = None
+
+
+@dataclass(slots=True)
+class ListTail:
+    """The server's list as the last complete read left it: enough to resume after it.
+
+    `times_ns[i]` is the `time` of the record at position `i` of the read's window (a
+    record whose time could not be read, a malformed one, holds its predecessor's time and
+    its position is in `unsure`). `anchor` is the digest of the last record; `group` the
+    occurrence counts of the digests at the anchor's time (a new twin of one of them, after
+    the anchor, continues their numbering). `certain`: every move of the list during that
+    read would have been seen (see `SessionRead.certain`)."""
+
+    start_ms: int
+    times_ns: list[int]
+    anchor: bytes | None
+    group: dict[bytes, int]
+    unsure: list[int]
+    certain: bool
+    ordered: bool = True  # times never went backwards (Daily's order=ASC)
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where a read starts instead of the window's beginning."""
+
+    start_ms: int  # the window start (possibly moved back off a record's millisecond)
+    skip: int  # records of the tail before that start
+    count: int  # records of the tail inside the window: the read asks from `count - 1`
+
+
+# How far a window start may move back to keep off the millisecond of a record.
+MAX_START_SHIFT_MS = 1000
+
+
+def _ambiguous_at(times_ns: Sequence[int], start_ms: int) -> bool:
+    """A record within a millisecond of `start_ms`: Daily does not say whether `startTime`
+    is inclusive, nor how it rounds, so only a start no record is near counts the same
+    records on both readings."""
+    lo = bisect.bisect_right(times_ns, (start_ms - 1) * NS_PER_MS)
+    return lo < len(times_ns) and times_ns[lo] < (start_ms + 1) * NS_PER_MS
+
+
+def boundary_free_start(tails: Iterable[ListTail | None], start_ms: int) -> int:
+    """The latest start <= `start_ms` that no record of any tail is within a ms of."""
+    usable = [t for t in tails if t is not None and t.ordered and start_ms > t.start_ms]
+    start = start_ms
+    for _ in range(MAX_START_SHIFT_MS):
+        if not any(start > t.start_ms and _ambiguous_at(t.times_ns, start) for t in usable):
+            return start
+        start -= 1
+    return start
+
+
+def resume_from(tail: ListTail | None, start_ms: int) -> Resume | None:
+    """How to resume after `tail` with a window starting at `start_ms`; None for a full read.
+
+    Pure arithmetic over what the last complete read saw: the records of its list that the
+    new window no longer holds are those more than a millisecond before its start (a
+    record within a millisecond of it makes the count uncertain: full read)."""
+    if tail is None or not tail.certain or not tail.ordered or start_ms < tail.start_ms:
+        return None
+    if start_ms == tail.start_ms:
+        skip = 0
+    else:
+        if _ambiguous_at(tail.times_ns, start_ms):
+            return None
+        skip = bisect.bisect_right(tail.times_ns, (start_ms - 1) * NS_PER_MS)
+        if tail.unsure and tail.unsure[0] < skip:
+            return None  # a record of unknown time at the edge: cannot count
+    return Resume(start_ms=start_ms, skip=skip, count=len(tail.times_ns) - skip)
 
 
 def window_start_ms(cursor: SessionCursor, lookback_ms: int) -> int:
@@ -143,6 +219,19 @@ class SessionRead:
     # A page ended with byte-identical records: the next request's anchor could be taken
     # for its twin if the list moved (see `certain`).
     ambiguous_anchor: bool = False
+    # The list as this read sees it, position by position (see `ListTail`).
+    times_ns: list[int] = field(default_factory=list)
+    unsure: list[int] = field(default_factory=list)
+    ordered: bool = True
+    group_time_ns: int | None = None
+    group: set[bytes] = field(default_factory=set)
+    # Set by `mark`/`note_time` while a record is handed on: its time, for `times_ns`.
+    noted_ns: int | None = None
+    # Resumed after the last read's anchor (`resume`): until the first page confirms the
+    # anchor, a mismatch restarts the read from the window's beginning.
+    resumed: bool = False
+    overlap_changed: bool = False
+    moved: bool = False  # a page showed the list moved under this read
 
     @classmethod
     def begin(
@@ -161,6 +250,58 @@ class SessionRead:
     @property
     def offset(self) -> int:
         return next_page_offset(self.consumed)
+
+    def resume(self, tail: ListTail, at: Resume) -> None:
+        """Start after the records the last read saw: ask from its anchor's position."""
+        if at.count == 0 or tail.anchor is None:
+            return  # nothing of the old list in the window: an ordinary read from 0
+        self.consumed = at.count
+        self.anchor = tail.anchor
+        self.occurrences = dict(tail.group)
+        self.times_ns = tail.times_ns[at.skip :]
+        self.unsure = [i - at.skip for i in tail.unsure if i >= at.skip]
+        self.group_time_ns = self.times_ns[-1]
+        self.group = set(tail.group)
+        self.resumed = True
+
+    def restart(self) -> None:
+        """The resumed read's first page showed the list changed: read it all again."""
+        self.consumed = 0
+        self.anchor = None
+        self.occurrences = {}
+        self.times_ns = []
+        self.unsure = []
+        self.ordered = True
+        self.group_time_ns = None
+        self.group = set()
+        self.resumed = False
+        self.overlap_changed = True
+
+    def place(self, digest: bytes, time_ns: int | None) -> None:
+        """Note the time of the next position of the list (None: unknown)."""
+        times = self.times_ns
+        if time_ns is None:
+            self.unsure.append(len(times))
+            time_ns = times[-1] if times else self.start_ms * NS_PER_MS
+        elif times and time_ns < times[-1]:
+            self.ordered = False
+        times.append(time_ns)
+        if time_ns != self.group_time_ns:
+            self.group_time_ns = time_ns
+            self.group = set()
+        self.group.add(digest)
+
+    def tail(self, *, certain: bool) -> ListTail:
+        """What this complete read leaves for the next one."""
+        return ListTail(
+            start_ms=self.start_ms,
+            times_ns=self.times_ns,
+            anchor=self.anchor,
+            group={d: self.occurrences.get(d, 1) for d in self.group},
+            unsure=self.unsure,
+            certain=certain,
+            ordered=self.ordered,
+        )
 
     def accept_page(self, digests: Sequence[bytes]) -> PageCut:
         """Record that a page arrived; returns the indices that are new to this read."""
@@ -191,10 +332,15 @@ class SessionRead:
         on a twin pair, only a full read (not the one-request quiet check, which trusts the
         record count) may say nothing is missing. Twins elsewhere in a page are harmless.
         """
-        return not self.ambiguous_anchor
+        return not self.ambiguous_anchor and not self.moved
+
+    def note_time(self, time_ns: int) -> None:
+        """The time of a record read but not handed on (before this stream's own start)."""
+        self.noted_ns = time_ns
 
     def mark(self, uid: str, time_ns: int) -> None:
         """Remember a record handed to the exporter (not yet acknowledged)."""
+        self.noted_ns = time_ns
         self.cursor.seen[uid] = time_ns
         if self.cursor.watermark_ns is None or time_ns > self.cursor.watermark_ns:
             self.cursor.watermark_ns = time_ns
@@ -211,6 +357,8 @@ class DrainResult:
     # new on that page and stopped. The next read starts again from the watermark, with
     # fresh occurrence counts, so neither a re-read nor a twin is misnumbered.
     stalled: bool = False
+    requests: int = 0
+    anchors: int = 0  # records read again as a page's anchor (one a request but the first)
 
 
 @dataclass(slots=True)
@@ -232,23 +380,40 @@ async def _take_page(
     read, result = stream.read, stream.result
     result.fetched += len(records)
     digests = [digest(r) for r in records]
+    if read.resumed:
+        read.resumed = False
+        if not digests or digests[0] != read.anchor:
+            # The list changed before the anchor (a late record, most likely): this page
+            # cannot be placed. Read the window from its beginning, like any first read.
+            read.restart()
+            result.deduplicated += len(digests)
+            return
     cut = read.accept_page(digests)
+    result.anchors += len(digests) - len(cut.take)
+    if cut.shifted:
+        read.moved = True
     fresh = 0
+    seen = read.cursor.seen
     for i in cut.take:
-        if i in cut.suspect and digests[i] in read.occurrences:
+        d = digests[i]
+        if i in cut.suspect and d in read.occurrences:
             # Probably a record this read consumed already. Should it really be a late
             # byte-identical twin, the next read's overlap delivers it.
             result.deduplicated += 1
             read.deduplicated += 1
             continue
-        uid = read.identify(digests[i])
-        if read.is_delivered(uid):
+        uid = read.identify(d)
+        known = seen.get(uid)
+        if known is not None:
             result.deduplicated += 1
             read.deduplicated += 1
+            read.place(d, known)
             continue
+        read.noted_ns = None
         taken = stream.deliver(records[i], uid)
         if not isinstance(taken, bool):
             taken = await taken
+        read.place(d, read.noted_ns)
         if taken:
             fresh += 1
     result.delivered += fresh
@@ -288,6 +453,8 @@ async def drain_streams(
             return
         offset = min(streams[name].read.offset for name in open_names)
         pages = await fetch_page(offset, open_names)
+        for name in open_names:
+            streams[name].result.requests += 1
         for name in open_names:
             stream = streams[name]
             records = pages.get(name, ())

@@ -1,16 +1,19 @@
 """When each tracked session is read next, and which due session goes first: no I/O.
 
-Rules (README, "Scheduling"):
+Rules (README, "Running under real conditions"):
 
-* A session whose newest record is less than `max_quiet_interval` old (`active_lately`),
-  or whose read ended early, is *busy* and is due again `poll_interval` later. A quiet one
-  backs off: `poll_interval * 2**quiet_polls`, capped at `max_quiet_interval`. A failed
-  read backs off on its own counter (`failure_delay`), which a success resets; it never
-  touches the quiet counter.
-* Sessions never read yet go first (a catch-up reads each meeting once before any twice).
-  Among the sessions that are due, busy ones go first, longest overdue first; then quiet
-  ones, longest overdue first. So that a budget saturated by busy sessions cannot starve
-  the quiet ones, at least one pick in `QUIET_SHARE_EVERY` goes to a due quiet session.
+* A meeting's life. Every meeting starts empty, so a read that finds nothing is no sign of
+  a quiet meeting: a session is *busy* (read every `poll_interval`) while its newest record
+  is less than `max_quiet_interval` old, or while it is ongoing and started less than
+  `max_quiet_interval` ago (`busy_now`); a read that ended early keeps it busy too.
+  Otherwise it is *quiet* and backs off: `poll_interval * 2**quiet_polls`, capped at
+  `max_quiet_interval`. A failed read backs off on its own counter (`failure_delay`),
+  which a success resets; it never touches the quiet counter.
+* Three classes share the budget, in this order: busy sessions (longest overdue first),
+  then first reads of sessions never read (newest meeting first), then quiet sessions
+  (longest overdue first). So that a budget saturated by a higher class cannot starve a
+  lower one, a class that had a due session passed over `SHARE_EVERY - 1` picks in a row
+  gets the next pick (first reads before quiet ones).
 
 `choose` states the rule as a plain function (the unit tables test it); `DueQueue` applies
 the same rule in O(log n) per pick for thousands of sessions.
@@ -18,17 +21,24 @@ the same rule in O(log n) per pick for thousands of sessions.
 
 from __future__ import annotations
 
+import enum
 import heapq
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-# Under saturation, one pick in this many goes to the most overdue quiet session.
-QUIET_SHARE_EVERY = 5
-# A session never read yet is due at this time: before every session read once, and it
-# is not held back by the quiet share, so a catch-up reads each meeting once before any
-# meeting twice.
+# Under saturation, at least one pick in this many goes to each lower class that is due.
+SHARE_EVERY = 5
+# When a session never read is due: at once (its order among first reads is its rank).
 FIRST_READ_DUE = 0.0
+
+
+class ReadClass(enum.IntEnum):
+    """Budget order: a lower value goes first."""
+
+    BUSY = 0
+    FIRST = 1
+    QUIET = 2
 
 
 def quiet_delay(quiet_polls: int, *, poll_interval: float, max_quiet_interval: float) -> float:
@@ -40,14 +50,32 @@ def quiet_delay(quiet_polls: int, *, poll_interval: float, max_quiet_interval: f
 def active_lately(
     newest_record_s: float | None, now_s: float, *, max_quiet_interval: float, settle_lag: float
 ) -> bool:
-    """Whether a session is an active meeting: its newest delivered record is less than
-    `max_quiet_interval` old (beyond the `settle_lag` every read stays behind). Such a
-    session keeps its `poll_interval` even after a read that fell between two records;
-    one that delivered only old records (a first read of a meeting's history, a late
-    upload) is not made busy by them."""
+    """Whether a session's newest delivered record is less than `max_quiet_interval` old
+    (beyond the `settle_lag` every read stays behind). Such a session keeps its
+    `poll_interval` even after a read that fell between two records; one that delivered
+    only old records (a first read of a meeting's history) is not made busy by them."""
     if newest_record_s is None:
         return False
     return now_s - newest_record_s < max_quiet_interval + settle_lag
+
+
+def busy_now(
+    *,
+    newest_record_s: float | None,
+    started_s: float | None,
+    ongoing: bool,
+    now_s: float,
+    max_quiet_interval: float,
+    settle_lag: float,
+) -> bool:
+    """Whether a session is read every `poll_interval`: its newest record is recent, or it
+    is an ongoing meeting that started less than `max_quiet_interval` ago (every meeting
+    starts empty; its first minute is when it is most likely to start talking)."""
+    if active_lately(
+        newest_record_s, now_s, max_quiet_interval=max_quiet_interval, settle_lag=settle_lag
+    ):
+        return True
+    return ongoing and started_s is not None and now_s - started_s < max_quiet_interval + settle_lag
 
 
 def failure_delay(failures: int, *, base: float, cap: float) -> float:
@@ -59,36 +87,65 @@ def failure_delay(failures: int, *, base: float, cap: float) -> float:
 class Candidate:
     key: str
     due_at: float
-    busy: bool
+    cls: ReadClass
+    # Order inside the class after the due time: for first reads minus the meeting's start
+    # (they are all due at `FIRST_READ_DUE`, so newest meeting first); 0 otherwise.
+    rank: float = 0.0
 
 
-def choose(candidates: Iterable[Candidate], now: float, busy_streak: int) -> Candidate | None:
+def _order(c: Candidate) -> tuple[float, float, str]:
+    return (c.due_at, c.rank, c.key)
+
+
+def pick_class(due: Iterable[ReadClass], passed_over: Mapping[ReadClass, int]) -> ReadClass | None:
+    """The class that gets the next pick among those with a due session."""
+    classes = sorted(set(due))
+    if not classes:
+        return None
+    for cls in classes[1:]:
+        if passed_over.get(cls, 0) >= SHARE_EVERY - 1:
+            return cls
+    return classes[0]
+
+
+def choose(
+    candidates: Iterable[Candidate], now: float, passed_over: Mapping[ReadClass, int]
+) -> Candidate | None:
     """The session to read next, or None when none is due.
 
-    `busy_streak` is how many busy sessions were picked in a row just before.
-    """
+    `passed_over[c]` is how many picks in a row went elsewhere while class `c` had a due
+    session."""
     due = [c for c in candidates if c.due_at <= now]
-    busy = min((c for c in due if c.busy), key=_order, default=None)
-    quiet = min((c for c in due if not c.busy), key=_order, default=None)
-    if busy is not None and (
-        quiet is None or busy_streak < QUIET_SHARE_EVERY - 1 or busy.due_at <= FIRST_READ_DUE
-    ):
-        return busy
-    return quiet
+    cls = pick_class((c.cls for c in due), passed_over)
+    if cls is None:
+        return None
+    return min((c for c in due if c.cls is cls), key=_order)
 
 
-def _order(c: Candidate) -> tuple[float, str]:
-    return (c.due_at, c.key)
+def after_pick(
+    passed_over: dict[ReadClass, int], due: Iterable[ReadClass], picked: ReadClass
+) -> None:
+    """Count the pick: the picked class starts over, every other due class was passed over."""
+    for cls in set(due):
+        passed_over[cls] = 0 if cls is picked else passed_over.get(cls, 0) + 1
+    passed_over[picked] = 0
 
 
 class DueQueue:
-    """The due-queue of one domain: `choose` over a heap per class, with lazy deletion."""
+    """The due-queue of one domain: `choose` over a heap per class, with lazy deletion.
+
+    Every heap orders as `choose` does: due time, rank, key. First reads are pushed due at
+    `FIRST_READ_DUE` (a failed first read waits its backoff in the busy class), so their
+    heap gives the newest meeting first."""
 
     def __init__(self) -> None:
-        self._heaps: dict[bool, list[tuple[float, str, int]]] = {True: [], False: []}
-        self._entry: dict[str, tuple[float, bool, int]] = {}  # key -> (due_at, busy, version)
+        self._heaps: dict[ReadClass, list[tuple[float, float, str, int]]] = {
+            cls: [] for cls in ReadClass
+        }
+        self._entry: dict[str, tuple[float, ReadClass, float, int]] = {}
         self._versions = itertools.count()
-        self.busy_streak = 0
+        self._counts: dict[ReadClass, int] = dict.fromkeys(ReadClass, 0)
+        self.passed_over: dict[ReadClass, int] = {}
 
     def __len__(self) -> int:
         return len(self._entry)
@@ -96,43 +153,46 @@ class DueQueue:
     def __contains__(self, key: str) -> bool:
         return key in self._entry
 
-    def push(self, key: str, due_at: float, busy: bool) -> None:
+    def count(self, cls: ReadClass) -> int:
+        """Sessions waiting in a class (due or not)."""
+        return self._counts[cls]
+
+    def push(self, key: str, due_at: float, cls: ReadClass, rank: float = 0.0) -> None:
         """Schedule `key` (again); replaces an earlier entry for it."""
+        self.remove(key)
         version = next(self._versions)
-        self._entry[key] = (due_at, busy, version)
-        heapq.heappush(self._heaps[busy], (due_at, key, version))
+        self._entry[key] = (due_at, cls, rank, version)
+        self._counts[cls] += 1
+        heapq.heappush(self._heaps[cls], (due_at, rank, key, version))
 
     def remove(self, key: str) -> None:
-        self._entry.pop(key, None)
+        entry = self._entry.pop(key, None)
+        if entry is not None:
+            self._counts[entry[1]] -= 1
 
-    def _top(self, busy: bool) -> tuple[float, str] | None:
-        heap = self._heaps[busy]
+    def _top(self, cls: ReadClass) -> Candidate | None:
+        heap = self._heaps[cls]
         while heap:
-            due_at, key, version = heap[0]
+            due_at, rank, key, version = heap[0]
             entry = self._entry.get(key)
-            if entry is not None and entry[2] == version:
-                return due_at, key
+            if entry is not None and entry[3] == version:
+                return Candidate(key, due_at, cls, rank)
             heapq.heappop(heap)
         return None
 
     def next_due_at(self) -> float | None:
-        tops = [t for t in (self._top(True), self._top(False)) if t is not None]
-        return min(t[0] for t in tops) if tops else None
+        tops = [t for t in (self._top(cls) for cls in ReadClass) if t is not None]
+        return min(t.due_at for t in tops) if tops else None
 
     def pop_due(self, now: float) -> str | None:
         """Take the session to read now (it leaves the queue until pushed again)."""
-        busy, quiet = self._top(True), self._top(False)
-        candidates = []
-        if busy is not None:
-            candidates.append(Candidate(busy[1], busy[0], True))
-        if quiet is not None:
-            candidates.append(Candidate(quiet[1], quiet[0], False))
-        picked = choose(candidates, now, self.busy_streak)
+        tops = [t for t in (self._top(cls) for cls in ReadClass) if t is not None]
+        picked = choose(tops, now, self.passed_over)
         if picked is None:
             return None
-        self.busy_streak = self.busy_streak + 1 if picked.busy else 0
-        del self._entry[picked.key]
-        heapq.heappop(self._heaps[picked.busy])
+        after_pick(self.passed_over, (t.cls for t in tops if t.due_at <= now), picked.cls)
+        self.remove(picked.key)
+        heapq.heappop(self._heaps[picked.cls])
         return picked.key
 
 

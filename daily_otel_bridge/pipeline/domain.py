@@ -5,16 +5,17 @@ SessionReader` (one read of one session), `records.RecordPath` (one record), `ba
 Batcher` (batches, exports in flight, ordered commits) and `core.schedule.DueQueue` (which
 session goes next). This module only runs them:
 
-* `run(stop)`: the daemon. Discovery on its own timer; `max_concurrent_reads` workers take
-  due sessions from the queue, all sharing the domain's token bucket and its 429 pause
-  (inside `DailyClient`); the batcher's timer seals batches; a report each minute.
-* `sweep(full=True)`: `run --once`, backfill and the tests: discover, read every tracked
-  session to its end (concurrently), export, commit, return what happened.
+One loop, `run(stop, once=...)`: discovery on its own timer; `max_concurrent_reads`
+workers take due sessions from the queue, all sharing the domain's token bucket and its 429
+pause (inside `DailyClient`); the batcher's timer seals batches; a report each minute. The
+daemon runs it until told to stop. `run --once` (and the tests that step the pipeline) runs
+the same loop until every tracked session has been read to the end of its window and every
+batch is committed (`run_once`).
 
 A failure that concerns the domain as a whole (the key refused, an export that failed after
-its retries, the state store) ends `run`/`sweep` with the exception, after dropping every
-in-memory cursor: the runner backs off and the next run starts from what was committed.
-A failed read of one session is not such a failure: that session backs off alone.
+its retries, the state store) ends `run` with the exception, after dropping every in-memory
+cursor: the runner backs off and the next run starts from what was committed. A failed read
+of one session is not such a failure: that session backs off alone.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,8 @@ from daily_otel_bridge.core.schedule import (
     FIRST_READ_DUE,
     DueQueue,
     PacingWindow,
-    active_lately,
+    ReadClass,
+    busy_now,
     failure_delay,
     quiet_delay,
 )
@@ -59,9 +60,12 @@ from daily_otel_bridge.service.self_metrics import BridgeMetrics
 from daily_otel_bridge.state.base import CursorStore
 from daily_otel_bridge.state.sqlite import SqliteCursorStore, SqliteStateStore
 
-# Reads in a row that fail (after the client's own retries) before a `sweep` gives up: one
-# sick session must not stall the others, but a sick API should not be hammered.
+# Reads in a row that fail (after the client's own retries) before a `run_once` pass gives
+# up: one sick session must not stall the others, but a sick API should not be hammered.
 MAX_FAILED_SESSIONS = 3
+# Reads of one session in one `run_once` pass: a read the list moved under stops early and
+# is read again at once; a server whose list never stops moving must not hold the pass.
+MAX_READS_PER_PASS = 20
 # The first retry of a failed read; doubles per failure up to `max_quiet_interval`.
 FAILURE_BACKOFF_BASE = 2.0
 # How often the daemon reports pacing (saturation) and a summary line.
@@ -77,41 +81,38 @@ IDLE_WAIT = 1.0
 
 
 @dataclass(slots=True)
-class SweepStats:
-    sessions_polled: int = 0
+class PassReport:
+    """What a domain did: over a `run_once` pass, or (`DomainPipeline.totals`) since start."""
+
+    sessions_read: int = 0
     fetched: int = 0
     exported: int = 0
-    reread: int = 0  # overlap re-reads dropped (expected, not Daily sending duplicates)
+    reread: int = 0  # read again (the overlap, when the list changed there) and dropped
     malformed: int = 0
     rejected: int = 0
     samples_exported: int = 0
     points_exported: int = 0
     points_rejected: int = 0
-    requests: int = 0
+    requests: int = 0  # Daily requests of session reads (discovery not counted)
+    reads: int = 0
     session_errors: list[str] = field(default_factory=list)  # warnings (e.g. 404)
     session_failures: list[str] = field(default_factory=list)  # reads that failed
 
     @property
-    def deduplicated(self) -> int:
-        return self.reread
+    def requests_per_read(self) -> float:
+        return self.requests / self.reads if self.reads else 0.0
 
-    def merge(self, other: SweepStats) -> None:
+    def since(self, before: PassReport) -> PassReport:
+        """The difference of two cumulative reports."""
+        out = PassReport()
         for f in dataclasses.fields(self):
-            if f.name in ("session_errors", "session_failures"):
-                getattr(self, f.name).extend(getattr(other, f.name))
-            else:
-                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+            mine, theirs = getattr(self, f.name), getattr(before, f.name)
+            setattr(out, f.name, mine[len(theirs) :] if isinstance(mine, list) else mine - theirs)
+        return out
 
 
 def as_cursor_store(store: CursorStore | SqliteCursorStore) -> CursorStore:
     return SqliteStateStore(store) if isinstance(store, SqliteCursorStore) else store
-
-
-def _first_error(exc: BaseException) -> BaseException:
-    """The exception that ended a task group, not the group itself."""
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
 
 
 class DomainPipeline:
@@ -156,9 +157,14 @@ class DomainPipeline:
         # Called after each commit (and each healthy discovery with nothing to read).
         self.on_success: Callable[[], None] | None = None
         self.next_discovery_at = 0.0
-        self.totals = SweepStats()  # what the daemon did since start
+        self.totals = PassReport()  # what the pipeline did since it was built
         self._wake = asyncio.Event()
         self._reads_in_flight = 0
+        self._first_reads_done = 0
+        self._once = False
+        self._drained = asyncio.Event()
+        self._failed_in_a_row = 0
+        self._reads_this_pass: dict[str, int] = {}
         self._m_reads = metrics.reads_in_flight.labels(self.name)
         self._build()
 
@@ -280,11 +286,13 @@ class DomainPipeline:
         if lag is not None:
             self.metrics.cursor_lag.labels(self.name).set(lag)
         self.metrics.sessions_tracked.labels(self.name).set(self.table.active_count())
+        self.metrics.sessions_unread.labels(self.name).set(self.sessions_unread())
 
     # -- reading one session ---------------------------------------------------------------
 
-    async def _read_session(self, session: TrackedSession, stats: SweepStats) -> bool:
-        """Read one session; False when the read failed (the session backs off alone).
+    async def _read_session(self, session: TrackedSession) -> ReadResult | None:
+        """Read one session and schedule its next read; None when the read failed (the
+        session backs off alone).
 
         Raises what concerns the whole domain: the key refused, a failed export, the store.
         """
@@ -299,6 +307,7 @@ class DomainPipeline:
         session.reading = True
         self._reads_in_flight += 1
         self._m_reads.set(self._reads_in_flight)
+        totals = self.totals
         try:
             result = await self.reader.read(session)
         except AuthError:
@@ -311,6 +320,8 @@ class DomainPipeline:
                 cap=self.settings.max_quiet_interval,
             )
             session.due_at = self.monotonic() + delay
+            if not session.read_once:
+                session.busy = True  # unknown yet: its retry goes before quiet sessions
             self.log.warning(
                 "session read failed; it is tried again after its own backoff",
                 session=session.session_id,
@@ -318,40 +329,47 @@ class DomainPipeline:
                 failures=session.failures,
                 retry_in_s=round(delay, 1),
             )
-            stats.session_failures.append(f"{session.session_id}: {exc}")
-            return False
+            totals.session_failures.append(f"{session.session_id}: {exc}")
+            return None
         finally:
             session.reading = False
             self._reads_in_flight -= 1
             self._m_reads.set(self._reads_in_flight)
         session.failures = 0
-        self._count(result, stats)
+        if not session.read_once:
+            session.read_once = True
+            self._first_reads_done += 1
+        totals.reads += 1
+        totals.sessions_read += 1
+        totals.fetched += result.fetched
+        totals.reread += result.reread
+        totals.requests += result.requests
         if result.not_found is not None:
-            stats.session_errors.append(f"{session.session_id}: {result.not_found}")
-        newest = [c.watermark_ns for c in session.cursors.values() if c.watermark_ns is not None]
-        active = active_lately(
-            max(newest) / 1e9 if newest else None,
-            self.clock(),
-            max_quiet_interval=self.settings.max_quiet_interval,
-            settle_lag=self.settings.settle_lag,
-        )
-        self._schedule(session, started, busy=active or not result.complete)
-        return True
+            totals.session_errors.append(f"{session.session_id}: {result.not_found}")
+        self._schedule(session, started, result)
+        return result
 
-    def _count(self, result: ReadResult, stats: SweepStats) -> None:
-        stats.sessions_polled += 1
-        stats.fetched += result.fetched
-        stats.reread += result.reread
+    def _schedule(self, session: TrackedSession, started: float, result: ReadResult) -> None:
+        """A meeting's life: busy (every `poll_interval`) while its newest record is recent
+        or while it is ongoing and young (every meeting starts empty), or when the read
+        ended early (the rest of its window is waiting); else quiet, backing off to
+        `max_quiet_interval` (`core.schedule.busy_now`).
 
-    def _schedule(self, session: TrackedSession, started: float, *, busy: bool) -> None:
-        """Busy sessions every poll_interval; quiet ones back off to max_quiet_interval.
-
-        Busy: an active meeting (its newest record is less than `max_quiet_interval` old),
-        or a read that ended early (the list moved: the rest of its window is waiting).
-        Counted from when the read started, so a read's own duration (a slow Daily, a wait
-        for the budget) does not stretch the interval.
+        A busy interval is a promise of freshness: counted from the read's start, so a
+        read's own duration (a slow Daily, a wait for the budget) does not stretch it. A
+        quiet one is a cap on cost (one request per `max_quiet_interval`): counted from
+        its end, so that a shorter wait for the budget cannot bring two requests closer.
         """
         s = self.settings
+        newest = [c.watermark_ns for c in session.cursors.values() if c.watermark_ns is not None]
+        busy = not result.complete or busy_now(
+            newest_record_s=max(newest) / 1e9 if newest else None,
+            started_s=session.started_ms / 1000 if session.started_ms is not None else None,
+            ongoing=session.ongoing,
+            now_s=self.clock(),
+            max_quiet_interval=s.max_quiet_interval,
+            settle_lag=s.settle_lag,
+        )
         if busy:
             session.busy = True
             session.quiet_polls = 0
@@ -364,143 +382,119 @@ class DomainPipeline:
                 poll_interval=s.poll_interval,
                 max_quiet_interval=s.max_quiet_interval,
             )
-        # A busy interval is a promise of freshness: counted from the read's start. A quiet
-        # one is a cap on cost (one request per max_quiet_interval): counted from its end,
-        # so that a shorter wait for the budget this time cannot bring two requests closer.
         since = started if busy else self.monotonic()
         session.due_at = max(since + delay, self.monotonic() + MIN_GAP)
 
-    # -- one pass (run --once, backfill, tests) --------------------------------------------
+    def _enqueue_first_read(self, session: TrackedSession) -> None:
+        """Never read (new, or loaded at start): read promptly, newest meeting first."""
+        session.due_at = FIRST_READ_DUE
+        session.busy = False
+        rank = -(session.started_ms if session.started_ms is not None else 0)
+        self.queue.push(session.session_id, FIRST_READ_DUE, ReadClass.FIRST, float(rank))
 
-    async def sweep(self, *, full: bool = False) -> SweepStats:
-        """Discover (when due) and read every session that is due (every one if `full`),
-        concurrently, each to the end of its window; then export and commit everything.
+    def _enqueue(self, session: TrackedSession) -> None:
+        cls = ReadClass.BUSY if session.busy else ReadClass.QUIET
+        self.queue.push(session.session_id, session.due_at, cls)
 
-        Raises on a failure that stops the domain (Daily refusing the key, the backend not
-        acknowledging, the state not writable) after dropping what was not committed.
-        """
-        stats = SweepStats()
-        requests_before = self.client.requests_made
-        totals_before = dataclasses.replace(self.batcher.totals)
-        malformed_before = self.records.counts.malformed
-        try:
-            await self.table.load()
-            mono = self.monotonic()
-            if full or mono >= self.next_discovery_at:
-                await self.table.discover(self.client)
-                self.next_discovery_at = mono + self.settings.poll_interval
-            due = [s for s in self.table.active() if full or s.due_at <= self.monotonic()]
-            # Sessions that had news last time first, then the longest waiting.
-            due.sort(key=lambda s: (not s.busy, s.due_at))
-            timer = asyncio.create_task(self.batcher.run_timer())
-            try:
-                await self._read_all(due, stats)
-            finally:
-                timer.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await timer
-            await self.batcher.flush()
-        except BaseException:
-            await self.reset()
-            raise
-        finally:
-            stats.requests = self.client.requests_made - requests_before
-        self._fold_batches(stats, totals_before, malformed_before)
-        if not self.stop_requested:
-            self._succeeded()
-        self._update_gauges()
-        return stats
+    # -- the loop --------------------------------------------------------------------------
 
-    def _fold_batches(self, stats: SweepStats, before: Any, malformed_before: int) -> None:
-        after = self.batcher.totals
-        stats.exported = after.exported - before.exported
-        stats.rejected = after.rejected - before.rejected
-        stats.samples_exported = after.samples_exported - before.samples_exported
-        stats.points_exported = after.points_exported - before.points_exported
-        stats.points_rejected = after.points_rejected - before.points_rejected
-        stats.malformed = self.records.counts.malformed - malformed_before
+    def snapshot(self) -> PassReport:
+        """Everything counted so far (cumulative)."""
+        out = dataclasses.replace(
+            self.totals,
+            session_errors=list(self.totals.session_errors),
+            session_failures=list(self.totals.session_failures),
+        )
+        batches = self.batcher.totals
+        out.exported = batches.exported
+        out.rejected = batches.rejected
+        out.samples_exported = batches.samples_exported
+        out.points_exported = batches.points_exported
+        out.points_rejected = batches.points_rejected
+        out.malformed = self.records.counts.malformed
+        return out
 
-    async def _read_all(self, sessions: Iterable[TrackedSession], stats: SweepStats) -> None:
-        pending = deque(sessions)
-        failed_in_a_row = 0
+    async def run_once(self) -> PassReport:
+        """`run --once`: the daemon's loop until every tracked session has been read to the
+        end of its window and every batch is committed; returns what the pass did."""
+        return await self.run(asyncio.Event(), once=True)
 
-        async def worker() -> None:
-            nonlocal failed_in_a_row
-            while pending and not self.stop_requested:
-                session = pending.popleft()
-                if await self._read_session(session, stats):
-                    failed_in_a_row = 0
-                    continue
-                failed_in_a_row += 1
-                if failed_in_a_row >= MAX_FAILED_SESSIONS:
-                    raise _SweepAborted(stats.session_failures[-1])
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(min(self.concurrency, len(pending))):
-                    group.create_task(worker())
-        except BaseExceptionGroup as group_error:
-            error = _first_error(group_error)
-            if isinstance(error, _SweepAborted):
-                raise TransientError(
-                    f"{MAX_FAILED_SESSIONS} session reads in a row failed; last: {error}"
-                ) from None
-            raise error from None
-
-    # -- the daemon ------------------------------------------------------------------------
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Read continuously until `stop` is set; then finish the reads' current pages,
-        export and commit what they hold. Raises a domain failure (see the module)."""
+    async def run(self, stop: asyncio.Event, *, once: bool = False) -> PassReport:
+        """Read until `stop` is set (or, `once`, until every session was read to its end);
+        then finish the reads' current pages, export and commit what they hold. Raises a
+        domain failure (see the module)."""
+        self.stop_requested = False
+        self._once = once
+        self._drained = asyncio.Event()
+        self._failed_in_a_row = 0
+        self._reads_this_pass = {}
+        before = self.snapshot()
+        background: list[asyncio.Task[Any]] = []
+        workers: list[asyncio.Task[Any]] = []
         try:
             await self.table.load()
             for session in self.table.active():
-                # A restart reads every session once, promptly.
-                session.due_at = FIRST_READ_DUE
-                session.busy = True
-                self.queue.push(session.session_id, FIRST_READ_DUE, True)
+                # A restart (or a pass) reads every session once, promptly.
+                if session.read_once:
+                    session.due_at = FIRST_READ_DUE
+                    self.queue.push(session.session_id, FIRST_READ_DUE, ReadClass.BUSY)
+                else:
+                    self._enqueue_first_read(session)
+            if once:
+                # One discovery before the reads, so that the pass covers what it finds.
+                await self._discover()
             self._update_gauges()
             background = [
-                asyncio.create_task(self._discovery_loop(), name=f"{self.name}:discovery"),
                 asyncio.create_task(self.batcher.run_timer(), name=f"{self.name}:batch-timer"),
                 asyncio.create_task(self._report_loop(), name=f"{self.name}:report"),
             ]
+            if not once:
+                background.append(
+                    asyncio.create_task(self._discovery_loop(), name=f"{self.name}:discovery")
+                )
             workers = [
                 asyncio.create_task(self._worker(stop), name=f"{self.name}:read-{i}")
                 for i in range(self.concurrency)
             ]
             stopped = asyncio.create_task(stop.wait())
+            drained = asyncio.create_task(self._drained.wait())
         except BaseException:
+            for task in (*background, *workers):
+                task.cancel()
+            await asyncio.gather(*background, *workers, return_exceptions=True)
             await self.reset()
             raise
         try:
-            waiting: set[asyncio.Task[Any]] = {*background, *workers, stopped}
+            waiting: set[asyncio.Task[Any]] = {*background, *workers, stopped, drained}
             while True:
                 done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    if task is not stopped and not task.cancelled() and task.exception():
+                    if task not in (stopped, drained) and not task.cancelled() and task.exception():
                         raise task.exception()  # type: ignore[misc]
-                if stopped in done:
+                if stopped in done or drained in done:
                     break
-            # Graceful stop: the reads end after their current page; what they read is
-            # exported and committed (the caller bounds how long that may take).
+            # The reads end after their current page; what they read is exported and
+            # committed (the caller bounds how long that may take).
             self.stop_requested = True
-            self._wake.set()
-            self._wake.clear()
+            self._wake_workers()
             await asyncio.gather(*workers)
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self.batcher.flush()
+            if once and not stop.is_set():
+                self._succeeded()
             self._update_gauges()
         except BaseException:
-            for task in (*background, *workers, stopped):
+            for task in (*background, *workers, stopped, drained):
                 task.cancel()
-            await asyncio.gather(*background, *workers, stopped, return_exceptions=True)
+            await asyncio.gather(*background, *workers, stopped, drained, return_exceptions=True)
             await self.reset()
             raise
         finally:
             stopped.cancel()
+            drained.cancel()
+        return self.snapshot().since(before)
 
     def _wake_workers(self) -> None:
         self._wake.set()
@@ -511,6 +505,9 @@ class DomainPipeline:
             now = self.monotonic()
             key = self.queue.pop_due(now)
             if key is None:
+                if self._once and not self.queue and self._reads_in_flight == 0:
+                    self._drained.set()  # every session read to the end of its window
+                    return
                 due = self.queue.next_due_at()
                 delay = IDLE_WAIT if due is None else min(IDLE_WAIT, max(0.001, due - now))
                 with contextlib.suppress(TimeoutError):
@@ -519,16 +516,47 @@ class DomainPipeline:
             session = self.table.sessions.get(key)
             if session is None or session.retired:
                 continue
-            await self._read_session(session, self.totals)
-            if not session.retired:
-                self.queue.push(key, session.due_at, session.busy)
+            result = await self._read_session(session)
+            if self._once:
+                self._after_pass_read(session, result)
+            elif not session.retired:
+                self._enqueue(session)
+            self._wake_workers()
+
+    def _after_pass_read(self, session: TrackedSession, result: ReadResult | None) -> None:
+        """`run_once`: a session is done once read to the end of its window; a read that
+        failed is not tried again in the pass; too many in a row end it."""
+        if result is None:
+            self._failed_in_a_row += 1
+            if self._failed_in_a_row >= MAX_FAILED_SESSIONS:
+                raise TransientError(
+                    f"{MAX_FAILED_SESSIONS} session reads in a row failed; "
+                    f"last: {self.totals.session_failures[-1]}"
+                )
+            return
+        self._failed_in_a_row = 0
+        reads = self._reads_this_pass.get(session.session_id, 0) + 1
+        self._reads_this_pass[session.session_id] = reads
+        if not result.complete and not session.retired and reads < MAX_READS_PER_PASS:
+            self.queue.push(session.session_id, FIRST_READ_DUE, ReadClass.BUSY)
+
+    async def _discover(self) -> None:
+        """One discovery: new sessions join the queue as first reads."""
+        new = await self.table.discover(self.client)
+        for session in new:
+            self._enqueue_first_read(session)
+        if new:
+            self._wake_workers()
+        if not self.table.sessions:
+            self._succeeded()  # nothing to read is a healthy state too
+        self._update_gauges()
 
     async def _discovery_loop(self) -> None:
         """Discovery on its own timer: never blocks reads; its failures back off alone."""
         failures = 0
         while True:
             try:
-                new = await self.table.discover(self.client)
+                await self._discover()
             except AuthError:
                 raise
             except DailyApiError as exc:
@@ -544,15 +572,6 @@ class DomainPipeline:
             else:
                 failures = 0
                 delay = self.settings.poll_interval
-                for session in new:
-                    session.due_at = FIRST_READ_DUE
-                    session.busy = True  # unknown yet: read promptly, before second reads
-                    self.queue.push(session.session_id, FIRST_READ_DUE, True)
-                if new:
-                    self._wake_workers()
-                if not self.table.sessions:
-                    self._succeeded()  # nothing to read is a healthy state too
-                self._update_gauges()
             await asyncio.sleep(delay)
 
     async def _report_loop(self) -> None:
@@ -567,12 +586,23 @@ class DomainPipeline:
             tick += 1
             current = _Progress.now(self)
             self._update_gauges()
+            elapsed = max(current.at - last.at, 1e-9)
+            unread = self.sessions_unread()
+            first_rate = (current.first_reads - last.first_reads) / elapsed
+            eta = unread / first_rate if first_rate > 0 else None
+            self.metrics.first_reads_rate.labels(self.name).set(first_rate)
+            self.metrics.catchup_eta.labels(self.name).set(
+                0.0 if not unread else (eta if eta is not None else float("inf"))
+            )
             behind = self.sessions_behind()
-            if behind:
-                rate = (current.acked - last.acked) / max(current.at - last.at, 1e-9)
+            if behind or unread:
+                rate = (current.acked - last.acked) / elapsed
                 self.log.info(
                     "catching up",
                     acknowledged=current.acked - last.acked,
+                    sessions_never_read=unread,
+                    first_reads_per_s=round(first_rate, 1),
+                    eta_s=_round(eta),
                     sessions_behind=behind,
                     sessions=self.table.active_count(),
                     lag_s=_round(self.cursor_lag_seconds()),
@@ -581,19 +611,31 @@ class DomainPipeline:
             last = current
             if tick % ticks_per_report == 0:
                 self.report()
+                reads = current.reads - minute.reads
                 self.log.info(
                     "domain summary",
                     acknowledged=current.acked - minute.acked,
                     reread=current.reread - minute.reread,
                     requests=current.requests - minute.requests,
+                    reads=reads,
+                    requests_per_read=round(
+                        (current.read_requests - minute.read_requests) / reads, 2
+                    )
+                    if reads
+                    else None,
                     sessions=self.table.active_count(),
                     busy=sum(1 for s in self.table.active() if s.busy),
+                    never_read=unread,
                     lag_s=_round(self.cursor_lag_seconds()),
                     per_s=round(
                         (current.acked - minute.acked) / max(current.at - minute.at, 1e-9), 1
                     ),
                 )
                 minute = current
+
+    def sessions_unread(self) -> int:
+        """Tracked sessions never read yet (the catch-up)."""
+        return sum(1 for s in self.table.active() if not s.read_once)
 
     def sessions_behind(self) -> int:
         """Sessions not read since start, or waiting past their due time."""
@@ -635,14 +677,13 @@ class DomainPipeline:
 
     async def backfill_session(
         self, session_id: str, room: str, start_ms: int, end_ms: int
-    ) -> SweepStats:
+    ) -> PassReport:
         """Re-export one session's records in `[start_ms, end_ms]`; no cursor moves.
 
         Uses throwaway cursors: the uids are the same as the live ones (they depend only
         on the records), so a backend that de-duplicates on `log.record.uid` can.
         """
-        stats = SweepStats(sessions_polled=1)
-        totals_before = dataclasses.replace(self.batcher.totals)
+        before = self.snapshot()
         page = PageContext()
         drains: dict[str, StreamDrain] = {}
         for name in self.streams:
@@ -658,12 +699,14 @@ class DomainPipeline:
         except BaseException:
             await self.reset()
             raise
-        self._count(result, stats)
-        stats.sessions_polled = 1
+        self.totals.sessions_read += 1
+        self.totals.reads += 1
+        self.totals.fetched += result.fetched
+        self.totals.reread += result.reread
+        self.totals.requests += result.requests
         if result.not_found is not None:
-            stats.session_errors.append(f"{session_id}: {result.not_found}")
-        self._fold_batches(stats, totals_before, 0)
-        return stats
+            self.totals.session_errors.append(f"{session_id}: {result.not_found}")
+        return self.snapshot().since(before)
 
 
 @dataclass(frozen=True, slots=True)
@@ -671,7 +714,10 @@ class _Progress:
     at: float
     acked: int
     reread: int
-    requests: int
+    requests: int  # every Daily request (discovery included)
+    read_requests: int  # requests of session reads
+    reads: int
+    first_reads: int
 
     @classmethod
     def now(cls, pipeline: DomainPipeline) -> _Progress:
@@ -680,11 +726,10 @@ class _Progress:
             acked=pipeline.batcher.totals.exported + pipeline.batcher.totals.samples_exported,
             reread=pipeline.totals.reread,
             requests=pipeline.client.requests_made,
+            read_requests=pipeline.totals.requests,
+            reads=pipeline.totals.reads,
+            first_reads=pipeline._first_reads_done,
         )
-
-
-class _SweepAborted(Exception):
-    pass
 
 
 def _round(value: float | None) -> float | None:
@@ -732,7 +777,7 @@ __all__ = [
     "LOGS",
     "METRICS",
     "DomainPipeline",
-    "SweepStats",
+    "PassReport",
     "build_pipeline",
     "room_selected",
 ]

@@ -1,4 +1,4 @@
-"""One read of one session: the window, the one-request quiet check, paging, 404.
+"""One read of one session: the window, resuming after the last read, paging, 404.
 
 A read covers `[watermark - lookback, now - settle_lag]`, frozen for its whole length, and
 pages through it with the anchor-overlapping requests of `core.cursor.drain_streams`. Logs
@@ -21,8 +21,10 @@ from daily_otel_bridge.core.cursor import (
     NS_PER_MS,
     SessionRead,
     StreamDrain,
+    boundary_free_start,
     drain_streams,
     prune_seen,
+    resume_from,
     window_start_ms,
 )
 from daily_otel_bridge.core.mapping import digest_any
@@ -40,6 +42,7 @@ class ReadResult:
     reread: int = 0  # records of the overlap (or a moved list) read again and dropped
     requests: int = 0
     complete: bool = False
+    overlap_changed: int = 0  # streams whose resumed read found the list changed
     not_found: str | None = None  # Daily answered 404 for the session
 
 
@@ -71,7 +74,12 @@ class SessionReader:
         self._m_fetched = {s: metrics.records_fetched.labels(self.name, s) for s in self.streams}
 
     async def read(self, session: TrackedSession) -> ReadResult:
-        """Read the session once, to the end of its window (or until told to stop)."""
+        """Read the session once, to the end of its window (or until told to stop).
+
+        A read resumes after what the last complete read saw (`core.cursor.resume_from`):
+        its first request asks from the last record's position, so a read whose overlap
+        did not change costs `ceil(new / (page - 1)) + 1` requests (one anchor a page; the
+        last request confirms the end). A quiet session costs one request."""
         s = self.settings
         result = ReadResult()
         open_streams = {n: c for n, c in session.cursors.items() if not c.retired}
@@ -80,69 +88,45 @@ class SessionReader:
             return result
         now_ms = int(self.clock() * 1000)
         lookback_ms = int(s.lookback * 1000)
-        # One window for the streams read together (see cursor.drain_streams).
+        # One window for the streams read together (see cursor.drain_streams), its start
+        # kept off the millisecond of any record the last reads saw (see `resume_from`).
         start_ms = min(window_start_ms(c, lookback_ms) for c in open_streams.values())
+        start_ms = boundary_free_start((c.tail for c in open_streams.values()), start_ms)
         end_ms = max(now_ms - int(s.settle_lag * 1000), start_ms)
-        if len(open_streams) == 1:
-            ((name, only),) = open_streams.items()
-            if await self._nothing_changed(name, only, start_ms, end_ms, result):
-                # As good as a complete read that found nothing new.
-                self.after_read(
-                    name, SessionRead(cursor=only, start_ms=start_ms, end_ms=end_ms), True
-                )
-                result.complete = True
-                return result
         page = PageContext()
         drains: dict[str, StreamDrain] = {}
         for name, cursor in open_streams.items():
             read = SessionRead(cursor=cursor, start_ms=start_ms, end_ms=end_ms, limit=s.page_size)
             read.own_start_ns = window_start_ms(cursor, lookback_ms) * NS_PER_MS
+            at = resume_from(cursor.tail, start_ms)
+            if at is not None and cursor.tail is not None:
+                read.resume(cursor.tail, at)
             drains[name] = StreamDrain(read=read, deliver=self.records.deliverer(name, read, page))
         await self.drain(session.session_id, drains, page, result)
         complete = bool(drains) and all(d.result.complete for d in drains.values())
         for name, drain in drains.items():
             result.delivered += drain.result.delivered
+            if drain.read.overlap_changed:
+                result.overlap_changed += 1
             self.after_read(name, drain.read, drain.result.complete)
-            # The quiet check may stand in for the next read only after a read that could
-            # have seen every move of the list (see `SessionRead.certain`), or after a
-            # second complete read that found the list as long as the first left it and
-            # nothing new in it: a record inserted during it would have lengthened the
-            # list, one inserted before it would have been delivered. (Else a session whose
-            # page ends on byte-identical twins would cost a full read every poll.)
+            # The next read may resume after this one only if this one could have seen
+            # every move of the list (see `SessionRead.certain`), or if it is a second
+            # complete read that found the list as long as the first left it and nothing
+            # new in it: a record inserted during it would have lengthened the list, one
+            # inserted before it would have been delivered. (Else a session whose page
+            # ends on byte-identical twins would cost a full read every poll.)
             cursor = drain.read.cursor
-            counted = (start_ms, drain.read.consumed) if drain.result.complete else None
-            steady = (
-                counted is not None and counted == cursor.last_count and drain.result.delivered == 0
-            )
-            certain = drain.result.complete and drain.read.certain
-            cursor.resume = counted if certain or steady else None
+            if not drain.result.complete:
+                cursor.tail = None
+                cursor.last_count = None
+                continue
+            counted = (start_ms, len(drain.read.times_ns))
+            steady = counted == cursor.last_count and drain.result.delivered == 0
+            cursor.tail = drain.read.tail(certain=drain.read.certain or steady)
             cursor.last_count = counted
         result.complete = complete
+        self.metrics.requests_per_read.labels(self.name).observe(result.requests)
         return result
-
-    async def _nothing_changed(
-        self, stream: str, cursor: Any, start_ms: int, end_ms: int, result: ReadResult
-    ) -> bool:
-        """A quiet session in one request: nothing past where the last read ended.
-
-        Valid only while the window starts where it started then (no record delivered
-        since): the list can then only have grown, by new records at its end or late ones
-        inside it, and either makes the answer non-empty, which falls back to a full read.
-        """
-        if cursor.resume is None or cursor.resume[0] != start_ms or cursor.retired:
-            return False
-        result.requests += 1
-        page = await self.client.fetch_logs_page(
-            mtg_session_id=cursor.session_id,
-            start_ms=start_ms,
-            end_ms=end_ms,
-            offset=cursor.resume[1],
-            limit=2,
-            log_level=self.settings.log_level,
-            include_logs=stream == LOGS,
-            include_metrics=stream == METRICS,
-        )
-        return not (page.logs or page.metrics)
 
     async def drain(
         self,
@@ -198,7 +182,9 @@ class SessionReader:
             result.fetched += r.fetched
             result.reread += r.deduplicated
             if r.deduplicated:
-                self.metrics.records_deduplicated.labels(self.name, name).inc(r.deduplicated)
+                self.metrics.records_reread.labels(self.name, name).inc(r.deduplicated)
+            if r.anchors:
+                self.metrics.records_anchor.labels(self.name, name).inc(r.anchors)
             if r.stalled:
                 log.info(
                     "read stopped early: the list moved while paging; the next read goes on",

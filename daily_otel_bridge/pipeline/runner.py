@@ -18,7 +18,7 @@ from daily_otel_bridge.core.retry import backoff_delay
 from daily_otel_bridge.daily.client import AuthError, DailyApiError
 from daily_otel_bridge.otlp.transport import Exporter, ExportError
 from daily_otel_bridge.pipeline.alarm import Alarm
-from daily_otel_bridge.pipeline.domain import DomainPipeline, SweepStats
+from daily_otel_bridge.pipeline.domain import DomainPipeline, PassReport
 from daily_otel_bridge.pipeline.memory import release_freed_memory
 from daily_otel_bridge.state.base import LeaseLost, StateError
 
@@ -35,8 +35,8 @@ class DomainStatus:
     last_error_type: str | None = None
     last_error: str | None = None
     consecutive_failures: int = 0
-    sweeps: int = 0
-    totals: SweepStats | None = None
+    passes: int = 0
+    totals: PassReport | None = None
 
 
 def classify(exc: BaseException) -> tuple[str, str]:
@@ -110,10 +110,10 @@ class DomainRunner:
         self.status.consecutive_failures = 0
         self.status.last_success = self.pipeline.last_success or time.time()
 
-    async def sweep_once(self, *, full: bool) -> bool:
+    async def run_once(self) -> bool:
         """One pass with error handling (`run --once`); True when it fully succeeded."""
         try:
-            stats = await self.pipeline.sweep(full=full)
+            stats = await self.pipeline.run_once()
         except (LeaseLost, asyncio.CancelledError):
             raise
         except StateError as exc:
@@ -124,7 +124,7 @@ class DomainRunner:
         except Exception as exc:
             self._failed(exc)
             return False
-        self.status.sweeps += 1
+        self.status.passes += 1
         if stats.session_failures:
             # Some sessions could not be read; the rest were. Not a success (readiness,
             # `--once`), but no reason to back the whole domain off either.
@@ -140,12 +140,13 @@ class DomainRunner:
         self._recovered()
         self.log.info(
             "pass done",
-            sessions=stats.sessions_polled,
+            sessions=stats.sessions_read,
             exported=stats.exported,
             reread=stats.reread,
             malformed=stats.malformed,
             rejected=stats.rejected,
             requests=stats.requests,
+            requests_per_read=round(stats.requests_per_read, 2),
         )
         return True
 

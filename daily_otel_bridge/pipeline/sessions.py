@@ -39,7 +39,9 @@ class TrackedSession:
     session_id: str
     cursors: dict[str, SessionCursor]
     due_at: float = 0.0  # monotonic
-    busy: bool = False  # read every poll_interval: an active meeting (`active_lately`)
+    busy: bool = False  # read every poll_interval (`core.schedule.busy_now`)
+    read_once: bool = False  # read successfully at least once by this process
+    started_ms: int | None = None  # the meeting's start (Daily's, about 15 s accurate)
     quiet_polls: int = 0  # complete reads in a row that found nothing new
     failures: int = 0  # failed reads in a row (its own backoff, not the quiet counter)
     last_read_at: float | None = None  # monotonic, when the last read started
@@ -51,6 +53,11 @@ class TrackedSession:
     @property
     def retired(self) -> bool:
         return all(c.retired for c in self.cursors.values())
+
+    @property
+    def ongoing(self) -> bool:
+        """Not yet seen ended (by discovery, or by Daily answering 404)."""
+        return any(c.ended_at_ms is None for c in self.cursors.values() if not c.retired)
 
     def primary(self, streams: Sequence[str]) -> SessionCursor:
         return self.cursors[streams[0]]
@@ -113,6 +120,8 @@ class SessionTable:
             self.sessions[session_id] = TrackedSession(
                 session_id=session_id,
                 cursors=cursors,
+                # The persisted floor is the meeting's start less the margin (or the floor).
+                started_ms=model.start_floor_ms + START_MARGIN_MS,
                 acked_until_ms=min(
                     (c.drained_until_ms or c.start_floor_ms for c in cursors.values()),
                     default=None,
@@ -157,6 +166,7 @@ class SessionTable:
                 start = max(meeting.start_time * 1000 - START_MARGIN_MS, self.floor_ms)
                 tracked = TrackedSession(
                     session_id=meeting.id,
+                    started_ms=meeting.start_time * 1000,
                     cursors={
                         s: SessionCursor(
                             session_id=meeting.id, room=meeting.room, start_floor_ms=start
@@ -166,6 +176,7 @@ class SessionTable:
                 )
                 new.append(tracked)
                 self.log.debug("session discovered", session=meeting.id, room=meeting.room)
+            tracked.started_ms = meeting.start_time * 1000
             end = meeting.end_time
             for cursor in tracked.cursors.values():
                 if not cursor.retired:

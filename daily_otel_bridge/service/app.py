@@ -156,7 +156,7 @@ class Bridge:
                 "with state_url, run the daemon (it takes the domains whose lease is free)"
             )
         self._install_signal_handlers(reload=False)
-        results = await asyncio.gather(*(r.sweep_once(full=True) for r in self.runners))
+        results = await asyncio.gather(*(r.run_once() for r in self.runners))
         return all(results)
 
     # -- the daemon ------------------------------------------------------------------------

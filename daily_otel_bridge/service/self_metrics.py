@@ -75,9 +75,17 @@ class BridgeMetrics:
             ["domain", "stream"],
             registry=r,
         )
-        self.records_deduplicated = Counter(
-            f"{PREFIX}_records_deduplicated",
-            "Records read again inside the overlap window and not sent twice, by stream.",
+        self.records_reread = Counter(
+            f"{PREFIX}_records_reread",
+            "Records read again (the overlap window, re-read only when the list changed "
+            "there) and not sent twice, by stream. Anchors (one a request) not counted.",
+            ["domain", "stream"],
+            registry=r,
+        )
+        self.records_anchor = Counter(
+            f"{PREFIX}_records_anchor",
+            "Records read again as a page's anchor: each request after a read's first asks "
+            "from the last record it has, to see whether the list moved under the read.",
             ["domain", "stream"],
             registry=r,
         )
@@ -171,6 +179,21 @@ class BridgeMetrics:
             ["domain"],
             registry=r,
         )
+        self.requests_per_read = Histogram(
+            f"{PREFIX}_requests_per_read",
+            "Daily requests one read of one session took (1: a quiet session; a busy one "
+            "ceil(new / (page - 1)) + 1 while the overlap did not change).",
+            ["domain"],
+            buckets=(1, 2, 3, 4, 6, 10, 20, 50, 100),
+            registry=r,
+        )
+        self.page_size_effective = Gauge(
+            f"{PREFIX}_page_size_effective",
+            "Largest page of /logs Daily answered when asked for more (its cap on limit, "
+            "once learned; page_size until then).",
+            ["domain"],
+            registry=r,
+        )
         self.reads_in_flight = Gauge(
             f"{PREFIX}_reads_in_flight",
             "Session reads under way against Daily (at most max_concurrent_reads).",
@@ -199,6 +222,26 @@ class BridgeMetrics:
             ["domain"],
             registry=r,
         )
+        self.sessions_unread = Gauge(
+            f"{PREFIX}_sessions_unread",
+            "Tracked sessions never read yet (the catch-up after a start or a burst of new "
+            "meetings).",
+            ["domain"],
+            registry=r,
+        )
+        self.first_reads_rate = Gauge(
+            f"{PREFIX}_first_reads_per_second",
+            "First reads of sessions over the last progress interval (the catch-up's pace).",
+            ["domain"],
+            registry=r,
+        )
+        self.catchup_eta = Gauge(
+            f"{PREFIX}_catchup_eta_seconds",
+            "Estimated seconds until every tracked session has been read once (0 when none "
+            "is waiting).",
+            ["domain"],
+            registry=r,
+        )
         self.cursor_lag = Gauge(
             f"{PREFIX}_cursor_lag_seconds",
             "Now minus the end of the oldest complete read among tracked sessions.",
@@ -207,7 +250,7 @@ class BridgeMetrics:
         )
         self.last_success = Gauge(
             f"{PREFIX}_last_success_timestamp_seconds",
-            "When the domain last completed a sweep with everything acknowledged.",
+            "When the domain last committed acknowledged records (or found nothing to read).",
             ["domain"],
             registry=r,
         )
@@ -233,7 +276,8 @@ class BridgeMetrics:
             for counter in (
                 self.records_fetched,
                 self.records_exported,
-                self.records_deduplicated,
+                self.records_reread,
+                self.records_anchor,
                 self.records_rejected,
                 self.records_malformed,
             ):
@@ -261,6 +305,8 @@ class BridgeMetrics:
             self.reads_in_flight,
             self.budget_saturated,
             self.sessions_tracked,
+            self.sessions_unread,
+            self.catchup_eta,
         ):
             gauge.labels(domain).set(0)
         if requests_per_second is not None:

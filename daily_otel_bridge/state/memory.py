@@ -59,7 +59,8 @@ class MemoryCursorStore:
                 stored.seen = seen
                 # What the SQL stores keep: no in-memory-only fields.
                 stored.end_seen_mono = None
-                stored.resume = None
+                stored.tail = None
+                stored.last_count = None
                 table[c.session_id] = stored
         self.commits += 1
         if self.after_commit is not None:

@@ -41,7 +41,7 @@ async def test_retryable_answers_are_retried_and_deliver_exactly_once(
         pipeline = r.pipeline(
             r.settings(protocol=protocol, export={"timeout": "10s", "max_retry_time": "10s"})
         )
-        stats = await pipeline.sweep(full=True)
+        stats = await pipeline.run_once()
         assert r.got() == r.want()
         assert stats.exported == len(r.bodies)
         assert r.receiver.fault is None, "the fault was not even met"
@@ -65,14 +65,14 @@ async def test_permanent_refusals_are_not_retried_and_move_no_cursor(
         r.receiver.set_fault(fault)
         pipeline = r.pipeline(r.settings(protocol=protocol))
         with pytest.raises(ExportError) as info:
-            await pipeline.sweep(full=True)
+            await pipeline.run_once()
         assert not info.value.transient
         assert r.receiver.request_count() == 1, "a permanent refusal must not be retried"
         cursors = r.store.load_cursors("acme", "logs")
         assert all(c.watermark_ns is None and not c.seen for c in cursors.values())
         # The operator fixes the backend: everything arrives, once.
         r.receiver.set_fault(None)
-        await pipeline.sweep(full=True)
+        await pipeline.run_once()
         assert r.got() == r.want()
         await close(pipeline)
 
@@ -84,11 +84,11 @@ async def test_partial_success_is_counted_and_the_rest_delivered(
     with rig(tmp_path) as r:
         r.receiver.set_fault(Fault(reject_records=7, count=2))
         pipeline = r.pipeline(r.settings(protocol=protocol))
-        stats = await pipeline.sweep(full=True)
+        stats = await pipeline.run_once()
         assert stats.rejected == 14
         assert r.metrics.records_rejected.labels("acme", "logs")._value.get() == 14
         assert r.receiver.count() == len(r.bodies) - 14
-        assert (await pipeline.sweep(full=True)).exported == 0, "refused records are not resent"
+        assert (await pipeline.run_once()).exported == 0, "refused records are not resent"
         await close(pipeline)
 
 
@@ -99,7 +99,7 @@ async def test_an_answer_slower_than_the_timeout_duplicates_only_that_batch(
         # The receiver stores the records, then answers after the client gave up.
         r.receiver.set_fault(Fault(delay_seconds=2.5, count=1))
         pipeline = r.pipeline(r.settings(export={"timeout": "1s", "max_retry_time": "5s"}))
-        await pipeline.sweep(full=True)
+        await pipeline.run_once()
         got, want = r.got(), r.want()
         assert not (want - got)
         first = r.receiver.requests()[0].records
@@ -113,13 +113,13 @@ async def test_receiver_absent_then_present(tmp_path: Path) -> None:
         pipeline = r.pipeline(r.settings(export={"max_retry_time": "1s"}))
         for _ in range(2):
             with pytest.raises(ExportError) as info:
-                await pipeline.sweep(full=True)
+                await pipeline.run_once()
             assert info.value.transient
         r.receiver.resume_serving()
         # grpc may still be inside its (capped, 5 s) reconnect wait: a sweep or two more.
         for _ in range(10):
             try:
-                await pipeline.sweep(full=True)
+                await pipeline.run_once()
                 break
             except ExportError:
                 await asyncio.sleep(1)

@@ -46,7 +46,7 @@ async def test_each_failed_answer_is_retried_and_loses_nothing(
     with rig(tmp_path) as r:
         r.daily.force(answer, count=times, endpoint=endpoint)
         pipeline = r.pipeline(r.settings())
-        stats = await pipeline.sweep(full=True)
+        stats = await pipeline.run_once()
         assert r.got() == r.want()
         assert stats.exported == len(r.bodies)
         failed = [entry for entry in r.daily.log if entry[2] == answer]
@@ -67,10 +67,10 @@ async def test_a_fault_outlasting_the_retries_fails_that_session_only_and_loses_
         # One read at a time, so that the five faults meet one session's five attempts
         # (concurrent reads would share them out and each would recover).
         pipeline = r.pipeline(r.settings(max_concurrent_reads=1))
-        stats = await pipeline.sweep(full=True)
+        stats = await pipeline.run_once()
         assert len(stats.session_failures) == 1
         assert 0 < r.receiver.count() < len(r.bodies), "the other session went on"
-        await pipeline.sweep(full=True)
+        await pipeline.run_once()
         assert r.got() == r.want()
         await close(pipeline)
 
@@ -81,7 +81,7 @@ async def test_a_session_answering_404_does_not_stop_the_others(tmp_path: Path) 
         gone = sessions[1]
         r.daily.make_gone("acme", gone)
         pipeline = r.pipeline(r.settings())
-        stats = await pipeline.sweep(full=True)
+        stats = await pipeline.run_once()
         assert any(gone in e for e in stats.session_errors)
         others = [b for b in r.bodies if b["mtgSessionId"] != gone]
         assert r.got() == expected_uids(others)
@@ -108,17 +108,17 @@ async def test_a_key_revoked_mid_run_fails_with_an_auth_error_and_loses_nothing(
 
         more(200, now_ms - 100_000)
         pipeline = r.pipeline(r.settings(page_size=100))
-        await pipeline.sweep(full=True)
+        await pipeline.run_once()
         first = r.receiver.count()
         assert first == len(r.bodies)
         more(300, now_ms - 50_000)  # more records arrive, then the key is revoked
         r.daily.revoke("acme")
         with pytest.raises(AuthError) as info:
-            await pipeline.sweep(full=True)
+            await pipeline.run_once()
         assert KEY not in str(info.value)
         assert r.receiver.count() == first
         r.daily.restore("acme")
-        await pipeline.sweep(full=True)
+        await pipeline.run_once()
         assert not (r.want() - r.got())
         await close(pipeline)
 
@@ -149,8 +149,8 @@ async def test_hostile_records_are_dead_lettered_once_and_never_block_the_cursor
 
         pipeline = r.pipeline(r.settings(page_size=7))
         with structlog.testing.capture_logs() as logs:
-            first = await pipeline.sweep(full=True)
-            second = await pipeline.sweep(full=True)
+            first = await pipeline.run_once()
+            second = await pipeline.run_once()
         assert received_uids(r.receiver.log_records()) == expected_uids(r.bodies)
         assert first.malformed == len(planted), "\n".join(
             x.reason for x in r.store.dead_letters("acme")

@@ -64,7 +64,7 @@ async def test_a_429_pauses_every_request_of_the_domain(tmp_path: Path) -> None:
     with rig(tmp_path, sessions=6, records=300) as r:
         r.daily.force("429-seconds", count=1, endpoint="logs")  # Retry-After: 1
         pipeline = r.pipeline(r.settings(max_concurrent_reads=6, page_size=20))
-        await pipeline.sweep(full=True)
+        await pipeline.run_once()
         assert r.got() == r.want()
         (limited,) = [t for t, _, answer in r.daily.log if answer.startswith("429")]
         # Requests already on the wire may land just after it; none leaves during the pause.
@@ -88,7 +88,7 @@ async def test_a_quiet_session_ending_on_twins_costs_one_request_a_poll(tmp_path
         costs = []
         for _ in range(6):
             before = len(r.daily.session_log)
-            await pipeline.sweep(full=True)
+            await pipeline.run_once()
             costs.append(len(r.daily.session_log) - before)
         assert r.got() == r.want()
         # The first read, a full one from the watermark, a full one that agrees with it;
@@ -99,6 +99,6 @@ async def test_a_quiet_session_ending_on_twins_costs_one_request_a_poll(tmp_path
         body = dict(last.body, message="news", time=iso_ns(t))
         r.daily.add_record("acme", sid, t, body)
         r.bodies.append(body)
-        await pipeline.sweep(full=True)
+        await pipeline.run_once()
         assert r.got() == r.want()
         await close(pipeline)

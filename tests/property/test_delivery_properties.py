@@ -213,7 +213,7 @@ class Model:
         self.now_ms = now_ms
         starts = {s: (srv.calls + 1, self._watermark_ms(s)) for s, srv in self.servers.items()}
         try:
-            await self._pipeline().sweep(full=True)
+            await self._pipeline().run_once()
             completed = True
         except Crash:
             self.pipeline = None  # everything in memory is gone; the next pass reloads

@@ -7,44 +7,74 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daily_otel_bridge.core.schedule import (
-    QUIET_SHARE_EVERY,
+    SHARE_EVERY,
     Candidate,
     DueQueue,
     PacingWindow,
+    ReadClass,
     active_lately,
+    after_pick,
+    busy_now,
     choose,
     failure_delay,
     quiet_delay,
 )
 
-B = True  # busy
-Q = False  # quiet
+B = ReadClass.BUSY
+F = ReadClass.FIRST
+Q = ReadClass.QUIET
+N = SHARE_EVERY - 1  # picks passed over after which a lower class gets its share
 
 
 @pytest.mark.parametrize(
-    ("entries", "now", "streak", "picked"),
+    ("entries", "now", "passed", "picked"),
     [
-        ([], 10, 0, None),
-        ([("a", 11, B)], 10, 0, None),  # not due yet
-        ([("a", 10, B)], 10, 0, "a"),  # due exactly now
-        ([("a", 5, Q), ("b", 9, B)], 10, 0, "b"),  # news first, although less overdue
-        ([("a", 5, B), ("b", 3, B)], 10, 0, "b"),  # then the longest overdue
-        ([("a", 5, Q), ("b", 3, Q)], 10, 0, "b"),
-        ([("a", 5, Q), ("b", 20, B)], 10, 0, "a"),  # a busy one not due does not block
-        # Under saturation one pick in QUIET_SHARE_EVERY goes to a quiet session.
-        ([("a", 5, Q), ("b", 9, B)], 10, QUIET_SHARE_EVERY - 2, "b"),
-        ([("a", 5, Q), ("b", 9, B)], 10, QUIET_SHARE_EVERY - 1, "a"),
-        ([("b", 9, B)], 10, QUIET_SHARE_EVERY + 3, "b"),  # no quiet one due: busy goes on
-        ([("a", 5, B), ("b", 5, B)], 10, 0, "a"),  # ties by key: deterministic
-        # A session never read (due at FIRST_READ_DUE) is not held back by the quiet share.
-        ([("a", 5, Q), ("n", 0, B)], 10, QUIET_SHARE_EVERY + 1, "n"),
+        ([], 10, {}, None),
+        ([("a", 11, B, 0)], 10, {}, None),  # not due yet
+        ([("a", 10, B, 0)], 10, {}, "a"),  # due exactly now
+        ([("a", 5, Q, 0), ("b", 9, B, 0)], 10, {}, "b"),  # busy first, although less overdue
+        ([("a", 5, B, 0), ("b", 3, B, 0)], 10, {}, "b"),  # then the longest overdue
+        ([("a", 5, Q, 0), ("b", 3, Q, 0)], 10, {}, "b"),
+        ([("a", 5, Q, 0), ("b", 20, B, 0)], 10, {}, "a"),  # a busy one not due does not block
+        # First reads go after busy sessions and before quiet ones, newest meeting first.
+        ([("q", 1, Q, 0), ("f", 0, F, -100), ("b", 9, B, 0)], 10, {}, "b"),
+        ([("q", 1, Q, 0), ("f", 0, F, -100)], 10, {}, "f"),
+        ([("old", 0, F, -100), ("new", 0, F, -200)], 10, {}, "new"),
+        # Under saturation a lower class that was passed over N picks gets the next one.
+        ([("a", 5, Q, 0), ("b", 9, B, 0)], 10, {Q: N - 1}, "b"),
+        ([("a", 5, Q, 0), ("b", 9, B, 0)], 10, {Q: N}, "a"),
+        ([("f", 0, F, -1), ("b", 9, B, 0)], 10, {F: N}, "f"),
+        ([("q", 5, Q, 0), ("f", 0, F, -1), ("b", 9, B, 0)], 10, {F: N, Q: N}, "f"),
+        ([("b", 9, B, 0)], 10, {Q: N + 3}, "b"),  # no quiet one due: busy goes on
+        ([("a", 5, B, 0), ("b", 5, B, 0)], 10, {}, "a"),  # ties by key: deterministic
     ],
 )
 def test_choose(
-    entries: list[tuple[str, float, bool]], now: float, streak: int, picked: str | None
+    entries: list[tuple[str, float, ReadClass, float]],
+    now: float,
+    passed: dict[ReadClass, int],
+    picked: str | None,
 ) -> None:
-    chosen = choose([Candidate(k, d, b) for k, d, b in entries], now, streak)
+    chosen = choose([Candidate(k, d, c, r) for k, d, c, r in entries], now, passed)
     assert (chosen.key if chosen else None) == picked
+
+
+def test_a_saturated_budget_still_gives_each_lower_class_one_pick_in_share_every() -> None:
+    queue = DueQueue()
+    for i in range(100):
+        queue.push(f"b{i}", 0.0, B)
+        queue.push(f"f{i}", 0.0, F, float(-i))
+        queue.push(f"q{i}", 0.0, Q)
+    picks = [queue.pop_due(1.0) or "" for _ in range(50)]
+    counts = {c: sum(1 for p in picks if p.startswith(c)) for c in "bfq"}
+    # Each lower class gets a pick once passed over SHARE_EVERY - 1 times; when both are
+    # due at once, first reads go first and quiet ones one pick later.
+    assert counts["f"] >= 50 // SHARE_EVERY
+    assert counts["q"] >= 50 // (SHARE_EVERY + 1)
+    assert counts["b"] > counts["f"]
+    # First reads come newest meeting first (the highest start, the lowest rank).
+    firsts = [p for p in picks if p.startswith("f")]
+    assert firsts == [f"f{i}" for i in range(99, 99 - len(firsts), -1)]
 
 
 @pytest.mark.parametrize(
@@ -90,35 +120,48 @@ def test_pacing_window_says_when_the_budget_is_saturated(
 
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(
-    ops=st.lists(
+    st.lists(
         st.tuples(
             st.sampled_from(["push", "pop", "remove"]),
             st.sampled_from("abcdef"),
             st.integers(0, 20),
-            st.booleans(),
+            st.sampled_from(list(ReadClass)),
         ),
         max_size=60,
     )
 )
-def test_the_due_queue_picks_what_the_rule_picks(ops: list[tuple[str, str, int, bool]]) -> None:
+def test_the_due_queue_picks_what_the_rule_picks(
+    ops: list[tuple[str, str, int, ReadClass]],
+) -> None:
     queue = DueQueue()
     entries: dict[str, Candidate] = {}
-    streak = 0
-    for op, key, t, busy in ops:
+    passed: dict[ReadClass, int] = {}
+    for op, key, t, cls in ops:
         if op == "push":
-            queue.push(key, t, busy)
-            entries[key] = Candidate(key, t, busy)
+            rank = float(-t) if cls is F else 0.0
+            due = 0.0 if cls is F else float(t)
+            queue.push(key, due, cls, rank)
+            entries[key] = Candidate(key, due, cls, rank)
         elif op == "remove":
             queue.remove(key)
             entries.pop(key, None)
         else:
-            expected = choose(entries.values(), now=t, busy_streak=streak)
+            tops = [
+                min(
+                    (c for c in entries.values() if c.cls is k),
+                    key=lambda c: (c.due_at, c.rank, c.key),
+                )
+                for k in ReadClass
+                if any(c.cls is k for c in entries.values())
+            ]
+            expected = choose(tops, now=t, passed_over=passed)
             got = queue.pop_due(t)
             assert got == (expected.key if expected else None)
             if expected is not None:
-                streak = streak + 1 if expected.busy else 0
+                after_pick(passed, (c.cls for c in tops if c.due_at <= t), expected.cls)
                 del entries[expected.key]
         assert len(queue) == len(entries)
+        assert sum(queue.count(k) for k in ReadClass) == len(entries)
 
 
 @pytest.mark.parametrize(
@@ -136,3 +179,33 @@ def test_a_session_is_active_while_its_newest_record_is_recent(
     newest: float | None, now: float, active: bool
 ) -> None:
     assert active_lately(newest, now, max_quiet_interval=60.0, settle_lag=5.0) is active
+
+
+@pytest.mark.parametrize(
+    ("newest", "started", "ongoing", "now", "busy"),
+    [
+        # Every meeting starts empty: a young ongoing meeting is busy before it says a word.
+        (None, 95.0, True, 100.0, True),
+        (None, 35.1, True, 100.0, True),
+        (None, 35.0, True, 100.0, False),  # silent for max_quiet_interval since its start
+        (None, 95.0, False, 100.0, False),  # ended: only its records keep it busy
+        (90.0, None, False, 100.0, True),  # ended, its last records recent: final reads
+        (None, None, True, 100.0, False),  # start unknown, nothing read: not busy
+        (20.0, 10.0, True, 100.0, False),  # old history, old start: quiet
+        (40.0, -3600.0, True, 100.0, True),  # an old meeting that talks
+    ],
+)
+def test_a_meetings_life_decides_whether_it_is_busy(
+    newest: float | None, started: float | None, ongoing: bool, now: float, busy: bool
+) -> None:
+    assert (
+        busy_now(
+            newest_record_s=newest,
+            started_s=started,
+            ongoing=ongoing,
+            now_s=now,
+            max_quiet_interval=60.0,
+            settle_lag=5.0,
+        )
+        is busy
+    )

@@ -47,7 +47,7 @@ def test_every_counter_of_a_started_domain_is_present_at_zero() -> None:
         assert totals, f"{family.name} has no series for domain acme"
         assert all(s.value == 0 for s in totals), family.name
     for stream in ("logs", "metrics"):
-        for name in ("fetched", "exported", "deduplicated", "rejected", "malformed"):
+        for name in ("fetched", "exported", "reread", "rejected", "malformed"):
             sample = f"daily_otel_bridge_records_{name}_total"
             assert value(metrics, sample, domain="acme", stream=stream) == 0
     for signal in ("logs", "metrics"):

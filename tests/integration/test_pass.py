@@ -1,4 +1,4 @@
-"""One sweep of one domain, in process: the real pipeline, client and store against the
+"""One pass (`run_once`) of one domain, in process: the real pipeline, client and store against the
 bundled simulator, exporting to our own OTLP receiver (gRPC)."""
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ async def close(pipeline: DomainPipeline) -> None:
 async def test_one_sweep_delivers_everything_once(tmp_path: Path, variant: dict[str, Any]) -> None:
     async with rig_for(sim_config(**variant), tmp_path) as rig:
         pipeline = rig.pipeline(rig.settings())
-        exported = (await pipeline.sweep(full=True)).exported
+        exported = (await pipeline.run_once()).exported
         if variant.get("short_pages"):
             # A page holding a lone record (the anchor) ends a read early: the next reads
             # go on from the watermark.
@@ -138,13 +138,13 @@ async def test_one_sweep_delivers_everything_once(tmp_path: Path, variant: dict[
             for _ in range(20):
                 if got_uids(rig.receiver) == expected_uids(rig.truth()):
                     break
-                exported += (await pipeline.sweep(full=True)).exported
+                exported += (await pipeline.run_once()).exported
         truth = rig.truth()
         assert got_uids(rig.receiver) == expected_uids(truth)
         assert exported == len(truth)
         # A fresh pipeline on the same store (a restart) finds nothing new.
         again = rig.pipeline(rig.settings())
-        stats2 = await again.sweep(full=True)
+        stats2 = await again.run_once()
         assert stats2.exported == 0
         assert rig.receiver.count() == len(truth)
         await close(pipeline)
@@ -157,10 +157,10 @@ async def test_late_records_inside_the_lookback_arrive_next_sweep(tmp_path: Path
     async with rig_for(config, tmp_path) as rig:
         # Put "now" in the middle of the late window so that some are still hidden.
         pipeline = rig.pipeline(rig.settings())
-        await pipeline.sweep(full=True)
+        await pipeline.run_once()
         first = rig.receiver.count()
         rig.sim.simulator.advance(60)
-        await pipeline.sweep(full=True)
+        await pipeline.run_once()
         truth = rig.truth()
         assert got_uids(rig.receiver) == expected_uids(truth)
         assert first < rig.receiver.count(), "some records were hidden at the first sweep"
@@ -170,7 +170,7 @@ async def test_late_records_inside_the_lookback_arrive_next_sweep(tmp_path: Path
 async def test_room_globs_select_sessions(tmp_path: Path) -> None:
     async with rig_for(sim_config(meetings_per_domain=9), tmp_path) as rig:
         pipeline = rig.pipeline(rig.settings(rooms=["sales-*"]))
-        await pipeline.sweep(full=True)
+        await pipeline.run_once()
         rooms = {r.attributes["daily.room"] for r in rig.receiver.log_records()}
         assert rooms == {"sales-demo"}
         await close(pipeline)
@@ -181,7 +181,7 @@ async def test_rate_limited_server_loses_nothing(tmp_path: Path) -> None:
     async with rig_for(config, tmp_path) as rig:
         # Asking for twice the server's limit: 429s are met, paced and retried.
         pipeline = rig.pipeline(rig.settings(requests_per_second=8, page_size=200))
-        await pipeline.sweep(full=True)
+        await pipeline.run_once()
         assert got_uids(rig.receiver) == expected_uids(rig.truth())
         limited = rig.metrics.api_rate_limited.labels("acme")._value.get()
         assert limited > 0
@@ -192,13 +192,13 @@ async def test_partial_success_is_counted_and_not_retried(tmp_path: Path) -> Non
     async with rig_for(sim_config(meetings_per_domain=1, records_per_meeting=50), tmp_path) as rig:
         rig.receiver.set_fault(Fault(reject_records=5, count=1))
         pipeline = rig.pipeline(rig.settings())
-        stats = await pipeline.sweep(full=True)
+        stats = await pipeline.run_once()
         assert stats.rejected == 5
         assert rig.metrics.records_rejected.labels("acme", "logs")._value.get() == 5
         assert rig.receiver.count() == 45
         assert rig.receiver.request_count() == 1
         # The cursor moved past them: the backend refused them for good.
-        assert (await pipeline.sweep(full=True)).exported == 0
+        assert (await pipeline.run_once()).exported == 0
         await close(pipeline)
 
 
@@ -207,10 +207,10 @@ async def test_export_failure_commits_nothing_and_the_next_sweep_delivers(tmp_pa
         rig.receiver.set_fault(Fault(grpc_status="UNAVAILABLE"))
         pipeline = rig.pipeline(rig.settings())
         with pytest.raises(Exception, match="UNAVAILABLE"):
-            await pipeline.sweep(full=True)
+            await pipeline.run_once()
         assert all(c.watermark_ns is None for c in rig.store.load_cursors("acme", "logs").values())
         rig.receiver.set_fault(None)
-        await pipeline.sweep(full=True)
+        await pipeline.run_once()
         assert got_uids(rig.receiver) == expected_uids(rig.truth())
         await close(pipeline)
 
@@ -219,7 +219,7 @@ async def test_revoked_key_raises_auth_error(tmp_path: Path) -> None:
     async with rig_for(sim_config(meetings_per_domain=1), tmp_path) as rig:
         pipeline = rig.pipeline(rig.settings(api_key="wrong-key-0123456789"))
         with pytest.raises(AuthError) as info:
-            await pipeline.sweep(full=True)
+            await pipeline.run_once()
         assert "wrong-key" not in str(info.value)
         await close(pipeline)
 
@@ -227,10 +227,10 @@ async def test_revoked_key_raises_auth_error(tmp_path: Path) -> None:
 async def test_sessions_retire_after_grace_and_are_not_rediscovered(tmp_path: Path) -> None:
     async with rig_for(sim_config(meetings_per_domain=3, records_per_meeting=20), tmp_path) as rig:
         pipeline = rig.pipeline(rig.settings(session_grace="1m"))
-        await pipeline.sweep(full=True)
+        await pipeline.run_once()
         # The simulator's meetings ended at least 30 s ago; two minutes on, all are retired.
         rig.sim.simulator.advance(120)
-        await pipeline.sweep(full=True)
+        await pipeline.run_once()
         assert pipeline.active_cursors() == []
         retired = rig.store.load_cursors("acme", "logs")
         assert retired
@@ -239,7 +239,7 @@ async def test_sessions_retire_after_grace_and_are_not_rediscovered(tmp_path: Pa
         # Once discovery can no longer list them, their rows go too; nothing is re-sent.
         for _ in range(2):  # discovery looks back from the previous discovery's time
             rig.sim.simulator.advance(600)
-            await pipeline.sweep(full=True)
+            await pipeline.run_once()
         assert rig.store.load_cursors("acme", "logs") == {}
         assert rig.receiver.count() == len(rig.truth())
         await close(pipeline)
@@ -257,13 +257,13 @@ async def test_one_failing_session_does_not_stall_the_others(tmp_path: Path) -> 
             return await real_fetch(**kwargs)
 
         pipeline.client.fetch_logs_page = flaky_fetch  # type: ignore[method-assign]
-        stats = await pipeline.sweep(full=True)
+        stats = await pipeline.run_once()
         assert [f.split(":")[0] for f in stats.session_failures] == [sick]
         healthy = [r for r in rig.truth() if r["mtgSessionId"] != sick]
         assert got_uids(rig.receiver) == expected_uids(healthy)
 
         pipeline.client.fetch_logs_page = real_fetch  # type: ignore[method-assign]
-        await pipeline.sweep(full=True)
+        await pipeline.run_once()
         assert got_uids(rig.receiver) == expected_uids(rig.truth())
         await close(pipeline)
 
@@ -277,7 +277,7 @@ async def test_many_failing_sessions_abort_the_sweep(tmp_path: Path) -> None:
 
         pipeline.client.fetch_logs_page = down  # type: ignore[method-assign]
         with pytest.raises(TransientError):
-            await pipeline.sweep(full=True)
+            await pipeline.run_once()
         await close(pipeline)
 
 
@@ -290,7 +290,7 @@ async def test_a_quiet_ongoing_session_costs_one_request_a_poll(tmp_path: Path) 
     async with rig_for(config, tmp_path) as rig:
         rig.sim.simulator.advance(5)
         pipeline = rig.pipeline(rig.settings())
-        await pipeline.sweep(full=True)
+        await pipeline.run_once()
         delivered = rig.receiver.count()
         assert delivered == 3
 
@@ -300,16 +300,16 @@ async def test_a_quiet_ongoing_session_costs_one_request_a_poll(tmp_path: Path) 
         # The first read started at the session's floor, the next from the watermark: that
         # read is a full one (two requests); from then on the window stays put.
         rig.sim.simulator.advance(5)
-        await pipeline.sweep(full=True)
+        await pipeline.run_once()
         for _ in range(3):
             before = logs_requests()
             rig.sim.simulator.advance(5)
-            await pipeline.sweep(full=True)
+            await pipeline.run_once()
             assert logs_requests() - before == 3
         assert rig.receiver.count() == delivered
         # When one speaks again, the question comes back non-empty and a full read follows.
         rig.sim.simulator.advance(1000)
-        await pipeline.sweep(full=True)
+        await pipeline.run_once()
         assert got_uids(rig.receiver) == expected_uids(rig.truth())
         assert rig.receiver.count() == 6
         await close(pipeline)
