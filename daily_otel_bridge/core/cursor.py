@@ -138,7 +138,10 @@ def window_start_ms(cursor: SessionCursor, lookback_ms: int) -> int:
     """
     if cursor.watermark_ns is None:
         return cursor.start_floor_ms
-    return cursor.watermark_ns // NS_PER_MS - lookback_ms - 1
+    # Never before the floor: the first read started there, nothing earlier is in scope,
+    # and a window that stays put while a young meeting fills its lookback lets each read
+    # resume after the last one (see `resume_from`).
+    return max(cursor.start_floor_ms, cursor.watermark_ns // NS_PER_MS - lookback_ms - 1)
 
 
 def prune_seen(seen: dict[str, int], horizon_ms: int) -> int:

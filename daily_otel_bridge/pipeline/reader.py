@@ -72,6 +72,10 @@ class SessionReader:
         self.name = settings.name
         self.log = structlog.get_logger(__name__).bind(domain=self.name)
         self._m_fetched = {s: metrics.records_fetched.labels(self.name, s) for s in self.streams}
+        # The largest page Daily answered when asked for more (None: never capped yet).
+        self.page_cap: int | None = None
+        self._m_page = metrics.page_size_effective.labels(self.name)
+        self._m_page.set(settings.page_size)
 
     async def read(self, session: TrackedSession) -> ReadResult:
         """Read the session once, to the end of its window (or until told to stop).
@@ -139,6 +143,8 @@ class SessionReader:
         any_read = next(iter(drains.values())).read
         log = self.log.bind(session=session_id)
 
+        previous: list[int] = []  # the length of the last page, once there is one
+
         async def fetch_page(offset: int, names: Sequence[str]) -> Mapping[str, Sequence[Any]]:
             result.requests += 1
             answer = await self.client.fetch_logs_page(
@@ -157,6 +163,10 @@ class SessionReader:
             if METRICS in names:
                 self._m_fetched[METRICS].inc(len(answer.metrics))
             log.debug("page", offset=offset, logs=len(answer.logs), metrics=len(answer.metrics))
+            size = max(len(answer.logs), len(answer.metrics))
+            if previous and size > 1:
+                self._learn_page_size(previous[0])
+            previous[:] = [size]
             return {LOGS: answer.logs, METRICS: answer.metrics}
 
         async def after_page() -> None:
@@ -190,6 +200,22 @@ class SessionReader:
                     "read stopped early: the list moved while paging; the next read goes on",
                     stream=name,
                 )
+
+    def _learn_page_size(self, size: int) -> None:
+        """A page followed by more records was as large as Daily answers: when that is less
+        than `limit`, Daily caps pages (its other lists cap at 100; `/logs` names no cap).
+        Said once and kept as a gauge; the cost of a read is `ceil(new / (cap - 1)) + 1`."""
+        limit = self.settings.page_size
+        if size >= limit or (self.page_cap is not None and size <= self.page_cap):
+            return
+        self.page_cap = size
+        self._m_page.set(size)
+        self.log.info(
+            "Daily answers fewer records a page than asked",
+            asked=limit,
+            answered=size,
+            note="reads page by this size; the anchor takes one record a page",
+        )
 
     def after_read(self, stream: str, read: SessionRead, complete: bool) -> None:
         """Retirement and pruning after a read; noted in the open batch, so committed only
