@@ -24,6 +24,7 @@ How a session is read (README.md, "The cursor and the delivery guarantee"):
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,7 +70,7 @@ class ListTail:
     read would have been seen (see `SessionRead.certain`)."""
 
     start_ms: int
-    times_ns: list[int]
+    times_ns: array[int]  # 8 bytes a record: a busy session's overlap holds hundreds
     anchor: bytes | None
     group: dict[bytes, int]
     unsure: list[int]
@@ -223,7 +224,7 @@ class SessionRead:
     # for its twin if the list moved (see `certain`).
     ambiguous_anchor: bool = False
     # The list as this read sees it, position by position (see `ListTail`).
-    times_ns: list[int] = field(default_factory=list)
+    times_ns: array[int] = field(default_factory=lambda: array("q"))
     unsure: list[int] = field(default_factory=list)
     ordered: bool = True
     group_time_ns: int | None = None
@@ -272,7 +273,7 @@ class SessionRead:
         self.consumed = 0
         self.anchor = None
         self.occurrences = {}
-        self.times_ns = []
+        self.times_ns = array("q")
         self.unsure = []
         self.ordered = True
         self.group_time_ns = None

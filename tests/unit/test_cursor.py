@@ -15,13 +15,17 @@ import pytest
 
 from daily_otel_bridge.core.cursor import (
     NS_PER_MS,
+    ListTail,
     PageCut,
+    Resume,
     SessionCursor,
     SessionRead,
+    boundary_free_start,
     cut_page,
     drain,
     next_page_offset,
     prune_seen,
+    resume_from,
     window_start_ms,
 )
 from daily_otel_bridge.core.mapping import record_digest
@@ -287,3 +291,76 @@ async def test_a_server_that_ignores_offset_does_not_loop_forever() -> None:
     assert not result.complete
     assert delivered == ["m0", "m1", "m2", "m3"]
     assert server.calls < 10
+
+
+# -- resuming after the last read (a read costs what is new) ----------------------------
+
+MS = 1_000_000
+
+
+def _tail(times_ms: list[float], *, start_ms: int = 0, **kw: Any) -> ListTail:
+    from array import array
+
+    defaults: dict[str, Any] = {
+        "anchor": b"a" if times_ms else None,
+        "group": {},
+        "unsure": [],
+        "certain": True,
+    }
+    defaults.update(kw)
+    return ListTail(
+        start_ms=start_ms, times_ns=array("q", [int(t * MS) for t in times_ms]), **defaults
+    )
+
+
+@pytest.mark.parametrize(
+    ("times_ms", "tail_kw", "start_ms", "expected"),
+    [
+        # The window did not move: everything the last read saw is still in it.
+        ([10, 20, 30], {}, 0, Resume(0, 0, 3)),
+        # It moved past two records (10 and 20 are more than a ms before 25).
+        ([10, 20, 30], {}, 25, Resume(25, 2, 1)),
+        # A record within a millisecond of the start: inclusive or not, rounded or not,
+        # the count would be uncertain.
+        ([10, 20, 30], {}, 20, None),
+        ([10, 20.5, 30], {}, 21, None),
+        ([10, 19.5, 30], {}, 19, None),
+        # A whole millisecond away is far enough on every reading.
+        ([10, 20, 30], {}, 21, Resume(21, 2, 1)),
+        ([10, 20, 30], {}, 19, Resume(19, 1, 2)),
+        # Moved past everything: nothing of the old list is in the window.
+        ([10, 20, 30], {}, 40, Resume(40, 3, 0)),
+        # A start before the last read's: nothing is known there.
+        ([10, 20, 30], {"start_ms": 5}, 4, None),
+        # A read that could not have seen every move, or an unordered list: full read.
+        ([10, 20, 30], {"certain": False}, 0, None),
+        ([10, 30, 20], {"ordered": False}, 0, None),
+        # A record of unknown time (malformed) left out by the new start: cannot count.
+        ([10, 10, 30], {"unsure": [1]}, 25, None),
+        # ... kept inside the window: harmless.
+        ([10, 30, 30], {"unsure": [2]}, 25, Resume(25, 1, 2)),
+        (None, {}, 0, None),
+    ],
+)
+def test_resume_counts_what_the_window_still_holds(
+    times_ms: list[float] | None, tail_kw: dict[str, Any], start_ms: int, expected: Resume | None
+) -> None:
+    tail = None if times_ms is None else _tail(times_ms, **tail_kw)
+    assert resume_from(tail, start_ms) == expected
+
+
+@pytest.mark.parametrize(
+    ("times_ms", "start_ms", "expected"),
+    [
+        ([10, 20, 30], 25, 25),  # nothing near: unchanged
+        ([10, 20, 30], 20, 19),  # a record at 20: 19 is a whole ms away
+        ([10, 20.5, 30], 21, 19),  # 20.5 is within a ms of 21 and of 20
+        ([10, 20, 20.5, 30], 21, 19),
+        ([10, 20, 30], 0, 0),  # the last read's own start: never moved
+        ([], 25, 25),
+    ],
+)
+def test_a_window_start_keeps_off_the_millisecond_of_a_record(
+    times_ms: list[float], start_ms: int, expected: int
+) -> None:
+    assert boundary_free_start([_tail(times_ms)], start_ms) == expected
