@@ -199,7 +199,7 @@ def cut_page(anchor: bytes | None, digests: Sequence[bytes]) -> PageCut:
 
 @dataclass(slots=True)
 class SessionRead:
-    """The bookkeeping of one read of one session (one sweep).
+    """The bookkeeping of one read of one session.
 
     Every request after the first overlaps the previous page by one record (the anchor),
     so that a list shifting under us is seen and a byte-identical twin of the anchor is

@@ -700,7 +700,7 @@ def _opt_int(value: object) -> int | None:
 def _storable(text: str) -> str:
     """`text` as PostgreSQL can hold it: a lone surrogate becomes its `\\uXXXX` escape (as in
     the SQLite store) and so does NUL, which PostgreSQL text refuses; otherwise one hostile
-    record would fail every sweep at the same place forever."""
+    record would fail every read at the same place forever."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

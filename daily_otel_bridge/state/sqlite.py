@@ -447,7 +447,7 @@ def _read_pid(fd: int) -> int | None:
 def _storable(text: str) -> str:
     """`text` as valid UTF-8 for SQLite: a lone surrogate (JSON allows `\\ud800`, Python
     decodes it, UTF-8 cannot hold it) becomes its `\\uXXXX` escape instead of an error that
-    would fail every sweep at the same record forever."""
+    would fail every read at the same record forever."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
