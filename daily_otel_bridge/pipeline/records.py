@@ -85,6 +85,7 @@ class RecordPath:
             return False
         if valid.time_ns < read.own_start_ns:
             self.counts.skipped_before_start += 1
+            read.note_time(valid.time_ns)
             return False
         batch = self.batcher.logs()
         target = batch.add()
@@ -116,6 +117,7 @@ class RecordPath:
             return False
         if valid.time_ns < read.own_start_ns:
             self.counts.skipped_before_start += 1
+            read.note_time(valid.time_ns)
             return False
         mapped = map_sample(sample, room=room) if self.include_metrics else None
         if mapped is not None:
