@@ -161,7 +161,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument(
-        "--once", action="store_true", help="read every session of every domain to its end, commit, then exit"
+        "--once",
+        action="store_true",
+        help="read every session of every domain to its end, commit, then exit",
     )
 
     sub.add_parser("check-config", help="validate and print the effective config")

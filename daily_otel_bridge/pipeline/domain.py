@@ -76,6 +76,8 @@ PROGRESS_INTERVAL = 10.0
 BEHIND_SLACK = 2.0
 # A session's next read is at least this far after the end of its last one.
 MIN_GAP = 0.5
+# A retiring read comes this long after the grace period is over on both clocks.
+RETIRE_SLACK = 1.0
 # Longest a worker sleeps without looking at the queue (new sessions also wake it).
 IDLE_WAIT = 1.0
 
@@ -384,6 +386,23 @@ class DomainPipeline:
             )
         since = started if busy else self.monotonic()
         session.due_at = max(since + delay, self.monotonic() + MIN_GAP)
+        retire_at = self._retirement_due(session)
+        if retire_at is not None and retire_at < session.due_at:
+            # The read that retires an ended meeting comes as soon as it can, not up to a
+            # quiet interval later: no read of a meeting long after its grace period.
+            session.due_at = max(retire_at, self.monotonic() + MIN_GAP)
+
+    def _retirement_due(self, session: TrackedSession) -> float | None:
+        """When (monotonic) a read of an ended session could retire it, if it ended."""
+        s = self.settings
+        ends = [c.ended_at_ms for c in session.cursors.values() if not c.retired]
+        if not ends or any(e is None for e in ends):
+            return None
+        ended_ms = max(e for e in ends if e is not None)
+        wall_wait = ended_ms / 1000 + s.session_grace + s.settle_lag - self.clock()
+        seen = [c.end_seen_mono for c in session.cursors.values() if c.end_seen_mono is not None]
+        mono_wait = (max(seen) + s.session_grace - self.monotonic()) if seen else s.session_grace
+        return self.monotonic() + max(wall_wait, mono_wait, 0.0) + RETIRE_SLACK
 
     def _enqueue_first_read(self, session: TrackedSession) -> None:
         """Never read (new, or loaded at start): read promptly, newest meeting first."""
@@ -541,8 +560,14 @@ class DomainPipeline:
             self.queue.push(session.session_id, FIRST_READ_DUE, ReadClass.BUSY)
 
     async def _discover(self) -> None:
-        """One discovery: new sessions join the queue as first reads."""
+        """One discovery: new sessions join the queue as first reads; a meeting seen ended
+        starts its grace period on the monotonic clock now (not at its next read)."""
         new = await self.table.discover(self.client)
+        mono = self.monotonic()
+        for session in self.table.active():
+            for cursor in session.cursors.values():
+                if cursor.ended_at_ms is not None and cursor.end_seen_mono is None:
+                    cursor.end_seen_mono = mono
         for session in new:
             self._enqueue_first_read(session)
         if new:

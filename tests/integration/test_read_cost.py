@@ -134,3 +134,53 @@ async def test_a_young_meeting_is_read_every_poll_interval_until_silent_for_max_
         assert busy[5:] == [False] * 3
         assert all(i > POLL for i in intervals[5:])
         await close(pipeline)
+
+
+async def test_an_ended_meeting_is_read_once_more_when_its_grace_is_over_and_retires(
+    tmp_path: Path,
+) -> None:
+    """An ended meeting keeps its final reads (late uploads), backing off like a quiet one;
+    the read that retires it comes as soon as session_grace (+ settle_lag) is over on both
+    clocks, not up to a quiet interval later."""
+    config = sim_config(
+        meetings_per_domain=0,
+        live=True,
+        live_meetings=1,
+        live_records_per_second=2.0,
+        live_duration=20.0,
+    )
+    async with rig_for(config, tmp_path) as rig:
+        settings = rig.settings(
+            session_grace="2m", max_quiet_interval="60s", settle_lag=f"{SETTLE:g}s"
+        )
+        pipeline = rig.pipeline(settings)
+        await pipeline.run_once()
+        rig.sim.simulator.advance(30)  # the meeting ended at 20 s
+        await pipeline.run_once()
+        (tracked,) = pipeline.table.active()
+        assert not tracked.ongoing
+        ended_at = tracked.cursors["logs"].ended_at_ms
+        assert ended_at is not None
+        # Passes every 30 s until less than 20 s before the grace period ends.
+        while rig.sim.simulator.now() + 30 < ended_at / 1000 + 120 + SETTLE - 20:
+            rig.sim.simulator.advance(30)
+            await pipeline.run_once()
+        while rig.sim.simulator.now() < ended_at / 1000 + 120 + SETTLE - 20:
+            rig.sim.simulator.advance(5)
+            await pipeline.run_once()
+        (tracked,) = pipeline.table.active()
+        now = rig.sim.simulator.now()
+        retire_in = ended_at / 1000 + 120 + SETTLE - now
+        assert 0 < retire_in <= 20
+        # Quiet, its next read would be up to 60 s away; it comes when it can retire: the
+        # grace period over on Daily's clock (its end) and on the monotonic one (counted
+        # from the discovery that saw it ended).
+        seen = tracked.cursors["logs"].end_seen_mono
+        assert seen is not None
+        can_retire = max(ended_at / 1000 + 120 + SETTLE, seen + 120)
+        assert tracked.due_at - now < 60
+        assert tracked.due_at == pytest.approx(can_retire + 1.0, abs=1.0)
+        rig.sim.simulator.advance(tracked.due_at - now + 0.5)
+        await pipeline.run_once()
+        assert not list(pipeline.table.active()), "retired"
+        await close(pipeline)
