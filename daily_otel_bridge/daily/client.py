@@ -180,11 +180,13 @@ class DailyClient:
                 seen.add(meeting.id)
                 meetings.append(meeting)
                 fresh += 1
-            # An empty page (or one that repeats what we had) ends the walk, and so does
-            # having as many meetings as Daily counts for the filter; a short page alone
-            # does not, for the same reason as with /logs.
+            # An empty page (or one that repeats what we had) ends the walk, and so does a
+            # page holding as many meetings as Daily counts: Daily does not say whether
+            # `total_count` counts the whole list or what is left after `starting_after`,
+            # and only this test is right on both readings (on the first it costs one more
+            # request, an empty page). A short page alone does not, as with /logs.
             total = body.get("total_count")
-            if not data or fresh == 0 or (isinstance(total, int) and len(seen) >= total):
+            if not data or fresh == 0 or (isinstance(total, int) and total <= len(data)):
                 return meetings
             last = data[-1]
             starting_after = str(last.get("id")) if isinstance(last, dict) else None

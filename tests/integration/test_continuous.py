@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
+import uuid
 from pathlib import Path
+
+import pytest
+import structlog
 
 from daily_otel_bridge.core.schedule import failure_delay
 from daily_otel_bridge.pipeline.domain import FAILURE_BACKOFF_BASE
 from tests.faults._rig import close, rig
 from tests.faults.hostile_daily import iso_ns
+from tests.faults.hostile_data import good
 
 
 async def wait_for(predicate: object, seconds: float) -> bool:
@@ -101,4 +107,61 @@ async def test_a_quiet_session_ending_on_twins_costs_one_request_a_poll(tmp_path
         r.bodies.append(body)
         await pipeline.run_once()
         assert r.got() == r.want()
+        await close(pipeline)
+
+
+async def test_the_catch_up_says_its_progress_and_reads_the_newest_meetings_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a start among many meetings, the sessions never read go newest meeting first,
+    and the catch-up says how many are left, at what pace, and when it should end: in the
+    log (`catching up`) and in /metrics."""
+    from daily_otel_bridge.pipeline import domain as domain_module
+
+    monkeypatch.setattr(domain_module, "PROGRESS_INTERVAL", 1.0)
+    with rig(tmp_path, sessions=0) as r:
+        # 24 ongoing meetings that started 10 s apart, three words each.
+        rng = random.Random(3)
+        now_ms = int(time.time() * 1000)
+        for n in range(24):
+            sid, user = str(uuid.UUID(int=rng.getrandbits(128))), "u"
+            start_ms = now_ms - (30 - n) * 10_000
+            r.daily.add_session("acme", sid, f"room-{n}", start_ms // 1000, None, [user])
+            for i in range(3):
+                body = good(rng, "acme", sid, user, start_ms + 1000 + i)
+                r.daily.add_record("acme", sid, start_ms + 1000 + i, body)
+        # Two requests a second: the catch-up takes a while.
+        pipeline = r.pipeline(r.settings(requests_per_second=2, max_concurrent_reads=2))
+        stop = asyncio.Event()
+        with structlog.testing.capture_logs() as logs:
+            task = asyncio.create_task(pipeline.run(stop))
+            try:
+                ok = await wait_for(lambda: pipeline.table.active_count() == 24, 15)
+                assert ok, [
+                    (
+                        s.session_id[:6],
+                        s.retired,
+                        s.started_ms,
+                        {k: c.ended_at_ms for k, c in s.cursors.items()},
+                    )
+                    for s in pipeline.table.sessions.values()
+                ]
+                unread = r.metrics.sessions_unread.labels("acme")
+                assert await wait_for(lambda: 0 < unread._value.get() < 24, 20)
+                assert await wait_for(lambda: any(e["event"] == "catching up" for e in logs), 10)
+            finally:
+                stop.set()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 20)
+        line = next(e for e in logs if e["event"] == "catching up")
+        assert line["sessions_never_read"] > 0
+        assert "first_reads_per_s" in line
+        assert "eta_s" in line
+        assert r.metrics.catchup_eta.labels("acme")._value.get() > 0
+        # Newest meeting first: the sessions read are those that started last.
+        by_start = sorted(
+            pipeline.table.sessions.values(), key=lambda s: s.started_ms or 0, reverse=True
+        )
+        read = [s.read_once for s in by_start]
+        assert read == sorted(read, reverse=True), "read ones are the newest"
         await close(pipeline)
