@@ -8,7 +8,11 @@ from datetime import UTC, datetime
 import structlog
 
 from daily_otel_bridge.config.settings import ConfigError, Settings, parse_duration
-from daily_otel_bridge.pipeline.domain import build_pipeline, room_selected
+from daily_otel_bridge.core.cursor import SessionCursor, SessionRead, StreamDrain
+from daily_otel_bridge.pipeline.domain import DomainPipeline, build_pipeline, room_selected
+from daily_otel_bridge.pipeline.progress import PassReport
+from daily_otel_bridge.pipeline.reader import ReadResult
+from daily_otel_bridge.pipeline.records import PageContext
 from daily_otel_bridge.service.self_metrics import BridgeMetrics
 from daily_otel_bridge.state.memory import MemoryCursorStore
 
@@ -55,9 +59,10 @@ async def run_backfill(
     # letters of records the live pipeline kept already) stays in memory.
     store = MemoryCursorStore()
     pipeline = build_pipeline(chosen, store=store, metrics=metrics, persist=False)
-    client, exporter = pipeline.client, pipeline.exporter
     try:
-        meetings = await client.list_meetings(timeframe_start=int(start) - 86_400, room=room)
+        meetings = await pipeline.client.list_meetings(
+            timeframe_start=int(start) - 86_400, room=room
+        )
         if session is not None:
             # The room, as the live records carry it (`daily.room`), when Daily still lists it.
             rooms = {m.id: m.room for m in meetings}
@@ -73,8 +78,8 @@ async def run_backfill(
             ]
         total = 0
         for session_id, room_name in targets:
-            stats = await pipeline.backfill_session(
-                session_id, room_name, int(start * 1000), int(end * 1000)
+            stats = await backfill_session(
+                pipeline, session_id, room_name, int(start * 1000), int(end * 1000)
             )
             total += stats.exported
             log.info("session backfilled", session=session_id, exported=stats.exported)
@@ -84,5 +89,39 @@ async def run_backfill(
         log.error("backfill failed", error_type=type(exc).__name__, error=str(exc))
         return 1
     finally:
-        await exporter.close()
-        await client.close()
+        await pipeline.close()
+
+
+async def backfill_session(
+    pipeline: DomainPipeline, session_id: str, room: str, start_ms: int, end_ms: int
+) -> PassReport:
+    """Re-export one session's records in `[start_ms, end_ms]`; no cursor moves.
+
+    Uses throwaway cursors: the uids are the same as the live ones (they depend only on the
+    records), so a backend that de-duplicates on `log.record.uid` can.
+    """
+    before = pipeline.snapshot()
+    page = PageContext()
+    drains: dict[str, StreamDrain] = {}
+    for name in pipeline.streams:
+        cursor = SessionCursor(session_id=session_id, room=room, start_floor_ms=start_ms)
+        read = SessionRead(
+            cursor=cursor, start_ms=start_ms, end_ms=end_ms, limit=pipeline.settings.page_size
+        )
+        drains[name] = StreamDrain(read=read, deliver=pipeline.records.deliverer(name, read, page))
+    result = ReadResult()
+    try:
+        await pipeline.reader.drain(session_id, drains, page, result)
+        await pipeline.batcher.flush()
+    except BaseException:
+        await pipeline.reset()
+        raise
+    totals = pipeline.totals
+    totals.sessions_read += 1
+    totals.reads += 1
+    totals.fetched += result.fetched
+    totals.reread += result.reread
+    totals.requests += result.requests
+    if result.not_found is not None:
+        totals.session_errors.append(f"{session_id}: {result.not_found}")
+    return pipeline.snapshot().since(before)

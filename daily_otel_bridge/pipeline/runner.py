@@ -16,7 +16,7 @@ import structlog
 
 from daily_otel_bridge.core.retry import backoff_delay
 from daily_otel_bridge.daily.client import AuthError, DailyApiError
-from daily_otel_bridge.otlp.transport import Exporter, ExportError
+from daily_otel_bridge.otlp.transport import ExportError
 from daily_otel_bridge.pipeline.alarm import Alarm
 from daily_otel_bridge.pipeline.domain import DomainPipeline, PassReport
 from daily_otel_bridge.pipeline.memory import release_freed_memory
@@ -66,9 +66,7 @@ class DomainRunner:
             "export": Alarm(what="export", log=self.log, on_change=self._trouble),
             "daily": Alarm(what="daily", log=self.log, on_change=self._trouble),
         }
-        if isinstance(pipeline.exporter, Exporter):
-            pipeline.exporter.observer = self.alarms["export"]
-        pipeline.client.observer = self.alarms["daily"]
+        pipeline.observe(daily=self.alarms["daily"], export=self.alarms["export"])
 
     def _trouble(self, error_type: str | None, message: str | None) -> None:
         """An alarm started, changed or ended: the status follows at once."""

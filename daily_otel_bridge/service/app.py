@@ -240,7 +240,7 @@ class Bridge:
             return
         runner = running.runner
         running.stop.set()
-        runner.pipeline.stop_requested = True
+        runner.pipeline.request_stop()
         grace = runner.pipeline.settings.export.timeout + SHUTDOWN_SLACK
         done, _ = await asyncio.wait([running.task], timeout=grace)
         if not done:
@@ -254,8 +254,7 @@ class Bridge:
             self.runners.remove(runner)
 
     async def _close_runner(self, runner: DomainRunner) -> None:
-        await runner.pipeline.exporter.close()
-        await runner.pipeline.client.close()
+        await runner.pipeline.close()
 
     # -- reload ----------------------------------------------------------------------------
 
@@ -349,7 +348,7 @@ class Bridge:
         for running in self._running.values():
             running.stop.set()
         for runner in self.runners:
-            runner.pipeline.stop_requested = True
+            runner.pipeline.request_stop()
 
     def _install_signal_handlers(self, *, reload: bool) -> None:
         loop = asyncio.get_running_loop()

@@ -14,7 +14,7 @@ import pytest
 import structlog
 
 from daily_otel_bridge.core.schedule import failure_delay
-from daily_otel_bridge.pipeline.domain import FAILURE_BACKOFF_BASE
+from daily_otel_bridge.pipeline.scheduler import FAILURE_BACKOFF_BASE
 from tests.faults._rig import close, rig
 from tests.faults.hostile_daily import iso_ns
 from tests.faults.hostile_data import good
@@ -116,9 +116,9 @@ async def test_the_catch_up_says_its_progress_and_reads_the_newest_meetings_firs
     """After a start among many meetings, the sessions never read go newest meeting first,
     and the catch-up says how many are left, at what pace, and when it should end: in the
     log (`catching up`) and in /metrics."""
-    from daily_otel_bridge.pipeline import domain as domain_module
+    from daily_otel_bridge.pipeline import progress as progress_module
 
-    monkeypatch.setattr(domain_module, "PROGRESS_INTERVAL", 1.0)
+    monkeypatch.setattr(progress_module, "PROGRESS_INTERVAL", 1.0)
     with rig(tmp_path, sessions=0) as r:
         # 24 ongoing meetings that started 10 s apart, three words each.
         rng = random.Random(3)
