@@ -1705,6 +1705,8 @@ def run_churn(args: argparse.Namespace, workdir: Path, summary: Summary) -> None
 
     domain = {} if grace == SESSION_GRACE else {"session_grace": f"{grace:g}s"}
     run = run_live(workdir, "churn", sim_args, how_long, domain)
+    from daily_otel_bridge.core.mapping import parse_time_ns
+
     churning = {m["id"]: m for m in run.meetings if m["churn"]}
     uids = truth_uids(run.truth)
     fresh_all: list[float] = []
@@ -1719,8 +1721,6 @@ def run_churn(args: argparse.Namespace, workdir: Path, summary: Summary) -> None
         delay = math.inf if ack is None else ack - rec["_visible"]
         lost += ack is None
         fresh_all.append(delay)
-        from daily_otel_bridge.core.mapping import parse_time_ns
-
         t = parse_time_ns(rec["time"]) / 1e9
         if t < m["begins"] + 15.0:
             fresh_first.append(delay)
