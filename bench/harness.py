@@ -35,6 +35,28 @@ API_KEY = "bench-api-key-0123456789"
 # -- small helpers -------------------------------------------------------------------------
 
 
+def free_port() -> int:
+    """A loopback port free right now (for the daemon's health server)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prometheus_totals(text: str) -> dict[str, float]:
+    """Prometheus text exposition -> {metric name: sum over every label set}."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name_labels, _, value = line.rpartition(" ")
+        name = name_labels.split("{", 1)[0].strip()
+        with contextlib.suppress(ValueError):
+            out[name] = out.get(name, 0.0) + float(value)
+    return out
+
+
 def get_json(url: str, timeout: float = 60.0) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
         return json.loads(resp.read())
@@ -235,7 +257,10 @@ def write_config(
     domain: dict[str, Any] | None = None,
     export: dict[str, Any] | None = None,
     fresh_state: bool = True,
+    health_listen: str | None = None,
 ) -> Path:
+    """The daemon's config; `health_listen` (e.g. 127.0.0.1:PORT) turns on the health server
+    and its /metrics (off otherwise: no port to collide with)."""
     state = workdir / "state.db"
     if fresh_state:
         for suffix in ("", "-wal", "-shm", "-journal"):
@@ -243,7 +268,9 @@ def write_config(
                 os.remove(f"{state}{suffix}")
     config = {
         "state_path": str(state),
-        "health": {"enabled": False},
+        "health": {"enabled": True, "listen": health_listen}
+        if health_listen
+        else {"enabled": False},
         "export": {"protocol": protocol, "endpoint": endpoint, **(export or {})},
         "domains": [{"name": DOMAIN, "api_key": API_KEY, "api_url": api_url, **(domain or {})}],
     }

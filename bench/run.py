@@ -12,6 +12,11 @@
     python bench/run.py fault-storm [--quick]  # 9.4: every record through 429s, 5xx, failures
     python bench/run.py issue9 [--quick]       # issue 9's rows: the three above, naive,
                                                # memory, api-cost
+    python bench/run.py churn [--quick]        # 14.5: 300 meetings starting/ending + 200 silent
+    python bench/run.py talking-quiet [--quick]  # 14.5: 100 talking + 1,000 that spoke once
+    python bench/run.py requests-per-read [--quick]  # 14.5: talking only, page caps 200 and 100
+    python bench/run.py naive-capped [--quick]  # 14.5: the CPU ratio row with the page cap on
+    python bench/run.py issue14 [--quick]      # the four above (--page-cap N, default 200)
     python bench/run.py stages [--quick]       # in-process cost of each hot-path step
     python bench/run.py profile [--tool pyinstrument|py-spy] [--quick]
 
@@ -57,12 +62,14 @@ from harness import (
     Simulator,
     daemon,
     daemon_command,
+    free_port,
     in_process_sink,
     machine_summary,
     new_keys_supported,
     percentile,
     print_table,
     proc_cpu,
+    prometheus_totals,
     rotel_sink,
     self_cpu,
     write_config,
@@ -194,21 +201,33 @@ def measure_daemon(
 
 
 def run_throughput(
-    args: argparse.Namespace, workdir: Path, summary: Summary, rotel: bool = True
+    args: argparse.Namespace,
+    workdir: Path,
+    summary: Summary,
+    rotel: bool = True,
+    cap: int | None = None,
 ) -> None:
-    """`naive` (rotel=False) skips the transport variants too: only what the ratio needs."""
+    """`naive` (rotel=False) skips the transport variants too: only what the ratio needs.
+
+    `cap` (default: `--page-cap`, none when not given) is the largest /logs page the simulator
+    answers; the bridge keeps asking for 1,000 records a page, the naive reader asks for what
+    it gets (a page of `cap`: it stops at the first short page)."""
     variants = rotel
+    if cap is None:
+        cap = args.page_cap
     meetings, per_meeting = (20, 1000) if args.quick else (200, 1000)
     total = meetings * per_meeting
     print(
         f"\n## Throughput: {total:,} records ({meetings} sessions x {per_meeting}), "
-        f"requests_per_second={MAX_RPS}, page_size=1000, batch_size default; "
-        f"{COND.describe()} (rotel answers at once)",
+        f"requests_per_second={MAX_RPS}, page_size=1000, batch_size default, page cap "
+        f"{cap or 'none'}; {COND.describe()} (rotel answers at once)",
         flush=True,
     )
     rows: list[list[Any]] = []
+    cap_args = [] if cap is None else ["--max-limit", str(cap)]
+    naive_page = 1000 if cap is None else min(1000, cap)
     with start_sim(
-        ["--meetings", str(meetings), "--records", str(per_meeting)],
+        ["--meetings", str(meetings), "--records", str(per_meeting), *cap_args],
         max_seconds=900,
         workdir=workdir,
     ) as sim:
@@ -265,8 +284,8 @@ def run_throughput(
                 )
                 rows.append(_throughput_row("bridge -> rotel (gRPC)", via_rotel, startup_cpu))
         with sink_for() as sink:
-            naive_idle = measure_naive(workdir, sim, sink, since=2**31 - 1)
-            naive = measure_naive(workdir, sim, sink)
+            naive_idle = measure_naive(workdir, sim, sink, since=2**31 - 1, page=naive_page)
+            naive = measure_naive(workdir, sim, sink, page=naive_page)
             rows.append(
                 _throughput_row(
                     "naive: SDK BatchLogRecordProcessor + OTLPLogExporter",
@@ -343,8 +362,9 @@ def run_throughput(
         ">= 3x",
         r_ours / r_naive >= 3,
     )
+    capped = f", page cap {cap}" if cap else ""
     summary.add(
-        "9.5 records per CPU-second incl. start-up, gzip (bridge / naive, same run)",
+        f"9.5 records per CPU-second incl. start-up, gzip (bridge / naive, same run{capped})",
         f"{cpu_naive / cpu_ours:.2f}x",
         ">= 3x",
         None if args.quick else cpu_naive / cpu_ours >= 3,
@@ -391,7 +411,9 @@ def _throughput_row(label: str, m: dict[str, Any], startup_cpu: float | None) ->
     ]
 
 
-def measure_naive(workdir: Path, sim: Simulator, sink: Any, since: int = 0) -> dict[str, Any]:
+def measure_naive(
+    workdir: Path, sim: Simulator, sink: Any, since: int = 0, page: int = 1000
+) -> dict[str, Any]:
     stats0, sim_cpu0, self0, count0 = sim.stats(), sim.cpu(), self_cpu(), sink.count()
     cmd = [
         PYTHON,
@@ -405,7 +427,7 @@ def measure_naive(workdir: Path, sim: Simulator, sink: Any, since: int = 0) -> d
         "--rps",
         str(MAX_RPS),
         "--page-size",
-        "1000",
+        str(page),
         "--since",
         str(since),
     ]
@@ -1512,6 +1534,532 @@ def print_pyspy_summary(path: Path, top: int = 25) -> None:
     )
 
 
+# -- issue 14: churning meetings, talking + quiet, requests per read ---------------------------
+
+DEFAULT_PAGE_CAP = 200  # the largest /logs page the simulator answers in issue 14's scenarios
+SESSION_GRACE = 600.0  # the daemon's defaults (config/settings.py, DomainSettings)
+SETTLE_LAG = 5.0
+MAX_QUIET = 60.0
+POLL = 15.0
+REREAD_COUNTER = "daily_otel_bridge_records_reread_total"
+DEDUP_COUNTER = "daily_otel_bridge_records_deduplicated_total"
+
+
+def page_cap(args: argparse.Namespace) -> int:
+    return int(args.page_cap) if args.page_cap is not None else DEFAULT_PAGE_CAP
+
+
+@dataclasses.dataclass
+class LiveRun:
+    """What a daemon-mode run against the simulator leaves behind, for the figures."""
+
+    t0: float
+    t_end: float
+    log: list[tuple[float, str, str, int, int, float]]
+    stats: dict[str, Any]
+    meetings: list[dict[str, Any]]
+    truth: list[dict[str, Any]]  # every visible record, with `_visible` (Unix s)
+    delivered: dict[str, float]  # log.record.uid -> first ack time
+    received: int  # log records acked, duplicates included
+    metrics: dict[str, float]  # the daemon's /metrics at the end (sums over labels)
+
+
+def run_live(
+    workdir: Path,
+    name: str,
+    sim_args: list[str],
+    run_s: float | Callable[[list[dict[str, Any]]], float],
+    domain: dict[str, Any] | None = None,
+) -> LiveRun:
+    """Simulator (the given args + latency) -> daemon (`once=False`, health server on) -> sink,
+    for `run_s` seconds (or as long as `run_s(meetings)` says once the meetings are known)."""
+    port = free_port()
+    log: list[tuple[float, str, str, int, int, float]] = []
+    with (
+        start_sim(sim_args, max_seconds=3600, workdir=workdir) as sim,
+        sink_for(keep_records=True, max_seconds=3600) as sink,
+    ):
+        meetings = sim.meetings()
+        duration = run_s(meetings) if callable(run_s) else run_s
+        config = config_for(
+            workdir,
+            api_url=sim.url,
+            endpoint=sink.grpc_endpoint,
+            domain={"requests_per_second": MAX_RPS, **(domain or {})},
+            health_listen=f"127.0.0.1:{port}",
+        )
+        proc = daemon(config, workdir, once=False, max_seconds=duration + 120, name=name)
+        t0 = time.time()
+        metrics: dict[str, float] = {}
+        with proc:
+            while time.time() - t0 < duration:
+                time.sleep(min(5.0, max(0.1, duration - (time.time() - t0))))
+                log.extend(sim.new_requests())
+                if proc.process is not None and proc.process.poll() is not None:
+                    raise RuntimeError("daemon died:\n" + proc.log_path.read_text()[-2000:])
+            t_end = time.time()
+            with contextlib.suppress(OSError):
+                metrics = prometheus_totals(_get(f"http://127.0.0.1:{port}/metrics").decode())
+            proc.stop()
+            proc.wait()
+        log.extend(sim.new_requests())
+        stats = sim.stats()
+        logs = sink.log_records()
+        acks = ack_times(sink)
+        truth = json.loads(_get(f"{sim.base}/_sim/records?domain={DOMAIN}&visible=1"))["records"]
+    delivered: dict[str, float] = {}
+    for rec, ack in zip(logs, acks, strict=False):
+        uid = str(rec.attributes.get("log.record.uid"))
+        delivered.setdefault(uid, ack)
+    return LiveRun(t0, t_end, log, stats, meetings, truth, delivered, len(logs), metrics)
+
+
+def truth_uids(truth: list[dict[str, Any]]) -> list[str]:
+    """`log.record.uid` of each ground-truth record, as the bridge computes it (content digest,
+    plus the occurrence number of byte-identical twins within a session)."""
+    from daily_otel_bridge.core.mapping import record_digest, record_uid
+
+    seen: collections.Counter[tuple[str, bytes]] = collections.Counter()
+    out = []
+    for r in truth:
+        raw = {k: v for k, v in r.items() if k != "_visible"}
+        digest = record_digest(raw)
+        key = (str(r.get("mtgSessionId")), digest)
+        seen[key] += 1
+        out.append(record_uid(digest, seen[key]))
+    return out
+
+
+def _pcts(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    return percentile(values, 50), percentile(values, 99)
+
+
+def _secs(v: float) -> str:
+    if math.isnan(v):
+        return "n/a"
+    return "unbounded" if math.isinf(v) else f"{v:.1f}"
+
+
+def _first_reads(run: LiveRun) -> dict[str, float]:
+    """Each session's first 200 answer to /logs (answer time)."""
+    first: dict[str, float] = {}
+    for r in run.log:
+        if r[1] == "logs" and r[4] == 200 and r[2]:
+            first[r[2]] = min(first.get(r[2], math.inf), r[5])
+    return first
+
+
+def _reads(run: LiveRun, ids: set[str], after: float) -> list[int]:
+    """Requests per read (a burst of /logs requests for one session, see `_burst_starts`) of
+    the sessions `ids`, for reads starting at or after `after`."""
+    per_session: dict[str, list[float]] = collections.defaultdict(list)
+    for r in run.log:
+        if r[1] == "logs" and r[2] in ids:
+            per_session[r[2]].append(r[0])
+    sizes: list[int] = []
+    for times in per_session.values():
+        times.sort()
+        starts = _burst_starts(times, POLL / 4)
+        for k, start in enumerate(starts):
+            if start < after:
+                continue
+            stop = starts[k + 1] if k + 1 < len(starts) else math.inf
+            sizes.append(sum(1 for t in times if start <= t < stop))
+    return sizes
+
+
+def run_churn(args: argparse.Namespace, workdir: Path, summary: Summary) -> None:
+    """Issue 14: meetings that start and end during the run, some uploading a late batch."""
+    cap = page_cap(args)
+    if args.quick:
+        churn, over, dmin, dmax, silent, grace, margin = 30, 15.0, 10.0, 20.0, 20, 30.0, 5.0
+    else:
+        churn, over, dmin, dmax, silent, grace, margin = 300, 150.0, 15.0, 60.0, 200, 600.0, 20.0
+    rate, late_ratio, late_records, late_delay = 2.0, 0.2, 20, 10.0
+    cutoff = grace + SETTLE_LAG + MAX_QUIET + 10.0  # no read of a session after end + this
+    print(
+        f"\n## Churn: {churn} meetings starting over {over:g} s (each {dmin:g}-{dmax:g} s, "
+        f"{rate:g} records/s, {late_ratio:.0%} uploading {late_records} records {late_delay:g} s "
+        f"after the end) beside {silent} silent ongoing meetings; page cap {cap}, "
+        f"requests_per_second={MAX_RPS} (also enforced by the simulator), session_grace "
+        f"{grace:g}s{' (quick: shortened)' if grace != SESSION_GRACE else ' (default)'}, other "
+        f"keys default; daemon mode until every meeting's end + {cutoff:g} s + {margin:g} s; "
+        f"{COND.describe()}",
+        flush=True,
+    )
+    sim_args = [
+        *("--meetings", "0", "--live", "--live-meetings", "0"),
+        *("--live-silent-meetings", str(silent)),
+        *("--churn-meetings", str(churn), "--churn-over", f"{over:g}"),
+        *("--churn-min-duration", f"{dmin:g}", "--churn-max-duration", f"{dmax:g}"),
+        *("--churn-rate", f"{rate:g}", "--churn-late-ratio", f"{late_ratio:g}"),
+        *("--churn-late-records", str(late_records), "--churn-late-delay", f"{late_delay:g}"),
+        *("--rate-limit", str(MAX_RPS), "--max-limit", str(cap)),
+    ]
+
+    def how_long(meetings: list[dict[str, Any]]) -> float:
+        last_end = max(m["ends"] for m in meetings if m["churn"])
+        return float(last_end - min(m["begins"] for m in meetings) + cutoff + margin)
+
+    domain = {} if grace == SESSION_GRACE else {"session_grace": f"{grace:g}s"}
+    run = run_live(workdir, "churn", sim_args, how_long, domain)
+    from daily_otel_bridge.core.mapping import parse_time_ns
+
+    churning = {m["id"]: m for m in run.meetings if m["churn"]}
+    uids = truth_uids(run.truth)
+    fresh_all: list[float] = []
+    fresh_first: list[float] = []
+    fresh_late: list[float] = []
+    late_total = late_ok = lost = 0
+    for rec, uid in zip(run.truth, uids, strict=True):
+        m = churning.get(rec["mtgSessionId"])
+        if m is None:
+            continue
+        ack = run.delivered.get(uid)
+        delay = math.inf if ack is None else ack - rec["_visible"]
+        lost += ack is None
+        fresh_all.append(delay)
+        t = parse_time_ns(rec["time"]) / 1e9
+        if t < m["begins"] + 15.0:
+            fresh_first.append(delay)
+        if rec["_visible"] > t + 0.5:  # a late upload
+            late_total += 1
+            late_ok += ack is not None
+            fresh_late.append(delay)
+    all_uids = set(uids)
+    lost_any = len(all_uids - set(run.delivered))
+    dups = run.received - len(run.delivered)
+    extra = len(set(run.delivered) - all_uids)
+    # Reads later than a session's end + grace + settle_lag + max_quiet_interval + 10 s.
+    late_reads: collections.Counter[str] = collections.Counter()
+    observed = 0
+    for sid, m in churning.items():
+        limit = m["ends"] + cutoff
+        observed += limit < run.t_end
+        late_reads[sid] = sum(1 for r in run.log if r[1] == "logs" and r[2] == sid and r[0] > limit)
+    n_late_reads = sum(late_reads.values())
+    first = _first_reads(run)
+    discovery = [first.get(sid, math.inf) - m["begins"] for sid, m in churning.items()]
+    busy_end = max(m["late_visible_at"] or m["ends"] for m in churning.values()) + 30.0
+    n_req = len(run.log)
+    busy = [r for r in run.log if r[0] <= busy_end]
+    busy_rate = len(busy) / max(1e-9, busy_end - run.t0)
+    status = collections.Counter(str(r[4]) for r in run.log)
+    p50, p99 = _pcts(fresh_all)
+    _, p99_first = _pcts(fresh_first)
+    late_p50, late_p99 = _pcts(fresh_late)
+    print_table(
+        "Freshness of the churning meetings' records (visible at Daily -> acked at the sink)",
+        [
+            "records",
+            "p50 s",
+            "p99 s",
+            "first 15 s: records",
+            "first 15 s: p99 s",
+            "late uploads delivered",
+            "late uploads p50 / p99 s",
+            "first read after start p50 / max s",
+            "target p99",
+        ],
+        [
+            [
+                len(fresh_all),
+                _secs(p50),
+                _secs(p99),
+                len(fresh_first),
+                _secs(p99_first),
+                f"{late_ok} of {late_total}",
+                f"{_secs(late_p50)} / {_secs(late_p99)}",
+                f"{_secs(_pcts(discovery)[0])} / {_secs(max(discovery, default=math.nan))}",
+                "<= 23 s",
+            ]
+        ],
+    )
+    print_table(
+        "Losses, duplicates, reads after the grace, budget",
+        [
+            "records lost (churning)",
+            "lost (all)",
+            "duplicates",
+            "unknown uids",
+            f"reads later than end + {cutoff:g} s",
+            "sessions with such reads",
+            "sessions whose limit passed in the run",
+            "requests",
+            f"req/s (until {busy_end - run.t0:.0f} s)",
+            "req/s (whole run)",
+            "429s",
+            "run s",
+        ],
+        [
+            [
+                lost,
+                lost_any,
+                dups,
+                extra,
+                n_late_reads,
+                sum(1 for v in late_reads.values() if v),
+                f"{observed} of {len(churning)}",
+                n_req,
+                busy_rate,
+                n_req / max(1e-9, run.t_end - run.t0),
+                status.get("429", 0),
+                run.t_end - run.t0,
+            ]
+        ],
+    )
+    if n_late_reads:
+        worst = late_reads.most_common(3)
+        print(
+            "most reads after the limit: "
+            + ", ".join(
+                f"{sid} ({n}, ended {churning[sid]['ends'] - run.t0:.0f} s)" for sid, n in worst
+            )
+        )
+    q = args.quick
+    summary.add(
+        f"14.5 churn ({churn} meetings + {silent} silent, cap {cap}): freshness p99 all / "
+        "first 15 s",
+        f"{_secs(p99)} s / {_secs(p99_first)} s (p50 {_secs(p50)} s)",
+        "<= 23 s",
+        None if q else p99 <= 23 and p99_first <= 23,
+    )
+    summary.add(
+        "14.5 churn: lost / duplicated / reads after end + grace + settle + quiet + 10 s",
+        f"{lost_any} / {dups} / {n_late_reads} (late uploads {late_ok} of {late_total})",
+        "0 / 0 / 0",
+        lost_any == 0 and dups == 0 and n_late_reads == 0 and late_ok == late_total,
+    )
+    summary.add(
+        "14.5 churn: requests/s used",
+        f"{busy_rate:.1f} req/s while meetings churn, {status.get('429', 0)} x 429",
+        f"<= {MAX_RPS}",
+        None,
+    )
+
+
+def _reread(run: LiveRun) -> tuple[str, float | None]:
+    """The daemon's re-read counter at the end of the run, and which one it was."""
+    if REREAD_COUNTER in run.metrics:
+        return REREAD_COUNTER, run.metrics[REREAD_COUNTER]
+    if DEDUP_COUNTER in run.metrics:
+        return DEDUP_COUNTER, run.metrics[DEDUP_COUNTER]
+    return "none (no /metrics)", None
+
+
+def run_talking_quiet(args: argparse.Namespace, workdir: Path, summary: Summary) -> None:
+    """Issue 14: 100 talking meetings + 1,000 ongoing ones that said three words 30 s before
+    the start."""
+    cap = page_cap(args)
+    if args.quick:
+        talking, quiet, run_s = 10, 100, 110.0
+    else:
+        talking, quiet, run_s = 100, 1000, 300.0
+    rate, words, ago, warm = 2.0, 3, 30.0, 60.0
+    print(
+        f"\n## Talking + quiet: {talking} talking meetings ({rate:g} records/s) + {quiet:,} "
+        f"ongoing ones that said {words} words {ago:g} s before the start; page cap {cap}, "
+        f"requests_per_second={MAX_RPS} (also enforced by the simulator), other keys default; "
+        f"daemon mode for {run_s:g} s; {COND.describe()}",
+        flush=True,
+    )
+    sim_args = [
+        *("--meetings", "0", "--live", "--live-meetings", str(talking)),
+        *("--live-rate", f"{rate:g}", "--live-silent-meetings", str(quiet)),
+        *("--live-silent-words", str(words), "--live-silent-words-ago", f"{ago:g}"),
+        *("--rate-limit", str(MAX_RPS), "--max-limit", str(cap)),
+    ]
+    run = run_live(workdir, "talking-quiet", sim_args, run_s)
+    from daily_otel_bridge.core.mapping import parse_time_ns
+
+    talking_ids = {m["id"] for m in run.meetings if m["index"] < talking}
+    lo, hi = run.t0 + warm, run.t_end - (POLL + SETTLE_LAG + 10.0)
+    uids = truth_uids(run.truth)
+    fresh: list[float] = []
+    for rec, uid in zip(run.truth, uids, strict=True):
+        if rec["mtgSessionId"] not in talking_ids:
+            continue
+        if lo <= parse_time_ns(rec["time"]) / 1e9 < hi:
+            ack = run.delivered.get(uid)
+            fresh.append(math.inf if ack is None else ack - rec["_visible"])
+    missing = sum(1 for d in fresh if math.isinf(d))
+    p50, p99 = _pcts(fresh)
+    sizes = _reads(run, talking_ids, lo)
+    first = _first_reads(run)
+    catch_up = max(first.values()) - run.t0 if len(first) >= talking + quiet else math.inf
+    minutes = (run.t_end - run.t0) / 60
+    delivered = len(run.delivered)
+    counter, reread = _reread(run)
+    logs_ok = sum(1 for r in run.log if r[1] == "logs" and r[4] == 200)
+    served = int(run.stats["records_served"])
+    sim_reread = served - delivered - logs_ok
+    # Lost: visible early enough that the daemon had a poll + settle_lag + 10 s to bring it.
+    lost = sum(
+        1
+        for rec, uid in zip(run.truth, uids, strict=True)
+        if rec["_visible"] < hi and uid not in run.delivered
+    )
+    print_table(
+        f"Talking meetings: freshness of records from {warm:g} s to {hi - run.t0:.0f} s, "
+        "requests per read after it",
+        [
+            "records",
+            "missing",
+            "p50 s",
+            "p99 s",
+            "target p99",
+            "reads",
+            "requests/read mean / max",
+            "target",
+            "catch-up (every meeting read once) s",
+        ],
+        [
+            [
+                len(fresh),
+                missing,
+                _secs(p50),
+                _secs(p99),
+                "<= 23 s",
+                len(sizes),
+                f"{statistics.mean(sizes):.2f} / {max(sizes)}" if sizes else "no reads",
+                "<= 2",
+                _secs(catch_up) if math.isfinite(catch_up) else f"> {run_s:g} ({len(first)})",
+            ]
+        ],
+    )
+    share = None if reread is None else 100 * reread / max(1, delivered)
+    print_table(
+        "Records read again (whole run)",
+        [
+            "source",
+            "re-read",
+            "per minute",
+            "% of delivered",
+            "delivered",
+            f"lost (visible before {hi - run.t0:.0f} s)",
+            "duplicates",
+            "target",
+        ],
+        [
+            [
+                f"daemon /metrics: {counter}",
+                "n/a" if reread is None else int(reread),
+                "n/a" if reread is None else reread / minutes,
+                "n/a" if share is None else f"{share:.1f}",
+                delivered,
+                lost,
+                run.received - delivered,
+                "<= 5 %",
+            ],
+            [
+                f"simulator: served {served:,} - delivered - {logs_ok:,} anchors (1 a request)",
+                sim_reread,
+                sim_reread / minutes,
+                f"{100 * sim_reread / max(1, delivered):.1f}",
+                delivered,
+                lost,
+                run.received - delivered,
+                "<= 5 %",
+            ],
+        ],
+    )
+    q = args.quick
+    summary.add(
+        f"14.5 talking + quiet ({talking} + {quiet:,}, cap {cap}): freshness p99 from {warm:g} s",
+        f"{_secs(p99)} s (p50 {_secs(p50)} s, {missing} of {len(fresh):,} missing)",
+        "<= 23 s",
+        None if q else p99 <= 23,
+    )
+    summary.add(
+        f"14.5 talking + quiet: requests per read of a talking session (cap {cap})",
+        f"{statistics.mean(sizes):.2f} mean, max {max(sizes)}" if sizes else "no reads",
+        "<= 2",
+        None if q or not sizes else statistics.mean(sizes) <= 2,
+    )
+    reread_text = "n/a (no /metrics)"
+    if reread is not None and share is not None:
+        which = "reread_total" if counter == REREAD_COUNTER else "deduplicated_total (fallback)"
+        reread_text = f"{share:.1f} % ({reread / minutes:,.0f}/min, {which})"
+    summary.add(
+        "14.5 talking + quiet: records read again",
+        reread_text,
+        "<= 5 %",
+        None if q or share is None else share <= 5,
+    )
+    summary.add(
+        "14.5 talking + quiet: catch-up (every meeting read once)",
+        f"{_secs(catch_up)} s",
+        "(report)",
+        None,
+    )
+
+
+def run_requests_per_read(args: argparse.Namespace, workdir: Path, summary: Summary) -> None:
+    """Issue 14: requests per read of talking sessions only, at page caps 200 and 100."""
+    if args.quick:
+        talking, run_s, warm = 10, 60.0, 20.0
+    else:
+        talking, run_s, warm = 100, 150.0, 30.0
+    rate = 2.0
+    caps = sorted({page_cap(args), 100}, reverse=True)
+    print(
+        f"\n## Requests per read: {talking} talking meetings ({rate:g} records/s), page caps "
+        f"{' and '.join(map(str, caps))}, requests_per_second={MAX_RPS} (also enforced by the "
+        f"simulator), other keys default; daemon mode for {run_s:g} s each, reads after "
+        f"{warm:g} s; {COND.describe()}",
+        flush=True,
+    )
+    rows = []
+    for cap in caps:
+        sim_args = [
+            *("--meetings", "0", "--live", "--live-meetings", str(talking)),
+            *("--live-rate", f"{rate:g}", "--rate-limit", str(MAX_RPS), "--max-limit", str(cap)),
+        ]
+        run = run_live(workdir, f"rpr-{cap}", sim_args, run_s)
+        ids = {m["id"] for m in run.meetings}
+        sizes = _reads(run, ids, run.t0 + warm)
+        mean = statistics.mean(sizes) if sizes else math.nan
+        rows.append(
+            [
+                cap,
+                len(sizes),
+                mean,
+                max(sizes, default=0),
+                collections.Counter(sizes).most_common(4),
+                len(run.delivered),
+                run.received - len(run.delivered),
+                "<= 2",
+            ]
+        )
+        summary.add(
+            f"14.5 requests per read, talking sessions only ({talking}), page cap {cap}",
+            f"{mean:.2f} mean, max {max(sizes, default=0)}",
+            "<= 2",
+            None if args.quick or not sizes else mean <= 2,
+        )
+    print_table(
+        "Requests per read of a talking session (a read = a burst of /logs requests)",
+        [
+            "page cap",
+            "reads",
+            "mean",
+            "max",
+            "most common (requests, reads)",
+            "delivered",
+            "duplicates",
+            "target",
+        ],
+        rows,
+    )
+
+
+def run_naive_issue14(args: argparse.Namespace, workdir: Path, summary: Summary) -> None:
+    """The CPU ratio row (bridge vs naive SDK path, incl. start-up) with the page cap on."""
+    run_throughput(args, workdir, summary, rotel=False, cap=page_cap(args))
+
+
 # -- main ------------------------------------------------------------------------------------
 
 SCENARIOS: dict[str, Callable[[argparse.Namespace, Path, Summary], None]] = {
@@ -1526,9 +2074,15 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace, Path, Summary], None]] = {
     "fault-storm": run_fault_storm,
     "stages": run_stages,
     "profile": run_profile,
+    "churn": run_churn,
+    "talking-quiet": run_talking_quiet,
+    "requests-per-read": run_requests_per_read,
+    "naive-capped": run_naive_issue14,
 }
 # Issue 9's rows, in the order of its table.
 ISSUE9 = ["budget", "many-meetings", "fault-storm", "naive", "memory", "api-cost"]
+# Issue 14, point 5 (the page cap on: `--page-cap`, default 200).
+ISSUE14 = ["churn", "talking-quiet", "requests-per-read", "naive-capped"]
 ALL = ["throughput", "memory", "api-cost", "freshness", "rate", "budget", "many-meetings"]
 ALL += ["fault-storm", "stages"]
 
@@ -1539,7 +2093,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("benchmark", choices=[*SCENARIOS, "all", "issue9"])
+    parser.add_argument("benchmark", choices=[*SCENARIOS, "all", "issue9", "issue14"])
     parser.add_argument("--quick", action="store_true", help="small smoke-test sizes (< 1 min)")
     parser.add_argument(
         "--tool",
@@ -1552,6 +2106,13 @@ def main(argv: list[str] | None = None) -> int:
         "--native", action="store_true", help="py-spy: include native (C) frames, e.g. inside grpc"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--page-cap",
+        type=int,
+        default=None,
+        help=f"largest /logs page the simulator answers (--max-limit); issue 14's scenarios "
+        f"default to {DEFAULT_PAGE_CAP}, the others to none",
+    )
     parser.add_argument(
         "--latency",
         type=parse_duration,
@@ -1578,7 +2139,7 @@ def main(argv: list[str] | None = None) -> int:
         "--max-concurrent-reads", type=int, default=None, help="domains[].max_concurrent_reads"
     )
     args = parser.parse_args(argv)
-    names = {"all": ALL, "issue9": ISSUE9}.get(args.benchmark, [args.benchmark])
+    names = {"all": ALL, "issue9": ISSUE9, "issue14": ISSUE14}.get(args.benchmark, [args.benchmark])
     workdir = Path(tempfile.mkdtemp(prefix="daily-otel-bench-"))
     new_keys = args.new_keys == "on" or (args.new_keys == "auto" and new_keys_supported(workdir))
     global COND

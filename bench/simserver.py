@@ -11,7 +11,8 @@ counts them.
     python bench/simserver.py --port 0 --domain acme=KEY --meetings 10 --records 100 \
         [--live --live-meetings N --live-rate R --live-silent-meetings M] [--rate-limit R] \
         [--history S] [--latency 150ms --latency-jitter 30ms] [--max-limit 37] \
-        [--error-429-ratio 0.15 --error-5xx-ratio 0.1] --max-seconds S
+        [--error-429-ratio 0.15 --error-5xx-ratio 0.1] [--live-silent-words K] \
+        [--churn-meetings N --churn-over S ...] --max-seconds S
 
 prints `listening on http://127.0.0.1:PORT/v1` once ready; stops on SIGTERM/SIGINT or after
 --max-seconds. Binds to loopback only.
@@ -31,7 +32,12 @@ from typing import Any
 from aiohttp import web
 
 from daily_otel_bridge.config.settings import parse_duration
-from daily_otel_bridge.testing.simulator import SimulatorConfig, create_app
+from daily_otel_bridge.testing.simulator import (
+    SimulatorConfig,
+    add_churn_arguments,
+    churn_kwargs,
+    create_app,
+)
 
 LogRow = tuple[float, str, str, int, int, float]
 LOG_KEY: web.AppKey[list[LogRow]] = web.AppKey("bench_log", list)
@@ -60,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--error-5xx-ratio", type=float, default=0.0)
     p.add_argument("--error-retry-after-ratio", type=float, default=0.5)
     p.add_argument("--max-seconds", type=float, default=600.0)
+    add_churn_arguments(p)  # --churn-* and --live-silent-words*
     return p
 
 
@@ -85,6 +92,7 @@ def build_app(args: argparse.Namespace) -> web.Application:
         error_429_ratio=args.error_429_ratio,
         error_5xx_ratio=args.error_5xx_ratio,
         error_retry_after_ratio=args.error_retry_after_ratio,
+        **churn_kwargs(args),
         # Large backlogs: keep every meeting's records generated once.
         cache_meetings=max(2048, args.meetings + args.live_meetings + 16),
     )

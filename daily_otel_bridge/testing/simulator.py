@@ -18,6 +18,19 @@ Layout
   has passed. They end after ``live_duration`` seconds (never when ``None``).
   ``live_silent_meetings`` more are ongoing the same way but never produce a record (a room
   where nobody's client logs anything: the cheap-to-poll majority of a big account).
+  With ``live_silent_words`` = K > 0 each of them logged K records (100 ms apart)
+  ``live_silent_words_ago`` seconds before the app was created (and started a second
+  before that), then nothing more: "said three words 30 s before the start".
+* Churning meetings (``churn_meetings`` = N, independent of ``live``) start during the run:
+  meeting *j* at ``churn_delay + j * churn_over / N`` seconds after the app was created
+  (whole milliseconds), lasts a seeded duration in ``[churn_min_duration,
+  churn_max_duration]`` and produces ``churn_rate`` records/s while ongoing (record *i* at
+  ``start + i / rate``, visible at its own ``time``, ties as for live meetings). A seeded
+  share ``churn_late_ratio`` of them upload a last batch of ``churn_late_records`` records
+  whose times lie in the meeting's last 5 s (before its end) and which all become visible
+  ``churn_late_delay`` seconds after the end. ``/v1/meetings`` lists a churning meeting only
+  from its exact start (``start_time`` = that second, rounded down), as ongoing until its
+  exact end; ``end_time`` is the end rounded up.
 * ``tie_ratio`` of the records share their ``time`` with the previous record, in groups of
   2-7 (a client batch upload), with different ``clientTime`` values. ``duplicate_ratio``
   of the records are byte-identical copies of the previous one. ``late_ratio`` of the
@@ -45,7 +58,9 @@ API behaviour (under ``/v1``; ``Authorization: Bearer <key>``, the key selects t
 * ``GET /v1/logs``: ``mtgSessionId`` and/or ``userSessionId`` (both given: both must
   match), ``order`` (ASC/DESC, any case, default DESC), ``startTime``/``endTime`` (integer
   ms; endTime defaults to now; inclusiveness per config), ``logLevel``, ``limit``
-  (default 20, capped at ``max_limit``), ``offset``, ``includeLogs``, ``includeMetrics``.
+  (default 20; ``max_limit``, default 1000, is the largest page answered whatever ``limit``
+  asks, as Daily may answer fewer records than asked), ``offset``, ``includeLogs``,
+  ``includeMetrics``.
   Records sharing a ``time`` keep their generation order in both orders (DESC sorts by
   time only, stably) unless ``desc_ties_reversed``. ``logs`` and ``metrics`` are paged
   independently with the same window and order. With ``short_pages`` a page may hold
@@ -80,9 +95,13 @@ Control endpoints (no auth, never rate limited)
   the ground truth, every record visible now, ASC, rendered exactly as ``/v1/logs``
   renders it, streamed as ``{"records": [...], "count": n}``. ``session`` is a meeting or
   participant id; without it, the whole domain, ordered by time, then meeting, then
-  generation order. ``domain`` defaults to the first configured domain.
+  generation order. ``domain`` defaults to the first configured domain. ``&visible=1`` adds
+  ``_visible`` to each record: when it became visible (Unix s), its ``time`` except for
+  late records (``late_ratio``) and churning meetings' late batches.
 * ``GET /_sim/meetings?domain=D``: every meeting (visible or not) with its participant
-  ids and its number of log records visible now.
+  ids and its number of log records visible now; ``begins`` / ``ends`` (exact, Unix s;
+  ``ends`` null when it never ends), ``churn``, and ``late_visible_at`` (a churning meeting's
+  late batch, null without one).
 * ``POST /_sim/revoke?domain=D`` / ``POST /_sim/restore?domain=D``: the domain's key
   answers 401 / works again.
 * ``POST /_sim/clock?advance=S``: moves the simulator's clock S seconds forward (late
@@ -144,6 +163,8 @@ __all__ = [
     "Simulator",
     "SimulatorConfig",
     "SimulatorThread",
+    "add_churn_arguments",
+    "churn_kwargs",
     "create_app",
     "main",
     "start_simulator",
@@ -173,6 +194,17 @@ class SimulatorConfig:
     live_records_per_second: float = 5.0
     live_duration: float | None = None
     live_silent_meetings: int = 0
+    live_silent_words: int = 0
+    live_silent_words_ago: float = 30.0
+    churn_meetings: int = 0
+    churn_over: float = 150.0
+    churn_delay: float = 0.0
+    churn_min_duration: float = 15.0
+    churn_max_duration: float = 60.0
+    churn_rate: float = 2.0
+    churn_late_ratio: float = 0.2
+    churn_late_records: int = 20
+    churn_late_delay: float = 10.0
     include_metrics_samples: bool = True
     metrics_interval: float = 15.0
     rate_limit_per_second: float | None = None
@@ -221,6 +253,16 @@ class SimulatorConfig:
             raise ValueError("latency must be >= 0 and latency_jitter within [0, latency]")
         if self.live_silent_meetings < 0:
             raise ValueError("live_silent_meetings must be >= 0")
+        if self.live_silent_words < 0 or self.live_silent_words_ago < 0:
+            raise ValueError("live_silent_words and live_silent_words_ago must be >= 0")
+        if self.churn_meetings < 0 or self.churn_over < 0 or self.churn_delay < 0:
+            raise ValueError("churn_meetings, churn_over and churn_delay must be >= 0")
+        if not 0 < self.churn_min_duration <= self.churn_max_duration:
+            raise ValueError("need 0 < churn_min_duration <= churn_max_duration")
+        if self.churn_rate <= 0 or self.churn_late_records < 0 or self.churn_late_delay < 0:
+            raise ValueError("churn_rate must be > 0, churn_late_records and churn_late_delay >= 0")
+        if not 0.0 <= self.churn_late_ratio <= 1.0:
+            raise ValueError(f"churn_late_ratio must be within [0, 1], got {self.churn_late_ratio}")
 
 
 # --------------------------------------------------------------------------------------
@@ -333,9 +375,21 @@ class _Meeting:
     n_records: int
     mix_seed: int
     sort_key: tuple[int, str] = (0, "")
+    # Exact start and end (Unix s); default: start_time / end_time. A churning meeting starts
+    # and ends between two whole seconds: it is listed, and ongoing, only from `begins` on.
+    begins: float = -1.0
+    ends: float | None = -1.0
+    churn: bool = False
+    late_visible_ms: int | None = None  # churning: when its late batch becomes visible
+
+    def __post_init__(self) -> None:
+        if self.begins < 0:
+            self.begins = float(self.start_time)
+        if self.ends is not None and self.ends < 0:
+            self.ends = None if self.end_time is None else float(self.end_time)
 
     def ongoing(self, now: float) -> bool:
-        return self.start_time <= now and (self.end_time is None or now < self.end_time)
+        return self.begins <= now and (self.ends is None or now < self.ends)
 
 
 class _Records:
@@ -354,6 +408,7 @@ class _Records:
         "part",
         "peer",
         "t",
+        "vis",
     )
 
     def __init__(self, rng: random.Random, config: SimulatorConfig, n_participants: int):
@@ -363,6 +418,9 @@ class _Records:
         self.part = array("B")
         self.peer = array("h")  # participant index, -1 for null
         self.late = array("B") if config.late_ratio > 0 and config.late_delay > 0 else None
+        # When each record becomes visible (ms), for records uploaded after their `time`
+        # (a churning meeting's late batch); None: at its time (or per `late`).
+        self.vis: array[int] | None = None
         self._rng = rng
         self._n_participants = n_participants
         self._tie_left = 0
@@ -440,6 +498,71 @@ class _LiveRecords(_Records):
                 self.t.append(self._start_ms + math.floor(i * 1000.0 / self._rate))
             else:
                 self.t.append(self.t[-1])
+
+
+class _SilentRecords(_LiveRecords):
+    """A silent ongoing meeting that said a few words before the simulator started."""
+
+    __slots__ = ()
+
+    def __init__(
+        self, rng: random.Random, config: SimulatorConfig, meeting: _Meeting, words_ms: int
+    ):
+        super().__init__(rng, config, meeting, silent=True)
+        skews = [p.skew_ms for p in meeting.participants]
+        for k in range(config.live_silent_words):
+            self.step(skews)
+            self.t.append(words_ms + 100 * k)  # a few words, 100 ms apart
+        self._max = len(self.msg)
+
+
+class _ChurnRecords(_Records):
+    """A churning meeting's records, generated at once: ``churn_rate`` records/s from its start
+    to its end (each visible at its own ``time``), plus, for some, a late batch whose times lie
+    in the meeting's last seconds and which becomes visible ``churn_late_delay`` after the end.
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self, rng: random.Random, config: SimulatorConfig, meeting: _Meeting, late: bool
+    ) -> None:
+        super().__init__(rng, config, len(meeting.participants))
+        assert meeting.ends is not None
+        skews = [p.skew_ms for p in meeting.participants]
+        start_ms = meeting.first_ms
+        end_ms = math.floor(meeting.ends * 1000)
+        rate = config.churn_rate
+        n = math.floor((end_ms - start_ms) * rate / 1000.0)
+        times: list[int] = []
+        for i in range(n):
+            if self.step(skews) or not times:
+                times.append(start_ms + math.floor(i * 1000.0 / rate))
+            else:
+                times.append(times[-1])
+        visible = list(times)
+        if late:
+            k_late = config.churn_late_records
+            span = min(5000, end_ms - start_ms)
+            late_vis = end_ms + math.floor(config.churn_late_delay * 1000)
+            for k in range(k_late):
+                self.step(skews)
+                times.append(end_ms - span + (k * span) // max(1, k_late))
+                visible.append(late_vis)
+        # Time order (ASC = generation order for the window bisects); the late batch after
+        # the regular records of the same millisecond.
+        order = sorted(range(len(times)), key=lambda i: (times[i], i >= n, i))
+        self.t = array("q", [times[i] for i in order])
+        self.vis = array("q", [visible[i] for i in order])
+        self.off = array("i", [self.off[i] for i in order])
+        self.msg = array("B", [self.msg[i] for i in order])
+        self.part = array("B", [self.part[i] for i in order])
+        self.peer = array("h", [self.peer[i] for i in order])
+        if self.late is not None:
+            self.late = array("B", [self.late[i] for i in order])
+
+    def extend_to(self, now_ms: int, skews: Sequence[int]) -> None:
+        return None
 
 
 @dataclass(slots=True)
@@ -697,7 +820,7 @@ class Simulator:
         self._by_participant: dict[str, tuple[_Meeting, int]] = {}
         self._cache: OrderedDict[tuple[str, int], _Records] = OrderedDict()
         self._metric_cache: OrderedDict[tuple[str, int], _MetricSamples] = OrderedDict()
-        self._live: dict[tuple[str, int], _LiveRecords] = {}
+        self._live: dict[tuple[str, int], _LiveRecords | _ChurnRecords] = {}
         self._buckets: dict[str, _Bucket] = {}
         self._faults: list[_Fault] = []
         self._not_found: set[str] = set()
@@ -794,18 +917,23 @@ class Simulator:
             live_ms = math.floor(self.live_start * 1000)
             start = math.floor(self.live_start)
             live_end = None if cfg.live_duration is None else math.ceil(start + cfg.live_duration)
+            words_ms = live_ms - math.floor(cfg.live_silent_words_ago * 1000)
             for j in range(cfg.live_meetings + cfg.live_silent_meetings):
                 index = cfg.meetings_per_domain + j
                 rng = random.Random(f"{cfg.seed}:{domain}:{index}:meta")
+                silent = j >= cfg.live_meetings
+                words = silent and cfg.live_silent_words > 0
+                # A silent meeting that spoke before the start began a second before that.
+                m_start = math.floor(words_ms / 1000) - 1 if words else start
                 meeting = _Meeting(
                     domain=domain,
                     index=index,
                     id=_uuid(rng),
                     room=rng.choice(cfg.rooms),
-                    start_time=start,
+                    start_time=m_start,
                     end_time=live_end,
                     live=True,
-                    participants=self._participants(rng, start, live_end, live=True),
+                    participants=self._participants(rng, m_start, live_end, live=True),
                     first_ms=live_ms,
                     span_ms=0,
                     n_records=0,
@@ -813,8 +941,16 @@ class Simulator:
                 )
                 meetings.append(meeting)
                 records_rng = random.Random(f"{cfg.seed}:{domain}:{index}")
-                silent = j >= cfg.live_meetings
-                self._live[(domain, index)] = _LiveRecords(records_rng, cfg, meeting, silent)
+                self._live[(domain, index)] = (
+                    _SilentRecords(records_rng, cfg, meeting, words_ms)
+                    if words
+                    else _LiveRecords(records_rng, cfg, meeting, silent)
+                )
+        first_churn = cfg.meetings_per_domain
+        if cfg.live:
+            first_churn += cfg.live_meetings + cfg.live_silent_meetings
+        for j in range(cfg.churn_meetings):
+            meetings.append(self._churn_meeting(domain, first_churn + j, j))
         for m in meetings:
             m.sort_key = (-m.start_time, m.id)
             self._by_id[m.id] = m
@@ -822,6 +958,44 @@ class Simulator:
                 self._by_participant[p.participant_id] = (m, pi)
         meetings.sort(key=lambda m: m.sort_key)
         self._meetings[domain] = meetings
+
+    def _churn_meeting(self, domain: str, index: int, j: int) -> _Meeting:
+        """The j-th churning meeting: it starts j x churn_over / churn_meetings (+ churn_delay)
+        after the simulator, lasts a seeded duration, and may upload a late batch."""
+        cfg = self.config
+        rng = random.Random(f"{cfg.seed}:{domain}:{index}:meta")
+        begins = self.live_start + cfg.churn_delay + j * cfg.churn_over / cfg.churn_meetings
+        begins = math.floor(begins * 1000) / 1000  # whole milliseconds, as record times
+        duration = rng.uniform(cfg.churn_min_duration, cfg.churn_max_duration)
+        ends = math.floor((begins + duration) * 1000) / 1000
+        late = rng.random() < cfg.churn_late_ratio and cfg.churn_late_records > 0
+        start, end = math.floor(begins), math.ceil(ends)
+        participants = self._participants(rng, start, end, live=True)
+        for p in participants:
+            p.join_time = min(p.join_time, max(start, end - 1))  # nobody joins after the end
+        meeting = _Meeting(
+            domain=domain,
+            index=index,
+            id=_uuid(rng),
+            room=rng.choice(cfg.rooms),
+            start_time=start,
+            end_time=end,
+            live=True,
+            participants=participants,
+            first_ms=math.floor(begins * 1000),
+            span_ms=math.floor(ends * 1000) - math.floor(begins * 1000),
+            n_records=0,
+            mix_seed=rng.getrandbits(64),
+            begins=begins,
+            ends=ends,
+            churn=True,
+            late_visible_ms=(
+                math.floor(ends * 1000) + math.floor(cfg.churn_late_delay * 1000) if late else None
+            ),
+        )
+        records_rng = random.Random(f"{cfg.seed}:{domain}:{index}")
+        self._live[(domain, index)] = _ChurnRecords(records_rng, cfg, meeting, late)
+        return meeting
 
     def domain_meetings(self, domain: str) -> list[_Meeting]:
         return self._meetings[domain]
@@ -896,6 +1070,9 @@ class Simulator:
             idx.extend(i for i in range(cut, hi) if not late[i])
         else:
             idx = list(range(lo, hi))
+        vis = recs.vis
+        if vis is not None:
+            idx = [i for i in idx if vis[i] <= now_ms]
         if participant is not None:
             part = recs.part
             idx = [i for i in idx if part[i] == participant]
@@ -1022,11 +1199,13 @@ class Simulator:
         kind: str = "logs",
         offset: int = 0,
         limit: int | None = None,
+        with_visible: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """Every record visible now, ASC, rendered as ``/v1/logs`` renders it.
 
         ``session`` is a meeting id or a participant id; without it, the whole domain,
-        ordered by time, then meeting index, then generation order.
+        ordered by time, then meeting index, then generation order. ``with_visible`` adds
+        ``_visible``: when the record became visible (Unix s, ms resolution).
         """
         now_ms = math.floor(self.now() * 1000)
         targets: list[tuple[_Meeting, int | None]]
@@ -1049,9 +1228,23 @@ class Simulator:
         stop = None if limit is None else offset + limit
         for _, _, i, meeting, store in itertools.islice(merged, offset, stop):
             if kind == "metrics":
-                yield self.render_metric(meeting, store, i)
+                out = self.render_metric(meeting, store, i)
+                if with_visible:
+                    out["_visible"] = store.t[i] / 1000
             else:
-                yield self.render_log(meeting, store, i)
+                out = self.render_log(meeting, store, i)
+                if with_visible:
+                    out["_visible"] = self.visible_ms(store, i) / 1000
+            yield out
+
+    def visible_ms(self, recs: _Records, i: int) -> int:
+        """When record ``i`` became (or becomes) visible at ``/v1/logs``, ms since the epoch."""
+        if recs.vis is not None:
+            return int(recs.vis[i])
+        t = int(recs.t[i])
+        if recs.late is not None and recs.late[i]:
+            return t + math.floor(self.config.late_delay * 1000)
+        return t
 
     @staticmethod
     def _tagged(
@@ -1317,7 +1510,7 @@ class Simulator:
         matching = [
             m
             for m in self._meetings[domain]
-            if m.start_time <= now
+            if m.begins <= now
             and (room is None or m.room == room)
             and (tf_start is None or m.start_time >= tf_start)
             and (tf_end is None or m.start_time < tf_end)
@@ -1405,7 +1598,8 @@ class Simulator:
         except ValueError as exc:
             raise web.HTTPBadRequest(text="offset and limit must be integers") from exc
         session = request.query.get("session") or None
-        records = self.ground_truth(domain, session, kind, max(0, offset), limit)
+        with_visible = request.query.get("visible", "") in ("1", "true")
+        records = self.ground_truth(domain, session, kind, max(0, offset), limit, with_visible)
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         await resp.prepare(request)
         await resp.write(b'{"records":[')
@@ -1436,6 +1630,12 @@ class Simulator:
                     "start_time": m.start_time,
                     "end_time": m.end_time,
                     "live": m.live,
+                    "churn": m.churn,
+                    "begins": m.begins,
+                    "ends": m.ends,
+                    "late_visible_at": (
+                        None if m.late_visible_ms is None else m.late_visible_ms / 1000
+                    ),
                     "ongoing": m.ongoing(now),
                     "participants": [p.participant_id for p in m.participants],
                     "visible_records": len(idx),
@@ -1740,6 +1940,7 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument(
         "--live-silent-meetings", type=int, default=0, help="ongoing meetings without records"
     )
+    add_churn_arguments(p)
     p.add_argument("--no-metrics", action="store_true", help="includeMetrics gives []")
     p.add_argument("--rate-limit", type=float, default=None, help="requests/s per domain")
     p.add_argument("--rate-burst", type=float, default=None)
@@ -1766,6 +1967,57 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
+def add_churn_arguments(p: argparse.ArgumentParser) -> None:
+    """``--live-silent-words*`` and ``--churn-*`` (shared with the bench's simulator server)."""
+    p.add_argument(
+        "--live-silent-words",
+        type=int,
+        default=0,
+        help="records each silent meeting logged before the start (default 0)",
+    )
+    p.add_argument(
+        "--live-silent-words-ago",
+        type=float,
+        default=30.0,
+        help="seconds before the start those records were logged (default 30)",
+    )
+    p.add_argument("--churn-meetings", type=int, default=0, help="meetings starting during the run")
+    p.add_argument(
+        "--churn-over", type=float, default=150.0, help="seconds their starts spread over"
+    )
+    p.add_argument(
+        "--churn-delay", type=float, default=0.0, help="seconds before the first one starts"
+    )
+    p.add_argument("--churn-min-duration", type=float, default=15.0, help="seconds")
+    p.add_argument("--churn-max-duration", type=float, default=60.0, help="seconds")
+    p.add_argument("--churn-rate", type=float, default=2.0, help="records/s while ongoing")
+    p.add_argument(
+        "--churn-late-ratio", type=float, default=0.2, help="share uploading a late batch"
+    )
+    p.add_argument("--churn-late-records", type=int, default=20, help="records in that batch")
+    p.add_argument(
+        "--churn-late-delay", type=float, default=10.0, help="seconds after the end it appears"
+    )
+
+
+def churn_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The churn keys of ``SimulatorConfig`` from the ``--churn-*`` flags (shared with the
+    bench's simulator server)."""
+    return {
+        "live_silent_words": args.live_silent_words,
+        "live_silent_words_ago": args.live_silent_words_ago,
+        "churn_meetings": args.churn_meetings,
+        "churn_over": args.churn_over,
+        "churn_delay": args.churn_delay,
+        "churn_min_duration": args.churn_min_duration,
+        "churn_max_duration": args.churn_max_duration,
+        "churn_rate": args.churn_rate,
+        "churn_late_ratio": args.churn_late_ratio,
+        "churn_late_records": args.churn_late_records,
+        "churn_late_delay": args.churn_late_delay,
+    }
+
+
 def _config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     domains = dict(args.domain) if args.domain else {"demo": "demo-key"}
     return SimulatorConfig(
@@ -1785,6 +2037,7 @@ def _config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         live_records_per_second=args.live_rate,
         live_duration=args.live_duration,
         live_silent_meetings=args.live_silent_meetings,
+        **churn_kwargs(args),
         include_metrics_samples=not args.no_metrics,
         rate_limit_per_second=args.rate_limit,
         rate_burst=args.rate_burst,

@@ -7,6 +7,7 @@ import calendar
 import contextlib
 import itertools
 import json
+import math
 import re
 import subprocess
 import sys
@@ -873,3 +874,206 @@ def test_cli_latency_flags() -> None:
     assert config.error_429_ratio == 0.15
     with pytest.raises(SystemExit):
         _parser().parse_args(["--latency", "fast"])
+
+
+# -- page cap, churning meetings, silent meetings that spoke (issue 14) -----------------------
+
+
+@pytest.mark.parametrize(
+    ("max_limit", "limit", "expected"),
+    [
+        (None, 5000, 1000),  # the default cap stays 1000
+        (None, 300, 300),
+        (200, 1000, 200),
+        (200, 150, 150),
+        (100, 1000, 100),
+        (37, 20, 20),
+        (37, None, 20),  # Daily's default limit
+    ],
+)
+async def test_page_cap_honoured(
+    aiohttp_client: ClientFactory, max_limit: int | None, limit: int | None, expected: int
+) -> None:
+    kw: dict[str, Any] = {"meetings_per_domain": 1, "records_per_meeting": 1500}
+    if max_limit is not None:
+        kw["max_limit"] = max_limit
+    client, _ = await make_client(aiohttp_client, cfg(**kw))
+    mtg = (await meeting_ids(client))[0]
+    params: dict[str, Any] = {"mtgSessionId": mtg, "order": "ASC"}
+    if limit is not None:
+        params["limit"] = limit
+    body = await get_json(client, "/v1/logs", **params)
+    assert len(body["logs"]) == expected
+    # Paged by what came back (not by what was asked), the pages still make up every record.
+    got = await page_all(client, mtg, limit or 20)
+    assert got == await truth(client, mtg)
+
+
+def churn_cfg(**kw: Any) -> SimulatorConfig:
+    base: dict[str, Any] = {
+        "meetings_per_domain": 0,
+        "churn_meetings": 4,
+        "churn_over": 40.0,
+        "churn_min_duration": 15.0,
+        "churn_max_duration": 20.0,
+        "churn_rate": 2.0,
+        "churn_late_ratio": 0.5,
+        "churn_late_records": 6,
+        "churn_late_delay": 10.0,
+        "tie_ratio": 0.0,
+    }
+    return cfg(**{**base, **kw})
+
+
+async def sim_meetings(client: TestClient[Any, Any]) -> list[dict[str, Any]]:
+    return list((await (await client.get("/_sim/meetings")).json())["meetings"])
+
+
+@pytest.mark.parametrize(
+    ("at", "listed", "ongoing"),
+    [
+        # churning meeting j starts at j x 10 s and lasts 15-20 s
+        (-1.0, 0, 0),
+        (0.0, 1, 1),
+        (9.999, 1, 1),
+        (10.0, 2, 2),
+        (31.0, 4, 2),  # 0 and 1 ended (<= 30 s), 2 and 3 running
+        (45.0, 4, 1),  # only the one started at 30 s
+        (60.0, 4, 0),
+    ],
+)
+async def test_churning_meetings_listed_from_their_start(
+    aiohttp_client: ClientFactory, at: float, listed: int, ongoing: int
+) -> None:
+    client, clock = await make_client(aiohttp_client, churn_cfg())
+    truth_meetings = await sim_meetings(client)
+    assert [m["begins"] - BASE for m in truth_meetings] == pytest.approx([0, 10, 20, 30])
+    assert all(m["churn"] and 15 <= m["ends"] - m["begins"] <= 20 for m in truth_meetings)
+    clock.now = BASE + at
+    body = await get_json(client, "/v1/meetings")
+    assert body["total_count"] == listed
+    running = await get_json(client, "/v1/meetings", ongoing="true")
+    assert running["total_count"] == ongoing
+    for m in body["data"]:
+        exact = next(t for t in truth_meetings if t["id"] == m["id"])
+        assert m["start_time"] == int(exact["begins"])
+        assert m["ongoing"] == (exact["begins"] <= clock.now < exact["ends"])
+        if not m["ongoing"]:
+            assert m["duration"] == exact["end_time"] - exact["start_time"]
+
+
+async def test_churning_records_follow_the_clock(aiohttp_client: ClientFactory) -> None:
+    client, clock = await make_client(aiohttp_client, churn_cfg(churn_late_ratio=0.0))
+    first = (await sim_meetings(client))[0]
+    clock.now = BASE + 5.0
+    records = await truth(client, first["id"])
+    assert len(records) == 11  # t = 0, 0.5, ..., 5.0
+    clock.now = BASE + 200.0
+    records = await truth(client, first["id"])
+    duration = first["ends"] - first["begins"]
+    assert len(records) == math.floor(duration * 2.0)
+    assert all(first["begins"] <= _ms(r["time"]) / 1000 < first["ends"] for r in records)
+
+
+@pytest.mark.parametrize(
+    ("after_end", "late_visible"),
+    [(-0.5, False), (0.0, False), (9.999, False), (10.0, True), (100.0, True)],
+)
+async def test_late_batch_visible_only_after_end_plus_delay(
+    aiohttp_client: ClientFactory, after_end: float, late_visible: bool
+) -> None:
+    client, clock = await make_client(aiohttp_client, churn_cfg())
+    late = [m for m in await sim_meetings(client) if m["late_visible_at"] is not None]
+    assert late, "seed 1 gives some late batches"
+    m = late[0]
+    assert m["late_visible_at"] == pytest.approx(m["ends"] + 10.0)
+    regular = math.floor((m["ends"] - m["begins"]) * 2.0)
+    clock.now = m["ends"] + after_end
+    records = await truth(client, m["id"])
+    expected = regular + (6 if late_visible else 0)
+    if after_end < 0:
+        expected = len([r for r in records if _ms(r["time"]) / 1000 <= clock.now])
+    assert len(records) == expected
+    api = await page_all(client, m["id"], 1000)
+    assert api == records
+    # Every late record's time lies in the meeting's last seconds, before its end.
+    with_vis = await (
+        await client.get("/_sim/records", params={"session": m["id"], "visible": "1"})
+    ).json()
+    late_rows = [r for r in with_vis["records"] if r["_visible"] > _ms(r["time"]) / 1000]
+    assert len(late_rows) == (6 if late_visible else 0)
+    for r in late_rows:
+        assert m["ends"] - 5.0 <= _ms(r["time"]) / 1000 < m["ends"]
+        assert r["_visible"] == pytest.approx(m["late_visible_at"])
+    for r in with_vis["records"]:
+        assert r["_visible"] <= clock.now
+
+
+def test_churning_meetings_are_deterministic() -> None:
+    def snapshot() -> list[Any]:
+        sim = Simulator(churn_cfg(churn_meetings=20), clock=FakeClock(BASE))
+        sim.advance(500)
+        out: list[Any] = []
+        for m in sorted(sim.domain_meetings("demo"), key=lambda m: m.index):
+            out.append((m.id, m.begins, m.ends, m.late_visible_ms))
+            out.extend(sim.ground_truth("demo", m.id, with_visible=True))
+        return out
+
+    first = snapshot()
+    assert first == snapshot()
+    late = sum(1 for row in first if isinstance(row, tuple) and row[3] is not None)
+    assert 4 <= late <= 16  # about half of 20
+
+
+@pytest.mark.parametrize(("words", "ago"), [(0, 30.0), (3, 30.0), (5, 120.0)])
+async def test_silent_meetings_that_spoke_before_the_start(
+    aiohttp_client: ClientFactory, words: int, ago: float
+) -> None:
+    config = cfg(
+        meetings_per_domain=0,
+        live=True,
+        live_meetings=1,
+        live_silent_meetings=3,
+        live_silent_words=words,
+        live_silent_words_ago=ago,
+    )
+    client, clock = await make_client(aiohttp_client, config)
+    clock.now += 300
+    listing = await sim_meetings(client)
+    talking, silent = listing[0], listing[1:]
+    assert talking["visible_records"] > 500
+    body = await get_json(client, "/v1/meetings", ongoing="true")
+    assert body["total_count"] == 4
+    listed = {m["id"]: m for m in body["data"]}
+    for m in silent:
+        assert m["visible_records"] == words
+        records = await truth(client, m["id"])
+        assert len(records) == words
+        for r in records:
+            assert BASE - ago <= _ms(r["time"]) / 1000 < BASE - ago + 1
+        if words:
+            assert listed[m["id"]]["start_time"] <= BASE - ago
+        else:
+            assert listed[m["id"]]["start_time"] == int(BASE)
+
+
+def test_cli_churn_flags() -> None:
+    from daily_otel_bridge.testing.simulator import _config_from_args, _parser
+
+    args = _parser().parse_args(
+        [
+            *("--churn-meetings", "300", "--churn-over", "150", "--churn-delay", "5"),
+            *("--churn-min-duration", "15", "--churn-max-duration", "60", "--churn-rate", "2"),
+            *("--churn-late-ratio", "0.2", "--churn-late-records", "20"),
+            *("--churn-late-delay", "10", "--max-limit", "200"),
+            *("--live-silent-words", "3", "--live-silent-words-ago", "30"),
+        ]
+    )
+    config = _config_from_args(args)
+    assert (config.churn_meetings, config.churn_over, config.churn_delay) == (300, 150.0, 5.0)
+    assert (config.churn_late_ratio, config.churn_late_records) == (0.2, 20)
+    assert (config.live_silent_words, config.live_silent_words_ago) == (3, 30.0)
+    assert config.max_limit == 200
+    assert _config_from_args(_parser().parse_args([])).max_limit == 1000
+    with pytest.raises(ValueError, match="churn_min_duration"):
+        cfg(churn_meetings=1, churn_min_duration=30.0, churn_max_duration=10.0)
