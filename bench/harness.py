@@ -279,7 +279,7 @@ def write_config(
     return path
 
 
-# The keys the pipeline rewrite adds (DESIGN.md, "Running under real conditions"). A daemon
+# The keys the pipeline rewrite adds (README, "Running under real conditions"). A daemon
 # that predates them refuses them at start-up (unknown key), so they are only written when
 # `check-config` accepts them.
 NEW_EXPORT_KEYS: dict[str, Any] = {"batch_timeout": "1s", "max_inflight_exports": 2}
