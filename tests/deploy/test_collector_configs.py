@@ -105,7 +105,7 @@ def test_the_checker_catches_mistakes() -> None:
 # --- bridge configs -------------------------------------------------------------------------
 
 
-# The bridge expands ${VAR} and ${VAR:-default} in string values (`config.settings`).
+# The bridge expands ${VAR} and ${VAR:-default} in string values (`config.loading`).
 BRIDGE_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}")
 
 

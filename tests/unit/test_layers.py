@@ -31,6 +31,13 @@ PURE = {
     "core/secrets.py": IO_MODULES | {"time"},
     # The retry loop's default clock and sleep are `time.monotonic` and `asyncio.sleep`.
     "core/retry.py": IO_MODULES,
+    # The config's pure steps; file reads stay in config/loading.py. `urllib.parse` is string
+    # handling (URL splitting, percent-decoding), not the network.
+    "config/durations.py": IO_MODULES | {"time"},
+    "config/errors.py": IO_MODULES | {"time"},
+    "config/otel_env.py": IO_MODULES - {"urllib"} | {"time"},
+    "config/render.py": IO_MODULES | {"time"},
+    "config/dsn.py": IO_MODULES - {"urllib"} | {"time"},
 }
 
 # Only this module talks OTLP over the wire.
