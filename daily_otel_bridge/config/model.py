@@ -445,7 +445,7 @@ def default_replica_id() -> str:
 
 class Settings(_Model):
     state_path: Annotated[Path, BeforeValidator(_non_empty_path)] = DEFAULT_STATE_PATH
-    # Several replicas share one PostgreSQL instead of a SQLite file (DESIGN.md, "Several
+    # Several replicas share one PostgreSQL instead of a SQLite file (README, "Several
     # replicas"). A SecretStr: the URL may carry a password (from ${VAR}).
     state_url: Annotated[
         SecretStr | None, BeforeValidator(_empty_to_none), AfterValidator(_check_state_url)

@@ -126,3 +126,50 @@ def test_operations_lists_every_metric_with_its_labels() -> None:
             name = family.name + ("_total" if family.type == "counter" else "")
             exposed[name] = (family.type, list(metric._labelnames))
     assert rows == exposed
+
+
+_SECTION = re.compile(r"README(?:\.md|'s)?[,:]?\s*\(?[\"“]([^\"”\n]+)[\"”]")
+CODE_DIRS = ("daily_otel_bridge", "bench", "tests", "deploy")
+
+
+def _headings(path: Path) -> set[str]:
+    return {
+        line.lstrip("#").strip()
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.startswith("#")
+    }
+
+
+def code_citations(text: str) -> tuple[set[str], set[str]]:
+    """(paths and *.md names, README section titles) a source file's comments cite."""
+    paths = {c for c in citations(text) if not c.startswith(("http", "www"))}
+    sections = {m.strip() for m in _SECTION.findall(text)}
+    return paths, sections
+
+
+def _python_files() -> list[Path]:
+    return sorted(
+        p
+        for top in CODE_DIRS
+        for p in (REPO / top).rglob("*.py")
+        if ".venv" not in p.parts and p.name != "test_docs.py"
+    )
+
+
+def test_code_comments_cite_only_what_the_repository_has() -> None:
+    """A docstring or comment that sends the reader to a file, a test or a README section
+    sends them somewhere that exists (`ast` strings and `#` comments alike: the whole text
+    of the file is read, which is stricter)."""
+    readme = _headings(REPO / "README.md")
+    missing: list[str] = []
+    for path in _python_files():
+        text = path.read_text(encoding="utf-8")
+        cited, sections = code_citations(text)
+        rel = path.relative_to(REPO)
+        missing += [f"{rel}: {c}" for c in sorted(cited) if not _exists(path, c)]
+        missing += [
+            f'{rel}: README "{s}"'
+            for s in sorted(sections)
+            if not any(h == s or h.startswith(s) for h in readme)
+        ]
+    assert not missing, "code cites what the repository does not have:\n" + "\n".join(missing)

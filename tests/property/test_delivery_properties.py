@@ -366,8 +366,9 @@ def test_without_crashes_every_record_arrives_exactly_once(
         # Byte-identical twins are read exactly once when nothing shifts the list while the
         # bridge pages across their run; a late record inserted ahead of such a run at that
         # very moment cannot be told from a twin by content, and may be delivered once more
-        # under a new uid (README, "Not promised (limits)"). So twins are tested here without late records,
-        # late records without twins; the crash property below tests them together for loss.
+        # under a new uid (README, "Not promised (limits)"). So twins are tested here
+        # without late records, late records without twins; the crash property below
+        # tests them together for loss.
         records = [dataclasses.replace(r, arrive_call=0) for r in records]
     model = Model(
         servers(records, max_limit, short, start_inclusive, end_inclusive),
