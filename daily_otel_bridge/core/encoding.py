@@ -162,6 +162,10 @@ def resource_to_proto(resource: Resource) -> ProtoResource:
 # (tests/unit/test_mapping.py compares both on every kind of record).
 
 _SMALL_VARINTS: Final = tuple(bytes((i,)) for i in range(128))
+# Lengths below 4 KiB (a record, its strings) as ready-made one- or two-byte varints.
+_VARINTS: Final = _SMALL_VARINTS + tuple(
+    bytes(((i & 0x7F) | 0x80, i >> 7)) for i in range(128, 1 << 12)
+)
 pack_fixed64: Final[Callable[[int], bytes]] = struct.Struct("<Q").pack
 
 
@@ -188,7 +192,7 @@ def int64_varint(value: int) -> bytes:
 def length_delimited(tag: bytes, payload: bytes) -> bytes:
     """`tag` (a field's key byte(s), wire type 2) + length + payload."""
     n = len(payload)
-    return tag + (_SMALL_VARINTS[n] if n < 0x80 else varint(n)) + payload
+    return tag + (_VARINTS[n] if n < 0x1000 else varint(n)) + payload
 
 
 def string_field(tag: bytes, value: str) -> bytes:

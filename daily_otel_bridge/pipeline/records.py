@@ -7,6 +7,7 @@ store by `flush_dead_letters`, which the read awaits after each page.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -73,9 +74,10 @@ class RecordPath:
     def deliverer(
         self, stream: str, read: SessionRead, page: PageContext
     ) -> Callable[[Any, str], bool]:
+        # A partial, not a lambda: called once per record, it adds no Python frame.
         if stream == LOGS:
-            return lambda record, uid: self.deliver_log(read, page, record, uid)
-        return lambda record, uid: self.deliver_sample(read, page, record, uid)
+            return functools.partial(self.deliver_log, read, page)
+        return functools.partial(self.deliver_sample, read, page)
 
     def deliver_log(self, read: SessionRead, page: PageContext, record: Any, uid: str) -> bool:
         try:
