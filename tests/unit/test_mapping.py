@@ -3,6 +3,8 @@ LogRecord fields out."""
 
 from __future__ import annotations
 
+import calendar
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -363,3 +365,26 @@ def test_digest_any_is_record_digest_for_objects() -> None:
     big = {**SEED_RECORD, "extra": 2**70}  # orjson refuses it: the standard library's bytes
     assert digest_any(big) == record_digest(big)
     assert digest_any("text") == record_digest({"__raw__": repr("text")})
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    year=st.integers(min_value=1, max_value=9999),
+    month=st.integers(min_value=0, max_value=13),
+    day=st.integers(min_value=0, max_value=32),
+    hour=st.integers(min_value=0, max_value=25),
+    minute=st.integers(min_value=0, max_value=61),
+    second=st.integers(min_value=0, max_value=61),
+    nanos=st.integers(min_value=0, max_value=10**9 - 1),
+)
+def test_parse_time_agrees_with_datetime_on_every_field(
+    year: int, month: int, day: int, hour: int, minute: int, second: int, nanos: int
+) -> None:
+    text = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}.{nanos:09d}Z"
+    try:
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError:
+        with pytest.raises(MalformedRecord, match="unparsable time"):
+            parse_time_ns(text)
+        return
+    assert parse_time_ns(text) == calendar.timegm(moment.utctimetuple()) * 10**9 + nanos
