@@ -7,9 +7,11 @@ gRPC, HTTP and console transports all send the very same request object.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import struct
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
@@ -150,32 +152,158 @@ def resource_to_proto(resource: Resource) -> ProtoResource:
     return proto
 
 
+# -- the protobuf wire format, by hand, for the log records of the hot path --------------------
+#
+# Building a LogRecord message field by field costs more CPU than everything else the bridge
+# does per record; its wire form is a handful of length-prefixed pieces, most of them the
+# same for every record of a session. `mapping.encode_log_record` writes them directly, with
+# these helpers, in the order protobuf itself serialises fields (by field number), so that
+# the bytes sent are the very bytes `SerializeToString` would give for the same message
+# (tests/unit/test_mapping.py compares both on every kind of record).
+
+_SMALL_VARINTS: Final = tuple(bytes((i,)) for i in range(128))
+# Lengths below 4 KiB (a record, its strings) as ready-made one- or two-byte varints.
+_VARINTS: Final = _SMALL_VARINTS + tuple(
+    bytes(((i & 0x7F) | 0x80, i >> 7)) for i in range(128, 1 << 12)
+)
+pack_fixed64: Final[Callable[[int], bytes]] = struct.Struct("<Q").pack
+
+
+def varint(value: int) -> bytes:
+    """A non-negative integer as a protobuf varint."""
+    if value < 0x80:
+        return _SMALL_VARINTS[value]
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def int64_varint(value: int) -> bytes:
+    """An int64 field's varint (negatives in ten bytes, two's complement); ValueError outside
+    int64, as protobuf's own setter raises."""
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise ValueError(f"Value out of range: {value}")
+    return varint(value if value >= 0 else value + (1 << 64))
+
+
+def length_delimited(tag: bytes, payload: bytes) -> bytes:
+    """`tag` (a field's key byte(s), wire type 2) + length + payload."""
+    n = len(payload)
+    return tag + (_VARINTS[n] if n < 0x1000 else varint(n)) + payload
+
+
+def string_field(tag: bytes, value: str) -> bytes:
+    """A string field; UnicodeEncodeError (a ValueError) for text that UTF-8 cannot hold, as
+    protobuf refuses it too."""
+    return length_delimited(tag, value.encode("utf-8"))
+
+
+# KeyValue: key = 1 (string), value = 2 (AnyValue); AnyValue: string_value = 1, int_value = 3.
+_KV_TAG: Final = b"\x32"  # LogRecord.attributes = 6
+
+
+def string_attribute(key: str, value: str) -> bytes:
+    """One `attributes` entry (field 6 of LogRecord, tag included) holding a string."""
+    any_value = string_field(b"\x0a", value)
+    return length_delimited(
+        _KV_TAG, string_field(b"\x0a", key) + length_delimited(b"\x12", any_value)
+    )
+
+
+def int_attribute(key: str, value: int) -> bytes:
+    """One `attributes` entry (field 6 of LogRecord, tag included) holding an int64."""
+    any_value = b"\x18" + int64_varint(value)
+    return length_delimited(
+        _KV_TAG, string_field(b"\x0a", key) + length_delimited(b"\x12", any_value)
+    )
+
+
+class SerializedRequest:
+    """An export request in its wire form, built without a message object.
+
+    The transports send `data` as is (`SerializeToString()` returns it, so anything that
+    serialises a request takes it); anything else that reads the request (the console
+    transport, a test's fake exporter) gets the decoded message, which is parsed once, on
+    first use, and whose attributes this object passes through.
+    """
+
+    __slots__ = ("_decode", "_message", "data")
+
+    def __init__(self, data: bytes, decode: Callable[[bytes], Message]) -> None:
+        self.data = data
+        self._decode = decode
+        self._message: Message | None = None
+
+    def SerializeToString(self) -> bytes:
+        return self.data
+
+    @property
+    def message(self) -> Message:
+        if self._message is None:
+            self._message = self._decode(self.data)
+        return self._message
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.message, name)
+
+
 class LogBatch:
-    """One export request under construction: one ResourceLogs for one domain."""
+    """One export request under construction: one ResourceLogs for one domain.
+
+    Records are kept in their wire form (`add_encoded`, the hot path) or, for the rare
+    callers that fill a message (`add`: call-quality samples as logs), as a message that is
+    serialised when the request is; `encode` joins them behind the resource and the scope.
+    """
 
     def __init__(self, resource: ProtoResource) -> None:
         self._resource = resource
-        self.request = ExportLogsServiceRequest()
-        self._records = self._new_scope()
+        # Each entry: a record's bytes with its ScopeLogs.log_records key and length, or a
+        # LogRecord message still to serialise.
+        self._parts: list[bytes | LogRecord] = []
         self.size = 0
-
-    def _new_scope(self) -> Any:
-        resource_logs = self.request.resource_logs.add()
-        resource_logs.resource.CopyFrom(self._resource)
-        scope_logs = resource_logs.scope_logs.add()
-        stamp_scope(scope_logs.scope)
-        return scope_logs.log_records
 
     def add(self) -> LogRecord:
         """A fresh record inside the request, for `mapping.fill_log_record` to write."""
         self.size += 1
-        record: LogRecord = self._records.add()
+        record = LogRecord()
+        self._parts.append(record)
         return record
+
+    def add_encoded(self, data: bytes) -> None:
+        """A record already serialised (`mapping.encode_log_record`)."""
+        self.size += 1
+        self._parts.append(length_delimited(b"\x12", data))
 
     def discard_last(self) -> None:
         """Undo `add()` when filling the record failed half-way."""
-        del self._records[-1]
+        del self._parts[-1]
         self.size -= 1
 
+    def encode(self) -> bytes:
+        """The ExportLogsServiceRequest's bytes, exactly as protobuf would serialise it."""
+        records = b"".join(
+            p if isinstance(p, bytes) else length_delimited(b"\x12", p.SerializeToString())
+            for p in self._parts
+        )
+        scope = InstrumentationScope()
+        stamp_scope(scope)
+        scope_logs = length_delimited(b"\x0a", scope.SerializeToString()) + records
+        resource_logs = length_delimited(
+            b"\x0a", self._resource.SerializeToString()
+        ) + length_delimited(b"\x12", scope_logs)
+        return length_delimited(b"\x0a", resource_logs)
+
+    def serialized(self) -> SerializedRequest:
+        """The request to export: its bytes, decoded only if something reads it."""
+        return SerializedRequest(self.encode(), ExportLogsServiceRequest.FromString)
+
+    @property
+    def request(self) -> ExportLogsServiceRequest:
+        """The request as a message (parsed from `encode()`: for tests and the console)."""
+        return ExportLogsServiceRequest.FromString(self.encode())
+
     def records(self) -> Any:
-        return self._records
+        return self.request.resource_logs[0].scope_logs[0].log_records

@@ -20,6 +20,14 @@ from typing import Any, Final
 import orjson
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
+from daily_otel_bridge.core.encoding import (
+    int_attribute,
+    length_delimited,
+    pack_fixed64,
+    string_attribute,
+    string_field,
+    varint,
+)
 from daily_otel_bridge.core.records import DailyRecord
 
 LOG_EVENT_NAME: Final = "daily.log"
@@ -57,6 +65,9 @@ class SeverityTable:
     """Daily `level` -> (OTel severity number, severity text)."""
 
     by_level: Mapping[int, tuple[int, str]] = field(default_factory=dict)
+    # level -> (severity fields, `daily.log.level` attribute) in wire form, for
+    # `encode_log_record` (filled as levels are met; bounded).
+    encoded: dict[int, tuple[bytes, bytes]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_names(cls, names: Mapping[int, str]) -> SeverityTable:
@@ -70,27 +81,45 @@ class SeverityTable:
             return 0, f"LEVEL_{level}"
         return found
 
+    def encoded_level(self, level: int) -> tuple[bytes, bytes]:
+        """(severity_number + severity_text, the `daily.log.level` attribute) in wire form."""
+        found = self.encoded.get(level)
+        if found is None:
+            number, text = self.lookup(level)
+            severity = (b"\x10" + varint(number) if number else b"") + (
+                string_field(b"\x1a", text) if text else b""
+            )
+            found = (severity, int_attribute(ATTR_LEVEL, level))
+            if len(self.encoded) >= _MAX_CACHED:
+                self.encoded.clear()
+            self.encoded[level] = found
+        return found
+
 
 DEFAULT_SEVERITY: Final = SeverityTable.from_names(DEFAULT_SEVERITY_MAP)
 
+_blake2b: Final = hashlib.blake2b
+_SORT_KEYS: Final = orjson.OPT_SORT_KEYS
 
-@lru_cache(maxsize=4096)
-def _epoch_seconds(prefix: str) -> int:
-    # `YYYY-MM-DDTHH:MM:SS` is shared by every record of the same second, so caching it
-    # removes the datetime parsing from the hot path almost entirely. `datetime` checks every
-    # field: `calendar.timegm` alone would turn 30 February or hour 25 into a real instant
-    # days away, and one such record would throw a session's watermark into the future.
-    parsed = datetime(
-        int(prefix[0:4]),
-        int(prefix[5:7]),
-        int(prefix[8:10]),
-        int(prefix[11:13]),
-        int(prefix[14:16]),
-        int(prefix[17:19]),
-        tzinfo=UTC,
-    )
+
+@lru_cache(maxsize=1024)
+def _day_seconds(day: str) -> int:
+    # `YYYY-MM-DD` is shared by every record of the day, so caching it removes the datetime
+    # parsing from the hot path almost entirely. `datetime` checks every field: `timegm`
+    # alone would turn 30 February into 2 March, and one such record would throw a
+    # session's watermark days away.
+    parsed = datetime(int(day[0:4]), int(day[5:7]), int(day[8:10]), tzinfo=UTC)
     seconds: int = calendar.timegm(parsed.utctimetuple())
     return seconds
+
+
+def _epoch_seconds(prefix: str) -> int:
+    """`YYYY-MM-DDTHH:MM:SS` -> Unix seconds; ValueError for a field out of its range (what
+    `datetime` would refuse: hour 25, minute or second 60)."""
+    hour, minute, second = int(prefix[11:13]), int(prefix[14:16]), int(prefix[17:19])
+    if not (0 <= hour < 24 and 0 <= minute < 60 and 0 <= second < 60):
+        raise ValueError("time of day out of range")
+    return _day_seconds(prefix[:10]) + hour * 3600 + minute * 60 + second
 
 
 def parse_time_ns(value: object) -> int:
@@ -99,6 +128,25 @@ def parse_time_ns(value: object) -> int:
     Daily sends `2026-03-23T16:32:55.473000000Z`; `datetime` stops at microseconds, which
     would merge records that Daily keeps apart, so the fraction is read as digits.
     """
+    if (
+        type(value) is str
+        and len(value) == 30
+        and value[29] == "Z"
+        and value[19] == "."
+        and value[4] == "-"
+        and value[7] == "-"
+        and value[10] == "T"
+        and value[13] == ":"
+        and value[16] == ":"
+    ):
+        # Daily's own form, `2026-03-23T16:32:55.473000000Z`: the nine digits as they are.
+        digits = value[20:29]
+        if digits.isdigit():
+            try:
+                seconds = _epoch_seconds(value)
+            except (ValueError, OverflowError) as exc:
+                raise MalformedRecord(f"unparsable time {value[:40]!r}") from exc
+            return seconds * 1_000_000_000 + int(digits)
     if not isinstance(value, str):
         raise MalformedRecord(f"time is {type(value).__name__}, expected an ISO-8601 string")
     text = value
@@ -171,6 +219,12 @@ def record_digest(record: Mapping[str, Any]) -> bytes:
 def digest_any(record: object) -> bytes:
     """The digest of whatever Daily sent as a record, even when it is not an object (such a
     record still needs an identity: it becomes a dead letter exactly once)."""
+    if type(record) is dict:
+        # The hot path: `record_digest` in one step (orjson gives the canonical bytes).
+        try:
+            return _blake2b(orjson.dumps(record, option=_SORT_KEYS), digest_size=16).digest()
+        except TypeError:  # orjson.JSONEncodeError too: the standard library's turn
+            pass
     if isinstance(record, dict):
         try:
             return record_digest(record)
@@ -219,6 +273,41 @@ class ValidRecord:
 
 def validate(record: DailyRecord) -> ValidRecord:
     """Check the fields the contract depends on; raise MalformedRecord with the reason."""
+    time_ns = checked_time_ns(record)
+    return ValidRecord(time_ns=time_ns, mtg_session_id=record["mtgSessionId"])
+
+
+def checked_time_ns(record: DailyRecord) -> int:
+    """`validate` for the hot path: the record's `time` in ns once every check passed.
+
+    The common case (every field of its usual exact type) is checked in one expression;
+    anything else goes through the field-by-field checks, which give the reason.
+    """
+    if type(record) is dict:
+        get = record.get
+        mtg = get("mtgSessionId")
+        user = get("userSessionId")
+        message = get("message")
+        level = get("level")
+        code = get("code")
+        peer = get("peerId")
+        client_time = get("clientTime")
+        if (
+            type(mtg) is str
+            and mtg
+            and type(user) is str
+            and user
+            and (message is None or type(message) is str)
+            and (level is None or type(level) is int)
+            and (code is None or type(code) is int)
+            and (peer is None or type(peer) is str)
+            and (client_time is None or type(client_time) is str)
+        ):
+            return parse_time_ns(get("time"))
+    return _validate_slow(record)
+
+
+def _validate_slow(record: DailyRecord) -> int:
     if not isinstance(record, dict):
         raise MalformedRecord(f"record is {type(record).__name__}, expected an object")
     time_ns = parse_time_ns(record.get("time"))
@@ -235,7 +324,8 @@ def validate(record: DailyRecord) -> ValidRecord:
     client_time = record.get("clientTime")
     if client_time is not None and not isinstance(client_time, str):
         raise MalformedRecord(f"clientTime is {type(client_time).__name__}, expected a string")
-    return ValidRecord(time_ns=time_ns, mtg_session_id=mtg)
+    del mtg
+    return time_ns
 
 
 def fill_log_record(
@@ -277,3 +367,117 @@ def fill_log_record(
     if room:
         attributes.add(key=ATTR_ROOM).value.string_value = room
     attributes.add(key=ATTR_UID).value.string_value = uid
+
+
+# -- the same mapping, straight to the wire form (the hot path) ----------------------------
+
+# Values met again and again (a session's id and room, a participant, a message text, a
+# code) are encoded once: each cache maps a value to its finished attribute (or body) bytes.
+_MAX_CACHED: Final = 4096
+
+
+class _Encoded(dict[Any, bytes]):
+    """value -> its encoded piece, computed on first use; forgets everything when full."""
+
+    def __init__(self, encode: Any) -> None:
+        super().__init__()
+        self._encode = encode
+
+    def __missing__(self, value: Any) -> bytes:
+        piece: bytes = self._encode(value)
+        if len(self) >= _MAX_CACHED:
+            self.clear()
+        self[value] = piece
+        return piece
+
+
+def _string_attribute_of(key: str) -> _Encoded:
+    return _Encoded(lambda value: string_attribute(key, value))
+
+
+_MTG_ATTR: Final = _string_attribute_of(ATTR_MTG_SESSION_ID)
+_USER_ATTR: Final = _string_attribute_of(ATTR_USER_SESSION_ID)
+_PEER_ATTR: Final = _string_attribute_of(ATTR_PEER_ID)
+_ROOM_ATTR: Final = _string_attribute_of(ATTR_ROOM)
+_CODE_ATTR: Final = _Encoded(lambda value: int_attribute(ATTR_CODE, value))
+# LogRecord.body = 5, an AnyValue whose string_value = 1.
+_BODY: Final = _Encoded(lambda value: length_delimited(b"\x2a", string_field(b"\x0a", value)))
+_EVENT_NAME_FIELD: Final = string_field(b"\x62", LOG_EVENT_NAME)  # event_name = 12
+_UINT64_LIMIT: Final = 1 << 64
+# The key half of the two attributes that differ on every record.
+_CLIENT_TIME_KEY: Final = string_field(b"\x0a", ATTR_CLIENT_TIME)
+_UID_KEY: Final = string_field(b"\x0a", ATTR_UID)
+_SMALL_VARINTS: Final = tuple(bytes((i,)) for i in range(128))
+# KeyValue.value (2) of an AnyValue holding only string_value (1) of n < 126 bytes: the
+# headers of both, by n.
+_STRING_VALUE_HEADERS: Final = tuple(bytes((0x12, n + 2, 0x0A, n)) for n in range(126))
+
+
+def _fixed64(tag: bytes, value: int) -> bytes:
+    # proto3: zero is not written; protobuf refuses what a uint64 cannot hold.
+    if not value:
+        return b""
+    if not 0 < value < _UINT64_LIMIT:
+        raise ValueError(f"Value out of range: {value}")
+    return tag + pack_fixed64(value)
+
+
+def _unique_string_attribute(key_field: bytes, value: str) -> bytes:
+    data = value.encode("utf-8")
+    n = len(data)
+    size = len(key_field) + n + 4
+    if size < 0x80:  # every length fits one byte: the usual case, in one concatenation
+        return b"\x32" + _SMALL_VARINTS[size] + key_field + _STRING_VALUE_HEADERS[n] + data
+    any_value = length_delimited(b"\x0a", data)
+    return length_delimited(b"\x32", key_field + length_delimited(b"\x12", any_value))
+
+
+def encode_log_record(
+    record: DailyRecord,
+    *,
+    time_ns: int,
+    observed_ns: int,
+    uid: str,
+    room: str | None,
+    severity: SeverityTable = DEFAULT_SEVERITY,
+) -> bytes:
+    """`fill_log_record` in wire form: the bytes of the LogRecord it would fill, exactly as
+    `SerializeToString` gives them (fields in number order, proto3 defaults left out).
+
+    Raises ValueError where filling the message would (an integer beyond int64, text that
+    UTF-8 cannot hold).
+    """
+    get = record.get
+    level = get("level")
+    if level is not None:
+        severity_fields, level_attr = severity.encoded_level(level)
+    else:
+        severity_fields = level_attr = b""
+    message = get("message")
+    peer = get("peerId")
+    code = get("code")
+    client_time = get("clientTime")
+    return b"".join(
+        (
+            # time_unix_nano = 1 (the usual case inline: a call per field shows in profiles)
+            b"\x09" + pack_fixed64(time_ns)
+            if 0 < time_ns < _UINT64_LIMIT
+            else _fixed64(b"\x09", time_ns),
+            severity_fields,  # severity_number = 2, severity_text = 3
+            _BODY[message] if message is not None else b"",
+            _MTG_ATTR[record["mtgSessionId"]],
+            _USER_ATTR[record["userSessionId"]],
+            _PEER_ATTR[peer] if peer is not None else b"",
+            _CODE_ATTR[code] if code is not None else b"",
+            level_attr,
+            _unique_string_attribute(_CLIENT_TIME_KEY, client_time)
+            if client_time is not None
+            else b"",
+            _ROOM_ATTR[room] if room else b"",
+            _unique_string_attribute(_UID_KEY, uid),
+            b"\x59" + pack_fixed64(observed_ns)  # observed_time_unix_nano = 11
+            if 0 < observed_ns < _UINT64_LIMIT
+            else _fixed64(b"\x59", observed_ns),
+            _EVENT_NAME_FIELD,
+        )
+    )

@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 import aiohttp
 import grpc
 from google.protobuf.message import DecodeError, Message
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
@@ -37,6 +36,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from daily_otel_bridge.config.settings import ExportSettings
+from daily_otel_bridge.core.encoding import SerializedRequest
 from daily_otel_bridge.core.retry import Failure, parse_retry_after, retry
 from daily_otel_bridge.core.trouble import AttemptObserver, clip
 from daily_otel_bridge.tls import client_context
@@ -46,6 +46,16 @@ METRICS_PATH = "/v1/metrics"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 RECONNECT_BACKOFF_MIN_MS = 500
 RECONNECT_BACKOFF_MAX_MS = 5000
+LOGS_EXPORT_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+# A logs request: a message, or the bytes the batcher built (`core.encoding.LogBatch`).
+LogsRequest = ExportLogsServiceRequest | SerializedRequest
+
+
+def _serialize(request: Message | SerializedRequest) -> bytes:
+    """Either kind of request as bytes (a `SerializedRequest` is sent as it is)."""
+    return request.SerializeToString()
+
 
 _RETRYABLE_GRPC = {
     grpc.StatusCode.CANCELLED,
@@ -87,7 +97,7 @@ class ExportOutcome:
 class Transport(Protocol):
     name: str
 
-    async def send_logs(self, request: ExportLogsServiceRequest) -> ExportOutcome: ...
+    async def send_logs(self, request: LogsRequest) -> ExportOutcome: ...
     async def send_metrics(self, request: ExportMetricsServiceRequest) -> ExportOutcome: ...
     async def close(self) -> None: ...
 
@@ -157,7 +167,13 @@ class GrpcTransport:
             )
             credentials = grpc.ssl_channel_credentials(root, key, chain)
             self._channel = grpc.aio.secure_channel(target, credentials, options=options)
-        self._logs = logs_service_pb2_grpc.LogsServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        # The generated stub's serializer is the message class's own method, which takes
+        # nothing but a message: the logs call serialises either kind of request.
+        self._logs = self._channel.unary_unary(
+            LOGS_EXPORT_METHOD,
+            request_serializer=_serialize,
+            response_deserializer=ExportLogsServiceResponse.FromString,
+        )
         self._metrics = metrics_service_pb2_grpc.MetricsServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._metadata = tuple((k.lower(), v) for k, v in settings.header_items())
         self._timeout = settings.timeout
@@ -167,7 +183,9 @@ class GrpcTransport:
             else grpc.Compression.NoCompression
         )
 
-    async def _call(self, method: Any, request: Message, rejected_field: str) -> ExportOutcome:
+    async def _call(
+        self, method: Any, request: Message | SerializedRequest, rejected_field: str
+    ) -> ExportOutcome:
         try:
             response = await method(
                 request,
@@ -192,8 +210,8 @@ class GrpcTransport:
             rejected=int(getattr(partial, rejected_field)), error_message=partial.error_message
         )
 
-    async def send_logs(self, request: ExportLogsServiceRequest) -> ExportOutcome:
-        return await self._call(self._logs.Export, request, "rejected_log_records")
+    async def send_logs(self, request: LogsRequest) -> ExportOutcome:
+        return await self._call(self._logs, request, "rejected_log_records")
 
     async def send_metrics(self, request: ExportMetricsServiceRequest) -> ExportOutcome:
         return await self._call(self._metrics.Export, request, "rejected_data_points")
@@ -235,7 +253,7 @@ class HttpTransport:
         return self._session
 
     async def _post(
-        self, url: str, request: Message, response: Message, field: str
+        self, url: str, request: Message | SerializedRequest, response: Message, field: str
     ) -> ExportOutcome:
         body = request.SerializeToString()
         if self._gzip:
@@ -272,7 +290,7 @@ class HttpTransport:
             raise ExportError(message, transient=True, retry_after=retry_after)
         raise ExportError(message, transient=False)
 
-    async def send_logs(self, request: ExportLogsServiceRequest) -> ExportOutcome:
+    async def send_logs(self, request: LogsRequest) -> ExportOutcome:
         return await self._post(
             self._logs_url, request, ExportLogsServiceResponse(), "rejected_log_records"
         )
@@ -300,9 +318,11 @@ class ConsoleTransport:
         self._stream = stream or sys.stdout
         self._format = formatter or (lambda d: json.dumps(d, ensure_ascii=False))
 
-    async def send_logs(self, request: ExportLogsServiceRequest) -> ExportOutcome:
+    async def send_logs(self, request: LogsRequest) -> ExportOutcome:
         from daily_otel_bridge.core.console import log_records_as_dicts
 
+        if isinstance(request, SerializedRequest):
+            request = ExportLogsServiceRequest.FromString(request.data)
         lines = [self._format(d) for d in log_records_as_dicts(request)]
         if lines:
             self._stream.write("\n".join(lines) + "\n")
@@ -356,13 +376,13 @@ class Exporter:
     def protocol(self) -> str:
         return self.transport.name
 
-    async def export_logs(self, request: ExportLogsServiceRequest) -> ExportOutcome:
+    async def export_logs(self, request: LogsRequest) -> ExportOutcome:
         return await self._with_retries(lambda: self.transport.send_logs(request))
 
     async def export_metrics(self, request: ExportMetricsServiceRequest) -> ExportOutcome:
         return await self._with_retries(lambda: self.transport.send_metrics(request))
 
-    async def export(self, signal: str, request: Message) -> ExportOutcome:
+    async def export(self, signal: str, request: Message | SerializedRequest) -> ExportOutcome:
         """One export path for every signal: `signal` is `logs` or `metrics`."""
         if signal == "logs":
             return await self.export_logs(request)  # type: ignore[arg-type]

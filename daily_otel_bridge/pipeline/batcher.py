@@ -35,7 +35,7 @@ from google.protobuf.message import Message
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ProtoResource
 
 from daily_otel_bridge.core.cursor import NS_PER_MS, SessionCursor, window_start_ms
-from daily_otel_bridge.core.encoding import LogBatch
+from daily_otel_bridge.core.encoding import LogBatch, SerializedRequest
 from daily_otel_bridge.core.metrics_mapping import MetricsBatch
 from daily_otel_bridge.otlp.transport import ExportError, ExportOutcome
 from daily_otel_bridge.service.self_metrics import BridgeMetrics, Signal
@@ -53,7 +53,7 @@ class ExportSink(Protocol):
     @property
     def protocol(self) -> str: ...
 
-    async def export(self, signal: str, request: Message) -> ExportOutcome: ...
+    async def export(self, signal: str, request: Message | SerializedRequest) -> ExportOutcome: ...
 
     async def close(self) -> None: ...
 
@@ -180,6 +180,27 @@ class Batcher:
         """The logs request, for a call-quality sample written as a log record."""
         self._open.sample_logs += 1
         return self.logs()
+
+    def add_encoded_log(self, data: bytes, cursor: SessionCursor, uid: str, time_ns: int) -> None:
+        """The per-record path of a log record in one call: its wire form into the open
+        batch (`logs().add_encoded`), its time noted (`note_time`), its identity added to
+        its cursor's pending update (`update_for(LOGS, cursor)`)."""
+        opened = self._open
+        batch = opened.logs
+        if batch is None or batch.size >= self.batch_size:
+            batch = self.logs()  # opens (or rotates to) a new batch
+            opened = self._open
+        batch.add_encoded(data)
+        oldest = opened.oldest_ns
+        if oldest is None or time_ns < oldest:
+            opened.oldest_ns = time_ns
+        by_session = opened.updates.get(LOGS)
+        if by_session is None:
+            by_session = opened.updates[LOGS] = {}
+        update = by_session.get(cursor.session_id)
+        if update is None:
+            update = by_session[cursor.session_id] = CursorUpdate(cursor=cursor)
+        update.new_seen.append((uid, time_ns))
 
     def update_for(self, stream: str, cursor: SessionCursor) -> CursorUpdate:
         """The pending update of `cursor` in the open batch (committed with it)."""
@@ -315,7 +336,7 @@ class Batcher:
         try:
             accepted_logs = rejected_logs = accepted_points = rejected_points = 0
             if batch.logs is not None and batch.logs.size:
-                outcome = await self._export(LOGS, batch.logs.request, batch.logs.size)
+                outcome = await self._export(LOGS, batch.logs.serialized(), batch.logs.size)
                 rejected_logs = outcome.rejected
                 accepted_logs = batch.logs.size - outcome.rejected
             if batch.samples is not None and batch.samples.size:
@@ -359,7 +380,9 @@ class Batcher:
             self._m_inflight.set(self._inflight)
             self._slots.release()
 
-    async def _export(self, signal: Signal, request: Message, size: int) -> ExportOutcome:
+    async def _export(
+        self, signal: Signal, request: Message | SerializedRequest, size: int
+    ) -> ExportOutcome:
         if self.guard is not None:
             self.guard()  # a replica that lost its lease exports nothing
         started = self.monotonic()
