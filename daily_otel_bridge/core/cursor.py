@@ -235,6 +235,9 @@ class SessionRead:
     # anchor, a mismatch restarts the read from the window's beginning.
     resumed: bool = False
     overlap_changed: bool = False
+    # A page shorter than asked whose last record is at least this recent (ns) ends the
+    # read without the confirming request (see `_take_page`); None: never.
+    soft_end_after_ns: int | None = None
     moved: bool = False  # a page showed the list moved under this read
 
     @classmethod
@@ -363,6 +366,10 @@ class DrainResult:
     stalled: bool = False
     requests: int = 0
     anchors: int = 0  # records read again as a page's anchor (one a request but the first)
+    # Ended on a short page that brought new records, without the request that would have
+    # confirmed the end: the next read, which asks from this one's last record, is that
+    # request. Not `complete`: nothing may retire on it.
+    soft: bool = False
 
 
 @dataclass(slots=True)
@@ -375,7 +382,7 @@ class StreamDrain:
 
     @property
     def done(self) -> bool:
-        return self.result.complete or self.result.stalled
+        return self.result.complete or self.result.stalled or self.result.soft
 
 
 async def _take_page(
@@ -426,6 +433,18 @@ async def _take_page(
         return
     if cut.shifted:
         result.stalled = True
+        return
+    if (
+        read.soft_end_after_ns is not None
+        and fresh
+        and len(digests) < read.limit
+        and read.times_ns
+        and read.times_ns[-1] >= read.soft_end_after_ns
+    ):
+        # A short page that reached the last poll interval: the list most likely ends
+        # here. Whatever follows (a capped page, a server answering short) is newer than
+        # this page's last record and comes with the next read, which starts from it.
+        result.soft = True
 
 
 async def drain_streams(

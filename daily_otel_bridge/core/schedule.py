@@ -3,9 +3,10 @@
 Rules (README, "Running under real conditions"):
 
 * A meeting's life. Every meeting starts empty, so a read that finds nothing is no sign of
-  a quiet meeting: a session is *busy* (read every `poll_interval`) while its newest record
-  is less than `max_quiet_interval` old, or while it is ongoing and started less than
-  `max_quiet_interval` ago (`busy_now`); a read that ended early keeps it busy too.
+  a quiet meeting: an ongoing session is *busy* (read every `poll_interval`) while its
+  newest record is less than `max_quiet_interval` old, or while it started less than
+  `max_quiet_interval` ago; an ended one for `settle_lag + poll_interval` after its end
+  (`busy_now`); a read that ended early keeps it busy too.
   Otherwise it is *quiet* and backs off: `poll_interval * 2**quiet_polls`, capped at
   `max_quiet_interval`. A failed read backs off on its own counter (`failure_delay`),
   which a success resets; it never touches the quiet counter.
@@ -63,19 +64,28 @@ def busy_now(
     *,
     newest_record_s: float | None,
     started_s: float | None,
-    ongoing: bool,
+    ended_s: float | None,
     now_s: float,
+    poll_interval: float,
     max_quiet_interval: float,
     settle_lag: float,
 ) -> bool:
-    """Whether a session is read every `poll_interval`: its newest record is recent, or it
-    is an ongoing meeting that started less than `max_quiet_interval` ago (every meeting
-    starts empty; its first minute is when it is most likely to start talking)."""
+    """Whether a session is read every `poll_interval` (a meeting's life).
+
+    Ongoing (`ended_s` None): while its newest record is recent, or while it started less
+    than `max_quiet_interval` ago (every meeting starts empty; its first minute is when it
+    is most likely to start talking). Ended: for `settle_lag + poll_interval` after its end
+    (the reads that bring its last seconds and the first late uploads); then it backs off
+    like a quiet one until its grace period is over: a meeting that ended says nothing new,
+    and the reads of hundreds of meetings that ended in the last minute would otherwise
+    take the budget from the live ones."""
+    if ended_s is not None:
+        return now_s - ended_s < settle_lag + poll_interval
     if active_lately(
         newest_record_s, now_s, max_quiet_interval=max_quiet_interval, settle_lag=settle_lag
     ):
         return True
-    return ongoing and started_s is not None and now_s - started_s < max_quiet_interval + settle_lag
+    return started_s is not None and now_s - started_s < max_quiet_interval + settle_lag
 
 
 def failure_delay(failures: int, *, base: float, cap: float) -> float:

@@ -144,6 +144,7 @@ class ReadLoop:
                 self.succeeded()
             self.progress.update_gauges()
         finally:
+            self._once = False
             tasks = (*background, *workers, *waiters)
             for task in tasks:
                 task.cancel()
@@ -190,7 +191,7 @@ class ReadLoop:
         self._m_reads.set(self._reads_in_flight)
         totals = self.totals
         try:
-            result = await self.reader.read(session)
+            result = await self.reader.read(session, soft_end=not self._once)
         except AuthError:
             raise
         except (TransientError, PermanentError) as exc:
@@ -218,7 +219,7 @@ class ReadLoop:
         totals.requests += result.requests
         if result.not_found is not None:
             totals.session_errors.append(f"{session.session_id}: {result.not_found}")
-        self.scheduler.succeeded(session, started, complete=result.complete)
+        self.scheduler.succeeded(session, started, complete=result.complete or result.soft)
         return result
 
     def _after_pass_read(self, session: TrackedSession, result: ReadResult | None) -> None:

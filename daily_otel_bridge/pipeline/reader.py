@@ -43,6 +43,7 @@ class ReadResult:
     requests: int = 0
     complete: bool = False
     overlap_changed: int = 0  # streams whose resumed read found the list changed
+    soft: bool = False  # ended on a short, recent page without the confirming request
     not_found: str | None = None  # Daily answered 404 for the session
 
 
@@ -77,7 +78,7 @@ class SessionReader:
         self._m_page = metrics.page_size_effective.labels(self.name)
         self._m_page.set(settings.page_size)
 
-    async def read(self, session: TrackedSession) -> ReadResult:
+    async def read(self, session: TrackedSession, *, soft_end: bool = False) -> ReadResult:
         """Read the session once, to the end of its window (or until told to stop).
 
         A read resumes after what the last complete read saw (`core.cursor.resume_from`):
@@ -105,6 +106,10 @@ class SessionReader:
             at = resume_from(cursor.tail, start_ms)
             if at is not None and cursor.tail is not None:
                 read.resume(cursor.tail, at)
+            if soft_end and session.ongoing and len(open_streams) == 1:
+                # The daemon's reads of an ongoing meeting need not pay a request to
+                # confirm an end the next read confirms anyway (`run --once` does).
+                read.soft_end_after_ns = (end_ms - int(s.poll_interval * 1000)) * NS_PER_MS
             drains[name] = StreamDrain(read=read, deliver=self.records.deliverer(name, read, page))
         await self.drain(session.session_id, drains, page, result)
         complete = bool(drains) and all(d.result.complete for d in drains.values())
@@ -120,6 +125,17 @@ class SessionReader:
             # inserted before it would have been delivered. (Else a session whose page
             # ends on byte-identical twins would cost a full read every poll.)
             cursor = drain.read.cursor
+            if drain.result.soft and not drain.result.complete:
+                result.soft = True
+                # Every record before this read's last one has been read: that much is
+                # drained (for the lag), not the window's end (nothing retires on it).
+                last_ms = drain.read.times_ns[-1] // NS_PER_MS - 1
+                drained = min(drain.read.end_ms, last_ms)
+                if cursor.drained_until_ms is None or drained > cursor.drained_until_ms:
+                    cursor.drained_until_ms = drained
+                cursor.tail = drain.read.tail(certain=drain.read.certain)
+                cursor.last_count = None
+                continue
             if not drain.result.complete:
                 cursor.tail = None
                 cursor.last_count = None

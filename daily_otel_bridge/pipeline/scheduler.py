@@ -86,11 +86,13 @@ class SessionScheduler:
         s = self.settings
         session.failures = 0
         newest = [c.watermark_ns for c in session.cursors.values() if c.watermark_ns is not None]
+        ended = session.ended_at_ms
         busy = not complete or busy_now(
             newest_record_s=max(newest) / 1e9 if newest else None,
             started_s=session.started_ms / 1000 if session.started_ms is not None else None,
-            ongoing=session.ongoing,
+            ended_s=ended / 1000 if ended is not None else None,
             now_s=self.clock(),
+            poll_interval=s.poll_interval,
             max_quiet_interval=s.max_quiet_interval,
             settle_lag=s.settle_lag,
         )
@@ -118,10 +120,9 @@ class SessionScheduler:
     def retirement_due(self, session: TrackedSession) -> float | None:
         """When (monotonic) a read of an ended session could retire it, if it ended."""
         s = self.settings
-        ends = [c.ended_at_ms for c in session.cursors.values() if not c.retired]
-        if not ends or any(e is None for e in ends):
+        ended_ms = session.ended_at_ms
+        if ended_ms is None:
             return None
-        ended_ms = max(e for e in ends if e is not None)
         wall_wait = ended_ms / 1000 + s.session_grace + s.settle_lag - self.clock()
         seen = [c.end_seen_mono for c in session.cursors.values() if c.end_seen_mono is not None]
         mono_wait = (max(seen) + s.session_grace - self.monotonic()) if seen else s.session_grace

@@ -57,7 +57,15 @@ class TrackedSession:
     @property
     def ongoing(self) -> bool:
         """Not yet seen ended (by discovery, or by Daily answering 404)."""
-        return any(c.ended_at_ms is None for c in self.cursors.values() if not c.retired)
+        return self.ended_at_ms is None
+
+    @property
+    def ended_at_ms(self) -> int | None:
+        """When the meeting ended, once every open cursor knows it (None: ongoing)."""
+        ends = [c.ended_at_ms for c in self.cursors.values() if not c.retired]
+        if not ends or any(e is None for e in ends):
+            return None
+        return max(e for e in ends if e is not None)
 
     def primary(self, streams: Sequence[str]) -> SessionCursor:
         return self.cursors[streams[0]]

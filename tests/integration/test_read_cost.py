@@ -184,3 +184,44 @@ async def test_an_ended_meeting_is_read_once_more_when_its_grace_is_over_and_ret
         await pipeline.run_once()
         assert not list(pipeline.table.active()), "retired"
         await close(pipeline)
+
+
+async def test_the_daemons_busy_read_costs_one_request_and_the_next_read_confirms_it(
+    tmp_path: Path,
+) -> None:
+    """In the daemon's loop a short page that reached the last poll interval ends the read
+    of an ongoing meeting: the request that would confirm the end is the next read's first
+    (it asks from this one's last record). Nothing is lost or doubled; nothing retires on
+    such a read; `run --once` still confirms every end."""
+    config = sim_config(
+        meetings_per_domain=0,
+        live=True,
+        live_meetings=1,
+        live_records_per_second=2.0,
+        tie_ratio=0.3,
+        duplicate_ratio=0.0,  # a page ending on twins makes the next read a full one
+        max_limit=200,
+    )
+    async with rig_for(config, tmp_path) as rig:
+        pipeline = rig.pipeline(rig.settings(page_size=500, lookback="2m", settle_lag="5s"))
+        rig.sim.simulator.advance(POLL)
+        await pipeline.run_once()
+        (tracked,) = pipeline.table.active()
+        pipeline.loop.stop_requested = False  # as while the daemon's loop runs
+        for _ in range(8):
+            rig.sim.simulator.advance(POLL)
+            result = await pipeline.loop.read_session(tracked)
+            assert result is not None
+            assert result.requests == 1
+            assert result.soft
+            assert not result.complete
+            assert result.reread == 0
+            await pipeline.batcher.flush()
+            drained = tracked.cursors["logs"].drained_until_ms
+            assert drained is not None
+            assert drained < int(rig.sim.simulator.now() * 1000)
+        rig.sim.simulator.advance(POLL)
+        report = await pipeline.run_once()
+        assert report.requests == 2, "run --once confirms the end"
+        assert got_uids(rig.receiver) == read_so_far(rig, pipeline)
+        await close(pipeline)

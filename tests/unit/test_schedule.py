@@ -182,28 +182,33 @@ def test_a_session_is_active_while_its_newest_record_is_recent(
 
 
 @pytest.mark.parametrize(
-    ("newest", "started", "ongoing", "now", "busy"),
+    ("newest", "started", "ended", "now", "busy"),
     [
         # Every meeting starts empty: a young ongoing meeting is busy before it says a word.
-        (None, 95.0, True, 100.0, True),
-        (None, 35.1, True, 100.0, True),
-        (None, 35.0, True, 100.0, False),  # silent for max_quiet_interval since its start
-        (None, 95.0, False, 100.0, False),  # ended: only its records keep it busy
-        (90.0, None, False, 100.0, True),  # ended, its last records recent: final reads
-        (None, None, True, 100.0, False),  # start unknown, nothing read: not busy
-        (20.0, 10.0, True, 100.0, False),  # old history, old start: quiet
-        (40.0, -3600.0, True, 100.0, True),  # an old meeting that talks
+        (None, 95.0, None, 100.0, True),
+        (None, 35.1, None, 100.0, True),
+        (None, 35.0, None, 100.0, False),  # silent for max_quiet_interval since its start
+        (None, None, None, 100.0, False),  # start unknown, nothing read: not busy
+        (20.0, 10.0, None, 100.0, False),  # old history, old start: quiet
+        (40.0, -3600.0, None, 100.0, True),  # an old meeting that talks
+        # Ended: busy for settle_lag + poll_interval after its end (its last seconds and
+        # the first late uploads), whatever its records; then quiet until it retires.
+        (99.0, 10.0, 90.0, 100.0, True),
+        (None, 95.0, 81.0, 100.0, True),
+        (99.0, 10.0, 80.0, 100.0, False),
+        (None, 95.0, 10.0, 100.0, False),
     ],
 )
 def test_a_meetings_life_decides_whether_it_is_busy(
-    newest: float | None, started: float | None, ongoing: bool, now: float, busy: bool
+    newest: float | None, started: float | None, ended: float | None, now: float, busy: bool
 ) -> None:
     assert (
         busy_now(
             newest_record_s=newest,
             started_s=started,
-            ongoing=ongoing,
+            ended_s=ended,
             now_s=now,
+            poll_interval=15.0,
             max_quiet_interval=60.0,
             settle_lag=5.0,
         )
