@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from prometheus_client import Counter
 
-from daily_otel_bridge.service.self_metrics import BridgeMetrics
+from daily_otel_bridge.instruments import BridgeMetrics
 
 DEMO_KEY = "demo-key-not-a-secret"
 EXIT_OK = 0

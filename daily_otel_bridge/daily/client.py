@@ -30,7 +30,7 @@ from daily_otel_bridge.core.records import DailyRecord, Meeting
 from daily_otel_bridge.core.retry import Failure, parse_retry_after, retry
 from daily_otel_bridge.core.trouble import AttemptObserver
 from daily_otel_bridge.daily.pacing import TokenBucket
-from daily_otel_bridge.service.self_metrics import BridgeMetrics
+from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.tls import client_context
 
 _log = structlog.get_logger(__name__)

@@ -9,11 +9,11 @@ import structlog
 
 from daily_otel_bridge.config.settings import ConfigError, Settings, parse_duration
 from daily_otel_bridge.core.cursor import SessionCursor, SessionRead, StreamDrain
+from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.pipeline.domain import DomainPipeline, build_pipeline, room_selected
 from daily_otel_bridge.pipeline.progress import PassReport
 from daily_otel_bridge.pipeline.reader import ReadResult
 from daily_otel_bridge.pipeline.records import PageContext
-from daily_otel_bridge.service.self_metrics import BridgeMetrics
 from daily_otel_bridge.state.memory import MemoryCursorStore
 
 log = structlog.get_logger("daily_otel_bridge.pipeline.backfill")

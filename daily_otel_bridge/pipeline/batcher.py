@@ -37,8 +37,8 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ProtoResour
 from daily_otel_bridge.core.cursor import NS_PER_MS, SessionCursor, window_start_ms
 from daily_otel_bridge.core.encoding import LogBatch, SerializedRequest
 from daily_otel_bridge.core.metrics_mapping import MetricsBatch
+from daily_otel_bridge.instruments import BridgeMetrics, Signal
 from daily_otel_bridge.otlp.transport import ExportError, ExportOutcome
-from daily_otel_bridge.service.self_metrics import BridgeMetrics, Signal
 from daily_otel_bridge.state.base import CursorStore, CursorUpdate
 
 LOGS: Final = "logs"

@@ -28,6 +28,7 @@ from daily_otel_bridge.core.encoding import build_resource, resource_to_proto
 from daily_otel_bridge.core.mapping import SeverityTable
 from daily_otel_bridge.core.trouble import AttemptObserver
 from daily_otel_bridge.daily.client import DailyClient
+from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.otlp.transport import Exporter, build_transport
 from daily_otel_bridge.pipeline.batcher import LOGS, METRICS, Batcher, ExportSink, Sealed
 from daily_otel_bridge.pipeline.loop import ReadLoop
@@ -36,7 +37,6 @@ from daily_otel_bridge.pipeline.reader import SessionReader
 from daily_otel_bridge.pipeline.records import RecordPath
 from daily_otel_bridge.pipeline.scheduler import SessionScheduler
 from daily_otel_bridge.pipeline.sessions import SessionTable, room_selected
-from daily_otel_bridge.service.self_metrics import BridgeMetrics
 from daily_otel_bridge.state.base import CursorStore
 from daily_otel_bridge.state.sqlite import SqliteCursorStore, SqliteStateStore
 

@@ -28,12 +28,12 @@ from daily_otel_bridge.daily.client import (
     PermanentError,
     TransientError,
 )
+from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.pipeline.batcher import Batcher
 from daily_otel_bridge.pipeline.progress import DomainProgress, PassReport
 from daily_otel_bridge.pipeline.reader import ReadResult, SessionReader
 from daily_otel_bridge.pipeline.scheduler import SessionScheduler
 from daily_otel_bridge.pipeline.sessions import SessionTable, TrackedSession
-from daily_otel_bridge.service.self_metrics import BridgeMetrics
 
 # Reads in a row that fail (after the client's own retries) before a `run_once` pass gives
 # up: one sick session must not stall the others, but a sick API should not be hammered.

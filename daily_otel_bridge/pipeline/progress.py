@@ -18,10 +18,10 @@ import structlog
 
 from daily_otel_bridge.config.settings import DomainSettings
 from daily_otel_bridge.core.schedule import PacingWindow
+from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.pipeline.batcher import Batcher
 from daily_otel_bridge.pipeline.records import RecordPath
 from daily_otel_bridge.pipeline.sessions import SessionTable, TrackedSession
-from daily_otel_bridge.service.self_metrics import BridgeMetrics
 
 # How often the daemon reports pacing (saturation) and a summary line.
 REPORT_INTERVAL = 60.0

@@ -29,10 +29,10 @@ from daily_otel_bridge.core.cursor import (
 )
 from daily_otel_bridge.core.mapping import digest_any
 from daily_otel_bridge.daily.client import DailyClient, NotFoundError
+from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.pipeline.batcher import LOGS, METRICS, Batcher
 from daily_otel_bridge.pipeline.records import PageContext, RecordPath
 from daily_otel_bridge.pipeline.sessions import TrackedSession
-from daily_otel_bridge.service.self_metrics import BridgeMetrics
 
 
 @dataclass(slots=True)

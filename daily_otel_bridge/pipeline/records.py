@@ -28,8 +28,8 @@ from daily_otel_bridge.core.metrics_mapping import (
     map_sample,
     validate_sample,
 )
+from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.pipeline.batcher import LOGS, METRICS, Batcher
-from daily_otel_bridge.service.self_metrics import BridgeMetrics
 from daily_otel_bridge.state.base import CursorStore, DeadLetter
 
 

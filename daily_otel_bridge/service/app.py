@@ -24,12 +24,12 @@ import structlog
 
 from daily_otel_bridge.config.settings import ConfigError, DomainSettings, Settings, load_settings
 from daily_otel_bridge.daily.client import user_agent_for
+from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.otlp.transport import Exporter, build_transport
 from daily_otel_bridge.pipeline.domain import build_pipeline
 from daily_otel_bridge.pipeline.runner import DomainRunner
 from daily_otel_bridge.service.health import HealthServer
 from daily_otel_bridge.service.logging import register_secrets
-from daily_otel_bridge.service.self_metrics import BridgeMetrics
 from daily_otel_bridge.service.startup import startup_fields
 from daily_otel_bridge.service.systemd import SystemdNotifier
 from daily_otel_bridge.state.base import CursorStore, StateError

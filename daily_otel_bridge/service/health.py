@@ -16,8 +16,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from daily_otel_bridge.config.settings import ConfigError, Settings
+from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.pipeline.runner import DomainRunner
-from daily_otel_bridge.service.self_metrics import BridgeMetrics
 
 log = structlog.get_logger("daily_otel_bridge.service.health")
 

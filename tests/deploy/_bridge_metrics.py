@@ -6,7 +6,7 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daily_otel_bridge.service.self_metrics import BridgeMetrics
+from daily_otel_bridge.instruments import BridgeMetrics
 
 # What Prometheus adds to every scraped series.
 TARGET_LABELS = {"instance", "job"}

@@ -111,7 +111,7 @@ def test_license_is_the_apache_2_0_text_pyproject_declares() -> None:
 def test_operations_lists_every_metric_with_its_labels() -> None:
     from prometheus_client import Counter, Gauge, Histogram
 
-    from daily_otel_bridge.service.self_metrics import BridgeMetrics
+    from daily_otel_bridge.instruments import BridgeMetrics
 
     rows: dict[str, tuple[str, list[str]]] = {}
     for line in (REPO / "docs" / "operations.md").read_text(encoding="utf-8").splitlines():

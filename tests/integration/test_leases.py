@@ -487,7 +487,7 @@ async def test_open_state_picks_the_backend_from_the_settings(tmp_path: Path, pg
     )
     with pytest.raises(ValueError, match="OwnershipListener"):
         await open_state(settings)
-    from daily_otel_bridge.service.self_metrics import BridgeMetrics
+    from daily_otel_bridge.instruments import BridgeMetrics
 
     bridge_metrics = BridgeMetrics()  # the lease metrics join the bridge's registry
     backend = await open_state(settings, Recorder("pod-1"), registry=bridge_metrics.registry)

@@ -14,9 +14,9 @@ import pytest
 
 from daily_otel_bridge.config.settings import DomainSettings, parse_settings
 from daily_otel_bridge.daily.client import AuthError, DailyClient, TransientError
+from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.otlp.transport import Exporter, build_transport
 from daily_otel_bridge.pipeline.domain import DomainPipeline
-from daily_otel_bridge.service.self_metrics import BridgeMetrics
 from daily_otel_bridge.state.sqlite import SqliteCursorStore
 from daily_otel_bridge.testing.otlp_receiver import Fault, OtlpReceiver
 from daily_otel_bridge.testing.simulator import RunningSimulator, SimulatorConfig, start_simulator

@@ -31,9 +31,9 @@ from daily_otel_bridge.config.settings import DomainSettings
 from daily_otel_bridge.core.cursor import NS_PER_MS
 from daily_otel_bridge.core.records import Meeting
 from daily_otel_bridge.daily.client import LogsPage
+from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.otlp.transport import ExportOutcome
 from daily_otel_bridge.pipeline.domain import DomainPipeline
-from daily_otel_bridge.service.self_metrics import BridgeMetrics
 from daily_otel_bridge.state.memory import MemoryCursorStore
 from tests.expectations import independent_digest as record_digest
 from tests.expectations import record_uid

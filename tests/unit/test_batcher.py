@@ -9,9 +9,9 @@ import pytest
 
 from daily_otel_bridge.core.cursor import SessionCursor
 from daily_otel_bridge.core.encoding import build_resource, resource_to_proto
+from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.otlp.transport import ExportError, ExportOutcome
 from daily_otel_bridge.pipeline.batcher import LOGS, Batcher
-from daily_otel_bridge.service.self_metrics import BridgeMetrics
 from daily_otel_bridge.state.memory import MemoryCursorStore
 
 

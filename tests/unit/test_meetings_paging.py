@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from daily_otel_bridge.daily.client import DailyClient
-from daily_otel_bridge.service.self_metrics import BridgeMetrics
+from daily_otel_bridge.instruments import BridgeMetrics
 
 REQUESTS = web.AppKey("requests", list[str])
 MEETINGS = [

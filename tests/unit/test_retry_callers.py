@@ -21,8 +21,8 @@ from daily_otel_bridge.daily.client import (
     PermanentError,
     TransientError,
 )
+from daily_otel_bridge.instruments import PREFIX, BridgeMetrics
 from daily_otel_bridge.otlp.transport import Exporter, ExportError, ExportOutcome
-from daily_otel_bridge.service.self_metrics import PREFIX, BridgeMetrics
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 Answer = tuple[int, dict[str, str]]

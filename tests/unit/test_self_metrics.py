@@ -12,7 +12,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from daily_otel_bridge import __version__
-from daily_otel_bridge.service.self_metrics import BridgeMetrics
+from daily_otel_bridge.instruments import BridgeMetrics
 
 
 def scrape(metrics: BridgeMetrics) -> dict[str, Any]:
