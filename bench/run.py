@@ -1290,7 +1290,7 @@ def run_stages(args: argparse.Namespace, workdir: Path, summary: Summary) -> Non
     import gzip
 
     from daily_otel_bridge.core.cursor import SessionCursor, SessionRead
-    from daily_otel_bridge.core.encoding import LogBatch, build_resource, resource_to_proto
+    from daily_otel_bridge.core.encoding import LogBatch
     from daily_otel_bridge.core.mapping import (
         DEFAULT_SEVERITY,
         encode_log_record,
@@ -1299,6 +1299,7 @@ def run_stages(args: argparse.Namespace, workdir: Path, summary: Summary) -> Non
         record_uid,
         validate,
     )
+    from daily_otel_bridge.otlp.resource import domain_resource
     from daily_otel_bridge.testing.simulator import Simulator as Sim
     from daily_otel_bridge.testing.simulator import SimulatorConfig
 
@@ -1317,7 +1318,7 @@ def run_stages(args: argparse.Namespace, workdir: Path, summary: Summary) -> Non
         recs, idx = sim.select_logs(m, now_ms)
         pages.append(json.dumps({"logs": [sim.render_log(m, recs, i) for i in idx]}).encode())
     n = 1000 * n_meetings
-    resource = resource_to_proto(build_resource("acme", {}))
+    resource = domain_resource("acme", {})
 
     def timed(fn: Callable[[], Any], repeat: int = 3) -> float:
         best = float("inf")

@@ -16,13 +16,13 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ProtoResource
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
 from daily_otel_bridge import __version__
 
 SCOPE_NAME = "daily_otel_bridge"
 DEFAULT_SERVICE_NAME = "daily"
 ATTR_DOMAIN = "daily.domain"
+SERVICE_NAME = "service.name"
 
 # A structured body keeps this many levels of nesting (see `fill_any_value`).
 MAX_BODY_DEPTH: Final = 20
@@ -32,18 +32,23 @@ _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 
 
-def build_resource(domain: str, configured: Mapping[str, str | int | float | bool]) -> Resource:
-    """The domain's resource: SDK detection (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME),
-    then the domain's configured attributes, then `daily.domain`.
+def build_resource(
+    domain: str,
+    configured: Mapping[str, str | int | float | bool],
+    detected: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The domain's resource attributes: what was detected from the environment
+    (`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SERVICE_NAME`: `otlp.resource`), then the domain's
+    configured attributes, then `daily.domain`. Pure: the detection happens at the edge.
 
     The SDK names an unnamed service `unknown_service`; ours defaults to `daily` instead.
     """
-    attributes: dict[str, Any] = dict(Resource.create({}).attributes)
+    attributes: dict[str, Any] = dict(detected)
     if str(attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         attributes[SERVICE_NAME] = DEFAULT_SERVICE_NAME
     attributes.update(configured)
     attributes[ATTR_DOMAIN] = domain
-    return Resource(attributes)
+    return attributes
 
 
 def any_value(value: object) -> AnyValue:
@@ -146,9 +151,9 @@ def stamp_scope(scope: InstrumentationScope) -> None:
     scope.version = __version__
 
 
-def resource_to_proto(resource: Resource) -> ProtoResource:
+def resource_to_proto(attributes: Mapping[str, Any]) -> ProtoResource:
     proto = ProtoResource()
-    fill_attributes(proto.attributes, sorted(resource.attributes.items()))
+    fill_attributes(proto.attributes, sorted(attributes.items()))
     return proto
 
 

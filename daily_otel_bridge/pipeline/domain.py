@@ -24,11 +24,11 @@ import structlog
 
 from daily_otel_bridge.config.settings import DomainSettings
 from daily_otel_bridge.core.cursor import SessionCursor
-from daily_otel_bridge.core.encoding import build_resource, resource_to_proto
 from daily_otel_bridge.core.mapping import SeverityTable
 from daily_otel_bridge.core.trouble import AttemptObserver
 from daily_otel_bridge.daily.client import DailyClient
 from daily_otel_bridge.instruments import BridgeMetrics
+from daily_otel_bridge.otlp.resource import domain_resource
 from daily_otel_bridge.otlp.transport import Exporter, build_transport
 from daily_otel_bridge.pipeline.batcher import LOGS, METRICS, Batcher, ExportSink, Sealed
 from daily_otel_bridge.pipeline.loop import ReadLoop
@@ -82,9 +82,7 @@ class DomainPipeline:
         self.guard = guard
         self.streams = streams_of(settings)
         self.severity = SeverityTable.from_names(settings.severity_map)
-        self.resource = resource_to_proto(
-            build_resource(settings.name, settings.resource_attributes)
-        )
+        self.resource = domain_resource(settings.name, settings.resource_attributes)
         self.log = structlog.get_logger(__name__).bind(domain=self.name)
         self.last_success: float | None = None
         # Called after each commit (and each healthy discovery with nothing to read).

@@ -322,16 +322,14 @@ class Bridge:
     # -- self-telemetry, signals, close ----------------------------------------------------
 
     async def _push_self_telemetry(self) -> None:
-        from opentelemetry.sdk.resources import Resource
-
-        from daily_otel_bridge.core.encoding import resource_to_proto
+        from daily_otel_bridge.otlp.resource import bridge_resource
         from daily_otel_bridge.service.self_telemetry import push_forever
 
         export = self.settings.export
         if export.protocol == "console":
             return
         exporter = Exporter(build_transport(export), max_retry_time=export.timeout)
-        resource = resource_to_proto(Resource.create({"service.name": "daily-otel-bridge"}))
+        resource = bridge_resource()
         try:
             await push_forever(
                 self.metrics.registry,

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from daily_otel_bridge.core.cursor import SessionCursor
-from daily_otel_bridge.core.encoding import build_resource, resource_to_proto
 from daily_otel_bridge.instruments import BridgeMetrics
+from daily_otel_bridge.otlp.resource import domain_resource
 from daily_otel_bridge.otlp.transport import ExportError, ExportOutcome
 from daily_otel_bridge.pipeline.batcher import LOGS, Batcher
 from daily_otel_bridge.state.memory import MemoryCursorStore
@@ -52,7 +52,7 @@ def make(
 ) -> Batcher:
     return Batcher(
         domain="acme",
-        resource=resource_to_proto(build_resource("acme", {})),
+        resource=domain_resource("acme", {}),
         exporter=exporter,
         store=store,
         metrics=BridgeMetrics(),

@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from daily_otel_bridge.core.console import decode_any
-from daily_otel_bridge.core.encoding import LogBatch, build_resource, resource_to_proto, stamp_scope
+from daily_otel_bridge.core.encoding import LogBatch, stamp_scope
 from daily_otel_bridge.core.mapping import (
     DEFAULT_SEVERITY,
     MalformedRecord,
@@ -28,6 +28,7 @@ from daily_otel_bridge.core.mapping import (
     record_uid,
     validate,
 )
+from daily_otel_bridge.otlp.resource import domain_resource
 
 SEED_RECORD: dict[str, Any] = {
     "time": "2026-03-23T16:32:55.473000000Z",
@@ -322,7 +323,7 @@ def test_encoded_log_record_matches_for_any_field_values(
 
 
 def test_a_log_batch_of_encoded_records_is_the_request_protobuf_would_build() -> None:
-    resource = resource_to_proto(build_resource("acme", {"deployment.environment": "test"}))
+    resource = domain_resource("acme", {"deployment.environment": "test"})
     expected = ExportLogsServiceRequest()
     resource_logs = expected.resource_logs.add()
     resource_logs.resource.CopyFrom(resource)

@@ -30,9 +30,7 @@ from daily_otel_bridge.core.console import decode_any
 from daily_otel_bridge.core.encoding import (
     MAX_BODY_DEPTH,
     any_value,
-    build_resource,
     fill_any_value,
-    resource_to_proto,
 )
 from daily_otel_bridge.core.mapping import MalformedRecord, parse_time_ns
 from daily_otel_bridge.core.metrics_mapping import (
@@ -50,6 +48,7 @@ from daily_otel_bridge.core.metrics_mapping import (
     parse_track_key,
     validate_sample,
 )
+from daily_otel_bridge.otlp.resource import domain_resource
 from daily_otel_bridge.testing.simulator import SIM_KEY, Simulator, SimulatorConfig, create_app
 
 T = "2026-03-23T16:32:55.473000000Z"
@@ -463,7 +462,7 @@ async def test_simulator_samples_map_to_the_catalogue(aiohttp_client: ClientFact
 
 
 def resource() -> Any:
-    return resource_to_proto(build_resource("acme", {"deployment.environment": "test"}))
+    return domain_resource("acme", {"deployment.environment": "test"})
 
 
 def test_metrics_batch_builds_one_gauge_per_name() -> None:
