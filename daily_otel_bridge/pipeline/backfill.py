@@ -13,7 +13,7 @@ from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.pipeline.domain import DomainPipeline, build_pipeline, room_selected
 from daily_otel_bridge.pipeline.progress import PassReport
 from daily_otel_bridge.pipeline.reader import ReadResult
-from daily_otel_bridge.pipeline.records import PageContext
+from daily_otel_bridge.sources import PageContext
 from daily_otel_bridge.state.memory import MemoryCursorStore
 
 log = structlog.get_logger("daily_otel_bridge.pipeline.backfill")
@@ -103,12 +103,15 @@ async def backfill_session(
     before = pipeline.snapshot()
     page = PageContext()
     drains: dict[str, StreamDrain] = {}
-    for name in pipeline.streams:
+    for source in pipeline.sources:
+        name = source.name
         cursor = SessionCursor(session_id=session_id, room=room, start_floor_ms=start_ms)
         read = SessionRead(
             cursor=cursor, start_ms=start_ms, end_ms=end_ms, limit=pipeline.settings.page_size
         )
-        drains[name] = StreamDrain(read=read, deliver=pipeline.records.deliverer(name, read, page))
+        drains[name] = StreamDrain(
+            read=read, deliver=pipeline.records.deliverer(source, read, page)
+        )
     result = ReadResult()
     try:
         await pipeline.reader.drain(session_id, drains, page, result)

@@ -181,10 +181,12 @@ class Batcher:
         self._open.sample_logs += 1
         return self.logs()
 
-    def add_encoded_log(self, data: bytes, cursor: SessionCursor, uid: str, time_ns: int) -> None:
+    def add_encoded_log(
+        self, data: bytes, cursor: SessionCursor, uid: str, time_ns: int, stream: str = LOGS
+    ) -> None:
         """The per-record path of a log record in one call: its wire form into the open
         batch (`logs().add_encoded`), its time noted (`note_time`), its identity added to
-        its cursor's pending update (`update_for(LOGS, cursor)`)."""
+        its cursor's pending update (`update_for(stream, cursor)`)."""
         opened = self._open
         batch = opened.logs
         if batch is None or batch.size >= self.batch_size:
@@ -194,9 +196,9 @@ class Batcher:
         oldest = opened.oldest_ns
         if oldest is None or time_ns < oldest:
             opened.oldest_ns = time_ns
-        by_session = opened.updates.get(LOGS)
+        by_session = opened.updates.get(stream)
         if by_session is None:
-            by_session = opened.updates[LOGS] = {}
+            by_session = opened.updates[stream] = {}
         update = by_session.get(cursor.session_id)
         if update is None:
             update = by_session[cursor.session_id] = CursorUpdate(cursor=cursor)

@@ -37,6 +37,7 @@ from daily_otel_bridge.pipeline.reader import SessionReader
 from daily_otel_bridge.pipeline.records import RecordPath
 from daily_otel_bridge.pipeline.scheduler import SessionScheduler
 from daily_otel_bridge.pipeline.sessions import SessionTable, room_selected
+from daily_otel_bridge.sources import REGISTRY, Registry, Source
 from daily_otel_bridge.state.base import CursorStore
 from daily_otel_bridge.state.sqlite import SqliteCursorStore, SqliteStateStore
 
@@ -45,12 +46,10 @@ def as_cursor_store(store: CursorStore | SqliteCursorStore) -> CursorStore:
     return SqliteStateStore(store) if isinstance(store, SqliteCursorStore) else store
 
 
-def streams_of(settings: DomainSettings) -> tuple[str, ...]:
-    """The streams a domain reads, in the order their cursors are reported."""
-    streams = [LOGS] if settings.include_logs else []
-    if settings.include_metrics or settings.metrics_as_logs:
-        streams.append(METRICS)
-    return tuple(streams) or (LOGS,)
+def streams_of(settings: DomainSettings, registry: Registry = REGISTRY) -> tuple[str, ...]:
+    """The streams a domain reads (its enabled sources), in the order their cursors are
+    reported."""
+    return tuple(source.name for source in registry.enabled_for(settings))
 
 
 class DomainPipeline:
@@ -68,6 +67,7 @@ class DomainPipeline:
         monotonic: Callable[[], float] = time.monotonic,
         persist: bool = True,
         guard: Callable[[], object] | None = None,
+        registry: Registry = REGISTRY,
     ) -> None:
         self.settings = settings
         self.name = settings.name
@@ -80,7 +80,8 @@ class DomainPipeline:
         # False for a backfill: records are exported but no cursor is written.
         self.persist = persist
         self.guard = guard
-        self.streams = streams_of(settings)
+        self.sources: tuple[Source, ...] = registry.enabled_for(settings)
+        self.streams = tuple(source.name for source in self.sources)
         self.severity = SeverityTable.from_names(settings.severity_map)
         self.resource = domain_resource(settings.name, settings.resource_attributes)
         self.log = structlog.get_logger(__name__).bind(domain=self.name)
@@ -119,18 +120,16 @@ class DomainPipeline:
             guard=self.guard,
         )
         self.records = RecordPath(
-            domain=self.name,
+            s,
             batcher=self.batcher,
             store=self.store,
             metrics=self.metrics,
             severity=self.severity,
-            include_metrics=s.include_metrics,
-            metrics_as_logs=s.metrics_as_logs,
             clock=self.clock,
         )
         self.reader = SessionReader(
             s,
-            streams=self.streams,
+            sources=self.sources,
             client=self.client,
             records=self.records,
             batcher=self.batcher,

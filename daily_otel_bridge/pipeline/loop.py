@@ -144,11 +144,15 @@ class ReadLoop:
                 self.succeeded()
             self.progress.update_gauges()
         finally:
-            self._once = False
+            # Workers also leave on this flag: Python 3.11's `wait_for` may swallow a
+            # cancellation that lands as its timeout fires, and a worker that lost its
+            # cancellation would otherwise wait for work for ever (and the gather with it).
+            self.stop_requested = True
             tasks = (*background, *workers, *waiters)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self._once = False
 
     def _wake_workers(self) -> None:
         self._wake.set()

@@ -1,10 +1,11 @@
 """One read of one session: the window, resuming after the last read, paging, 404.
 
 A read covers `[watermark - lookback, now - settle_lag]`, frozen for its whole length, and
-pages through it with the anchor-overlapping requests of `core.cursor.drain_streams`. Logs
-and call-quality samples (two streams, a cursor each) share the requests. After each page
-the read gives the batcher a chance to seal a full batch; it waits there while the backend
-is behind (backpressure) and learns there that an export failed.
+pages through it with the anchor-overlapping requests of `core.cursor.drain_streams`. The
+domain's sources that arrive by `GET /logs` (a cursor each: `sources/`) share the
+requests. After each page the read gives the batcher a chance to seal a full batch; it
+waits there while the backend is behind (backpressure) and learns there that an export
+failed.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from daily_otel_bridge.core.cursor import (
 from daily_otel_bridge.core.mapping import digest_any
 from daily_otel_bridge.daily.client import DailyClient, NotFoundError
 from daily_otel_bridge.instruments import BridgeMetrics
-from daily_otel_bridge.pipeline.batcher import LOGS, METRICS, Batcher
-from daily_otel_bridge.pipeline.records import PageContext, RecordPath
+from daily_otel_bridge.pipeline.batcher import Batcher
+from daily_otel_bridge.pipeline.records import RecordPath
 from daily_otel_bridge.pipeline.sessions import TrackedSession
+from daily_otel_bridge.sources import PageContext, Source
 
 
 @dataclass(slots=True)
@@ -52,7 +54,7 @@ class SessionReader:
         self,
         settings: DomainSettings,
         *,
-        streams: Sequence[str],
+        sources: Sequence[Source],
         client: DailyClient,
         records: RecordPath,
         batcher: Batcher,
@@ -62,7 +64,8 @@ class SessionReader:
         should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self.settings = settings
-        self.streams = tuple(streams)
+        self.sources = {source.name: source for source in sources}
+        self.streams = tuple(self.sources)
         self.client = client
         self.records = records
         self.batcher = batcher
@@ -110,7 +113,10 @@ class SessionReader:
                 # The daemon's reads of an ongoing meeting need not pay a request to
                 # confirm an end the next read confirms anyway (`run --once` does).
                 read.soft_end_after_ns = (end_ms - int(s.poll_interval * 1000)) * NS_PER_MS
-            drains[name] = StreamDrain(read=read, deliver=self.records.deliverer(name, read, page))
+            source = self.sources[name]
+            drains[name] = StreamDrain(
+                read=read, deliver=self.records.deliverer(source, read, page)
+            )
         await self.drain(session.session_id, drains, page, result)
         complete = bool(drains) and all(d.result.complete for d in drains.values())
         for name, drain in drains.items():
@@ -170,20 +176,20 @@ class SessionReader:
                 offset=offset,
                 limit=s.page_size,
                 log_level=s.log_level,
-                include_logs=LOGS in names,
-                include_metrics=METRICS in names,
+                include_logs=any(self.sources[n].answer == "logs" for n in names),
+                include_metrics=any(self.sources[n].answer == "metrics" for n in names),
             )
             page.observed_ns = time.time_ns()
-            if LOGS in names:
-                self._m_fetched[LOGS].inc(len(answer.logs))
-            if METRICS in names:
-                self._m_fetched[METRICS].inc(len(answer.metrics))
-            log.debug("page", offset=offset, logs=len(answer.logs), metrics=len(answer.metrics))
-            size = max(len(answer.logs), len(answer.metrics))
+            lists = {"logs": answer.logs, "metrics": answer.metrics}
+            pages = {n: lists[self.sources[n].answer] for n in names}
+            for n, records in pages.items():
+                self._m_fetched[n].inc(len(records))
+            log.debug("page", offset=offset, **{n: len(r) for n, r in pages.items()})
+            size = max((len(r) for r in pages.values()), default=0)
             if previous and size > 1:
                 self._learn_page_size(previous[0])
             previous[:] = [size]
-            return {LOGS: answer.logs, METRICS: answer.metrics}
+            return pages
 
         async def after_page() -> None:
             await self.records.flush_dead_letters()

@@ -17,6 +17,7 @@ from daily_otel_bridge.daily.client import AuthError, DailyClient, TransientErro
 from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.otlp.transport import Exporter, build_transport
 from daily_otel_bridge.pipeline.domain import DomainPipeline
+from daily_otel_bridge.sources import REGISTRY, Registry
 from daily_otel_bridge.state.sqlite import SqliteCursorStore
 from daily_otel_bridge.testing.otlp_receiver import Fault, OtlpReceiver
 from daily_otel_bridge.testing.simulator import RunningSimulator, SimulatorConfig, start_simulator
@@ -61,7 +62,7 @@ class Rig:
         }
         return parse_settings(doc, environ={}).domains[0]
 
-    def pipeline(self, settings: DomainSettings) -> DomainPipeline:
+    def pipeline(self, settings: DomainSettings, registry: Registry = REGISTRY) -> DomainPipeline:
         client = DailyClient(
             domain=settings.name,
             api_url=settings.api_url,
@@ -79,6 +80,7 @@ class Rig:
             metrics=self.metrics,
             clock=self.sim.simulator.now,
             monotonic=self.sim.simulator.now,
+            registry=registry,
         )
 
     def truth(self) -> list[dict[str, Any]]:
