@@ -41,6 +41,8 @@ MAX_FAILED_SESSIONS = 3
 # Reads of one session in one `run_once` pass: a read the list moved under stops early and
 # is read again at once; a server whose list never stops moving must not hold the pass.
 MAX_READS_PER_PASS = 20
+# Quick discoveries (new meetings only) between two full ones, evenly spaced.
+QUICK_DISCOVERIES = 2
 # Longest a worker sleeps without looking at the queue (new sessions also wake it).
 IDLE_WAIT = 1.0
 
@@ -243,10 +245,10 @@ class ReadLoop:
         if not result.complete and not session.retired and reads < MAX_READS_PER_PASS:
             self.scheduler.read_now(session)
 
-    async def discover(self) -> None:
+    async def discover(self, *, quick: bool = False) -> None:
         """One discovery: new sessions join the queue as first reads; a meeting seen ended
         starts its grace period on the monotonic clock now (not at its next read)."""
-        new = await self.table.discover(self.client)
+        new = await self.table.discover(self.client, quick=quick)
         mono = self.monotonic()
         for session in self.table.active():
             for cursor in session.cursors.values():
@@ -261,11 +263,20 @@ class ReadLoop:
         self.progress.update_gauges()
 
     async def _discovery_loop(self) -> None:
-        """Discovery on its own timer: never blocks reads; its failures back off alone."""
+        """Discovery on its own timer: never blocks reads; its failures back off alone.
+
+        A full discovery every `poll_interval` (every meeting started since the last one,
+        and the ongoing list, which tells which tracked meetings ended); between two, quick
+        ones (`QUICK_DISCOVERIES` of them, meetings started since the last listing: one
+        small request) find a new meeting a few seconds after Daily lists it, so that its
+        first minute is read while it is fresh."""
         failures = 0
+        tick = 0
         while True:
+            quick = tick % (QUICK_DISCOVERIES + 1) != 0
+            tick += 1
             try:
-                await self.discover()
+                await self.discover(quick=quick)
             except AuthError:
                 raise
             except DailyApiError as exc:
@@ -280,5 +291,5 @@ class ReadLoop:
                     )
             else:
                 failures = 0
-                delay = self.settings.poll_interval
+                delay = self.settings.poll_interval / (QUICK_DISCOVERIES + 1)
             await asyncio.sleep(delay)

@@ -26,6 +26,8 @@ from daily_otel_bridge.state.base import CursorStore, CursorUpdate
 START_MARGIN_MS = 60_000
 # Discovery re-lists a little more than strictly needed, for the same 15 s inaccuracy.
 DISCOVERY_MARGIN_S = 120
+# The quick discovery (new meetings only, between two full ones) re-lists this much.
+QUICK_MARGIN_S = 30
 
 
 def room_selected(room: str, patterns: Sequence[str]) -> bool:
@@ -95,6 +97,7 @@ class SessionTable:
         self.sessions: dict[str, TrackedSession] = {}
         self.floor_ms = 0
         self.discovered_until_ms: int | None = None
+        self.listed_at_ms: int | None = None  # when meetings were last listed (this process)
         self.loaded = False
         self.log = structlog.get_logger(__name__).bind(domain=domain)
 
@@ -143,14 +146,21 @@ class SessionTable:
     def active_count(self) -> int:
         return sum(1 for _ in self.active())
 
-    async def discover(self, client: DailyClient) -> list[TrackedSession]:
+    async def discover(self, client: DailyClient, *, quick: bool = False) -> list[TrackedSession]:
         """Track every meeting that may still have logs to read; returns the new ones.
 
         The sessions found and the time covered are committed together: a crash can never
         record "discovered up to T" without the sessions found before T.
+
+        `quick`: only the meetings started since the last listing (one small request), to
+        find a new meeting sooner than the full discovery's `poll_interval`; nothing is
+        inferred about meetings it does not list, and the time covered stays the full
+        discovery's.
         """
         await self.load()
         now = self.clock()
+        if quick and self.discovered_until_ms is not None and self.listed_at_ms is not None:
+            return await self._discover_new(client, now)
         if self.discovered_until_ms is None:
             since_s = self.floor_ms // 1000
         else:
@@ -162,6 +172,7 @@ class SessionTable:
             since_s = max(since_s, self.floor_ms // 1000 - DISCOVERY_MARGIN_S)
         recent = await client.list_meetings(timeframe_start=since_s)
         ongoing = await client.list_meetings(ongoing=True)
+        self.listed_at_ms = int(now * 1000)
         listed: dict[str, Meeting] = {m.id: m for m in recent}
         for meeting in ongoing:
             listed[meeting.id] = meeting
@@ -219,6 +230,53 @@ class SessionTable:
             )
         if self.persist:
             await self._forget_retired(since_s * 1000)
+        return new
+
+    async def _discover_new(self, client: DailyClient, now: float) -> list[TrackedSession]:
+        """The quick discovery: meetings started since the last listing (less a margin for
+        Daily's start times, accurate to about 15 s)."""
+        assert self.listed_at_ms is not None
+        since_s = self.listed_at_ms // 1000 - QUICK_MARGIN_S
+        recent = await client.list_meetings(timeframe_start=since_s)
+        self.listed_at_ms = int(now * 1000)
+        new: list[TrackedSession] = []
+        for meeting in recent:
+            if meeting.id in self.sessions or not room_selected(meeting.room, self.rooms):
+                continue
+            start = max(meeting.start_time * 1000 - START_MARGIN_MS, self.floor_ms)
+            end = meeting.end_time * 1000 if meeting.end_time is not None else None
+            new.append(
+                TrackedSession(
+                    session_id=meeting.id,
+                    started_ms=meeting.start_time * 1000,
+                    cursors={
+                        s: SessionCursor(
+                            session_id=meeting.id,
+                            room=meeting.room,
+                            start_floor_ms=start,
+                            ended_at_ms=end,
+                        )
+                        for s in self.streams
+                    },
+                )
+            )
+        if not new:
+            return new
+        if self.persist:
+            await self.store.commit(
+                self.domain,
+                {
+                    stream: [
+                        CursorUpdate(cursor=dataclasses.replace(t.cursors[stream], seen={}))
+                        for t in new
+                    ]
+                    for stream in self.streams
+                },
+                discovered_until_ms=self.discovered_until_ms,
+            )
+        for tracked in new:
+            self.sessions[tracked.session_id] = tracked
+        self.log.info("sessions discovered", new=len(new), tracked=self.active_count(), quick=True)
         return new
 
     async def _forget_retired(self, listed_since_ms: int) -> None:

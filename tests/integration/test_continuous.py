@@ -165,3 +165,29 @@ async def test_the_catch_up_says_its_progress_and_reads_the_newest_meetings_firs
         read = [s.read_once for s in by_start]
         assert read == sorted(read, reverse=True), "read ones are the newest"
         await close(pipeline)
+
+
+async def test_a_quick_discovery_finds_a_new_meeting_in_one_request_and_infers_nothing(
+    tmp_path: Path,
+) -> None:
+    """Between two full discoveries, quick ones list only the meetings started since the
+    last listing: a new meeting is tracked a few seconds after Daily lists it, and a quick
+    listing, which does not see the ongoing list, never takes a tracked meeting for ended."""
+    with rig(tmp_path, sessions=0) as r:
+        rng = random.Random(5)
+        now_s = int(time.time())
+        old = str(uuid.UUID(int=rng.getrandbits(128)))
+        r.daily.add_session("acme", old, "room-old", now_s - 3600, None, ["u"])
+        pipeline = r.pipeline(r.settings())
+        await pipeline.table.discover(pipeline.client)
+        assert set(pipeline.table.sessions) == {old}
+        new = str(uuid.UUID(int=rng.getrandbits(128)))
+        r.daily.add_session("acme", new, "room-new", now_s, None, ["u"])
+        before = pipeline.client.requests_made
+        found = await pipeline.table.discover(pipeline.client, quick=True)
+        assert [t.session_id for t in found] == [new]
+        assert pipeline.client.requests_made - before == 1
+        assert pipeline.table.sessions[old].ongoing, "not listed by a quick discovery: not ended"
+        # Committed with the time the last full discovery covered, like any new session.
+        assert pipeline.table.sessions[new].started_ms == now_s * 1000
+        await close(pipeline)
