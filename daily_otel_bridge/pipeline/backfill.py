@@ -119,12 +119,11 @@ async def backfill_session(
     except BaseException:
         await pipeline.reset()
         raise
-    totals = pipeline.totals
-    totals.sessions_read += 1
-    totals.reads += 1
-    totals.fetched += result.fetched
-    totals.reread += result.reread
-    totals.requests += result.requests
-    if result.not_found is not None:
-        totals.session_errors.append(f"{session_id}: {result.not_found}")
+    pipeline.totals.count_read(
+        session_id,
+        fetched=result.fetched,
+        reread=result.reread,
+        requests=result.requests,
+        not_found=result.not_found,
+    )
     return pipeline.snapshot().since(before)

@@ -218,13 +218,13 @@ class ReadLoop:
         if not session.read_once:
             session.read_once = True
             totals.first_reads += 1
-        totals.reads += 1
-        totals.sessions_read += 1
-        totals.fetched += result.fetched
-        totals.reread += result.reread
-        totals.requests += result.requests
-        if result.not_found is not None:
-            totals.session_errors.append(f"{session.session_id}: {result.not_found}")
+        totals.count_read(
+            session.session_id,
+            fetched=result.fetched,
+            reread=result.reread,
+            requests=result.requests,
+            not_found=result.not_found,
+        )
         self.scheduler.succeeded(session, started, complete=result.complete or result.soft)
         return result
 

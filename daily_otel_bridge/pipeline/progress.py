@@ -50,6 +50,18 @@ class PassReport:
     session_errors: list[str] = field(default_factory=list)  # warnings (e.g. 404)
     session_failures: list[str] = field(default_factory=list)  # reads that failed
 
+    def count_read(
+        self, session_id: str, *, fetched: int, reread: int, requests: int, not_found: str | None
+    ) -> None:
+        """One successful read of one session."""
+        self.reads += 1
+        self.sessions_read += 1
+        self.fetched += fetched
+        self.reread += reread
+        self.requests += requests
+        if not_found is not None:
+            self.session_errors.append(f"{session_id}: {not_found}")
+
     @property
     def requests_per_read(self) -> float:
         return self.requests / self.reads if self.reads else 0.0

@@ -209,18 +209,7 @@ class SessionTable:
                 if not cursor.retired and cursor.ended_at_ms is None:
                     cursor.ended_at_ms = int(now) * 1000
         discovered_until_ms = int(now * 1000)
-        if self.persist:
-            await self.store.commit(
-                self.domain,
-                {
-                    stream: [
-                        CursorUpdate(cursor=dataclasses.replace(t.cursors[stream], seen={}))
-                        for t in new
-                    ]
-                    for stream in self.streams
-                },
-                discovered_until_ms=discovered_until_ms,
-            )
+        await self._commit_new(new, discovered_until_ms)
         self.discovered_until_ms = discovered_until_ms
         for tracked in new:
             self.sessions[tracked.session_id] = tracked
@@ -262,22 +251,27 @@ class SessionTable:
             )
         if not new:
             return new
-        if self.persist:
-            await self.store.commit(
-                self.domain,
-                {
-                    stream: [
-                        CursorUpdate(cursor=dataclasses.replace(t.cursors[stream], seen={}))
-                        for t in new
-                    ]
-                    for stream in self.streams
-                },
-                discovered_until_ms=self.discovered_until_ms,
-            )
+        await self._commit_new(new, self.discovered_until_ms)
         for tracked in new:
             self.sessions[tracked.session_id] = tracked
         self.log.info("sessions discovered", new=len(new), tracked=self.active_count(), quick=True)
         return new
+
+    async def _commit_new(self, new: list[TrackedSession], discovered_until_ms: int | None) -> None:
+        """The sessions found, with the time discovery covered, in one transaction."""
+        if not self.persist:
+            return
+        await self.store.commit(
+            self.domain,
+            {
+                stream: [
+                    CursorUpdate(cursor=dataclasses.replace(t.cursors[stream], seen={}))
+                    for t in new
+                ]
+                for stream in self.streams
+            },
+            discovered_until_ms=discovered_until_ms,
+        )
 
     async def _forget_retired(self, listed_since_ms: int) -> None:
         """Drop retired sessions that discovery can no longer list.
