@@ -120,23 +120,23 @@ async def test_the_catch_up_says_its_progress_and_reads_the_newest_meetings_firs
 
     monkeypatch.setattr(progress_module, "PROGRESS_INTERVAL", 1.0)
     with rig(tmp_path, sessions=0) as r:
-        # 24 ongoing meetings that started 10 s apart, three words each.
+        # 12 ongoing meetings that started 10 s apart, three words each.
         rng = random.Random(3)
         now_ms = int(time.time() * 1000)
-        for n in range(24):
+        for n in range(12):
             sid, user = str(uuid.UUID(int=rng.getrandbits(128))), "u"
             start_ms = now_ms - (30 - n) * 10_000
             r.daily.add_session("acme", sid, f"room-{n}", start_ms // 1000, None, [user])
             for i in range(3):
                 body = good(rng, "acme", sid, user, start_ms + 1000 + i)
                 r.daily.add_record("acme", sid, start_ms + 1000 + i, body)
-        # Two requests a second: the catch-up takes a while.
-        pipeline = r.pipeline(r.settings(requests_per_second=2, max_concurrent_reads=2))
+        # Four requests a second: the catch-up takes a few seconds.
+        pipeline = r.pipeline(r.settings(requests_per_second=4, max_concurrent_reads=2))
         stop = asyncio.Event()
         with structlog.testing.capture_logs() as logs:
             task = asyncio.create_task(pipeline.run(stop))
             try:
-                ok = await wait_for(lambda: pipeline.table.active_count() == 24, 15)
+                ok = await wait_for(lambda: pipeline.table.active_count() == 12, 15)
                 assert ok, [
                     (
                         s.session_id[:6],
@@ -147,7 +147,7 @@ async def test_the_catch_up_says_its_progress_and_reads_the_newest_meetings_firs
                     for s in pipeline.table.sessions.values()
                 ]
                 unread = r.metrics.sessions_unread.labels("acme")
-                assert await wait_for(lambda: 0 < unread._value.get() < 24, 20)
+                assert await wait_for(lambda: 0 < unread._value.get() < 12, 20)
                 assert await wait_for(lambda: any(e["event"] == "catching up" for e in logs), 10)
             finally:
                 stop.set()
