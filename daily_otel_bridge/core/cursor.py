@@ -210,7 +210,7 @@ class SessionRead:
     cursor: SessionCursor
     start_ms: int
     end_ms: int
-    limit: int = 0  # the page size asked for (informational)
+    limit: int = 0  # the page size asked for (a shorter page may end the read: `soft_end_after_ns`)
     consumed: int = 0  # records of the server's list read so far
     anchor: bytes | None = None
     occurrences: dict[bytes, int] = field(default_factory=dict)
@@ -234,7 +234,6 @@ class SessionRead:
     # Resumed after the last read's anchor (`resume`): until the first page confirms the
     # anchor, a mismatch restarts the read from the window's beginning.
     resumed: bool = False
-    overlap_changed: bool = False
     # A page shorter than asked whose last record is at least this recent (ns) ends the
     # read without the confirming request (see `_take_page`); None: never.
     soft_end_after_ns: int | None = None
@@ -282,7 +281,6 @@ class SessionRead:
         self.group_time_ns = None
         self.group = set()
         self.resumed = False
-        self.overlap_changed = True
 
     def place(self, digest: bytes, time_ns: int | None) -> None:
         """Note the time of the next position of the list (None: unknown)."""
@@ -364,7 +362,6 @@ class DrainResult:
     # new on that page and stopped. The next read starts again from the watermark, with
     # fresh occurrence counts, so neither a re-read nor a twin is misnumbered.
     stalled: bool = False
-    requests: int = 0
     anchors: int = 0  # records read again as a page's anchor (one a request but the first)
     # Ended on a short page that brought new records, without the request that would have
     # confirmed the end: the next read, which asks from this one's last record, is that
@@ -476,8 +473,6 @@ async def drain_streams(
             return
         offset = min(streams[name].read.offset for name in open_names)
         pages = await fetch_page(offset, open_names)
-        for name in open_names:
-            streams[name].result.requests += 1
         for name in open_names:
             stream = streams[name]
             records = pages.get(name, ())

@@ -30,7 +30,7 @@ from daily_otel_bridge.daily.client import DailyClient
 from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.otlp.resource import domain_resource
 from daily_otel_bridge.otlp.transport import Exporter, build_transport
-from daily_otel_bridge.pipeline.batcher import LOGS, METRICS, Batcher, ExportSink, Sealed
+from daily_otel_bridge.pipeline.batcher import Batcher, ExportSink, Sealed
 from daily_otel_bridge.pipeline.loop import ReadLoop
 from daily_otel_bridge.pipeline.progress import DomainProgress, PassReport
 from daily_otel_bridge.pipeline.reader import SessionReader
@@ -44,12 +44,6 @@ from daily_otel_bridge.state.sqlite import SqliteCursorStore, SqliteStateStore
 
 def as_cursor_store(store: CursorStore | SqliteCursorStore) -> CursorStore:
     return SqliteStateStore(store) if isinstance(store, SqliteCursorStore) else store
-
-
-def streams_of(settings: DomainSettings, registry: Registry = REGISTRY) -> tuple[str, ...]:
-    """The streams a domain reads (its enabled sources), in the order their cursors are
-    reported."""
-    return tuple(source.name for source in registry.enabled_for(settings))
 
 
 class DomainPipeline:
@@ -280,11 +274,8 @@ def build_pipeline(
 
 
 __all__ = [
-    "LOGS",
-    "METRICS",
     "DomainPipeline",
     "PassReport",
     "build_pipeline",
     "room_selected",
-    "streams_of",
 ]

@@ -44,7 +44,6 @@ class ReadResult:
     reread: int = 0  # records of the overlap (or a moved list) read again and dropped
     requests: int = 0
     complete: bool = False
-    overlap_changed: int = 0  # streams whose resumed read found the list changed
     soft: bool = False  # ended on a short, recent page without the confirming request
     not_found: str | None = None  # Daily answered 404 for the session
 
@@ -121,8 +120,6 @@ class SessionReader:
         complete = bool(drains) and all(d.result.complete for d in drains.values())
         for name, drain in drains.items():
             result.delivered += drain.result.delivered
-            if drain.read.overlap_changed:
-                result.overlap_changed += 1
             self.after_read(name, drain.read, drain.result.complete)
             # The next read may resume after this one only if this one could have seen
             # every move of the list (see `SessionRead.certain`), or if it is a second

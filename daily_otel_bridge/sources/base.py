@@ -101,7 +101,6 @@ class Source:
     answer: LogsAnswer
     enabled: Callable[[DomainSettings], bool]
     deliver: Deliver
-    description: str = ""
 
 
 class Registry:
@@ -117,17 +116,8 @@ class Registry:
             raise ValueError(f"a source named {source.name!r} is registered already")
         self._sources.append(source)
 
-    def unregister(self, name: str) -> None:
-        self._sources = [s for s in self._sources if s.name != name]
-
     def __iter__(self) -> Any:
         return iter(self._sources)
-
-    def get(self, name: str) -> Source:
-        for source in self._sources:
-            if source.name == name:
-                return source
-        raise KeyError(name)
 
     def enabled_for(self, settings: DomainSettings) -> tuple[Source, ...]:
         """The sources a domain reads; the first one when the config enables none."""

@@ -50,5 +50,4 @@ SOURCE = Source(
     answer="logs",
     enabled=_enabled,
     deliver=deliver,
-    description="the log lines of each participant's client",
 )

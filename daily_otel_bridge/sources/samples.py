@@ -63,5 +63,4 @@ SOURCE = Source(
     answer="metrics",
     enabled=_enabled,
     deliver=deliver,
-    description="call-quality samples (WebRTC stats) of each participant",
 )
