@@ -168,7 +168,7 @@ class DailyClient:
                 params["room"] = room
             if starting_after is not None:
                 params["starting_after"] = starting_after
-            body = await self._get_json("meetings", params)
+            body = await self.get_json("meetings", params)
             data = body.get("data") if isinstance(body, dict) else None
             if not isinstance(data, list):
                 raise TransientError("GET /meetings: response has no 'data' list")
@@ -219,7 +219,7 @@ class DailyClient:
             params["includeLogs"] = "false"
         if include_metrics:
             params["includeMetrics"] = "true"
-        body = await self._get_json("logs", params)
+        body = await self.get_json("logs", params)
         if not isinstance(body, dict):
             raise TransientError("GET /logs: response is not a JSON object")
         logs = body.get("logs", [])
@@ -228,7 +228,10 @@ class DailyClient:
             raise TransientError("GET /logs: 'logs' or 'metrics' is not a list")
         return LogsPage(logs=logs if include_logs else [], metrics=metrics)
 
-    async def _get_json(self, endpoint: str, params: Mapping[str, str]) -> Any:
+    async def get_json(self, endpoint: str, params: Mapping[str, str]) -> Any:
+        """One GET of a Daily endpoint (`endpoint` is the path after the API base, e.g.
+        "presence"): paced by the domain's token bucket, retried like every request, and
+        decoded; raises `DailyApiError`. Sources of other endpoints build on this."""
         url = f"{self._base}/{endpoint}"
         return await retry(
             lambda _attempt: self._get_once(url, endpoint, params),
