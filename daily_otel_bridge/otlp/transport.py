@@ -17,7 +17,7 @@ import gzip
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
@@ -29,7 +29,6 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
@@ -46,15 +45,62 @@ METRICS_PATH = "/v1/metrics"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 RECONNECT_BACKOFF_MIN_MS = 500
 RECONNECT_BACKOFF_MAX_MS = 5000
-LOGS_EXPORT_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
-# A logs request: a message, or the bytes the batcher built (`core.encoding.LogBatch`).
-LogsRequest = ExportLogsServiceRequest | SerializedRequest
+# A request: a message, or the bytes the batcher built (`core.encoding.LogBatch`).
+ExportRequest = Message | SerializedRequest
 
 
-def _serialize(request: Message | SerializedRequest) -> bytes:
+def _serialize(request: ExportRequest) -> bytes:
     """Either kind of request as bytes (a `SerializedRequest` is sent as it is)."""
     return request.SerializeToString()
+
+
+@dataclass(frozen=True, slots=True)
+class SignalSpec:
+    """What differs between two OTLP signals on the wire; the transports take a spec and
+    never name a signal."""
+
+    name: str
+    grpc_method: str
+    http_path: str
+    response: Callable[[], Message]  # an empty response message, parsed in place
+    rejected_field: str  # the partial_success field counting what the backend refused
+    request_type: Callable[[bytes], Message]  # decodes a request (the console renders it)
+    render: Callable[[Any], Iterator[dict[str, Any]]]  # one dict per record or point
+
+
+def _render_logs(request: Any) -> Iterator[dict[str, Any]]:
+    from daily_otel_bridge.core.console import log_records_as_dicts
+
+    return log_records_as_dicts(request)
+
+
+def _render_metrics(request: Any) -> Iterator[dict[str, Any]]:
+    from daily_otel_bridge.core.console import metric_points_as_dicts
+
+    return metric_points_as_dicts(request)
+
+
+LOGS_SIGNAL = SignalSpec(
+    name="logs",
+    grpc_method="/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    http_path=LOGS_PATH,
+    response=ExportLogsServiceResponse,
+    rejected_field="rejected_log_records",
+    request_type=ExportLogsServiceRequest.FromString,
+    render=_render_logs,
+)
+METRICS_SIGNAL = SignalSpec(
+    name="metrics",
+    grpc_method="/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+    http_path=METRICS_PATH,
+    response=ExportMetricsServiceResponse,
+    rejected_field="rejected_data_points",
+    request_type=ExportMetricsServiceRequest.FromString,
+    render=_render_metrics,
+)
+SIGNALS: dict[str, SignalSpec] = {s.name: s for s in (LOGS_SIGNAL, METRICS_SIGNAL)}
+LOGS_EXPORT_METHOD = LOGS_SIGNAL.grpc_method
 
 
 _RETRYABLE_GRPC = {
@@ -97,14 +143,15 @@ class ExportOutcome:
 class Transport(Protocol):
     name: str
 
-    async def send_logs(self, request: LogsRequest) -> ExportOutcome: ...
-    async def send_metrics(self, request: ExportMetricsServiceRequest) -> ExportOutcome: ...
+    async def send(self, signal: SignalSpec, request: ExportRequest) -> ExportOutcome: ...
     async def close(self) -> None: ...
 
 
 def signal_url(settings: ExportSettings, path: str) -> str:
     """HTTP URL of a signal: the explicit per-signal endpoint as is, else base + path."""
-    explicit = settings.logs_endpoint if path == LOGS_PATH else settings.metrics_endpoint
+    explicit = {LOGS_PATH: settings.logs_endpoint, METRICS_PATH: settings.metrics_endpoint}.get(
+        path
+    )
     if explicit:
         return explicit
     base = settings.endpoint.rstrip("/")
@@ -167,14 +214,16 @@ class GrpcTransport:
             )
             credentials = grpc.ssl_channel_credentials(root, key, chain)
             self._channel = grpc.aio.secure_channel(target, credentials, options=options)
-        # The generated stub's serializer is the message class's own method, which takes
-        # nothing but a message: the logs call serialises either kind of request.
-        self._logs = self._channel.unary_unary(
-            LOGS_EXPORT_METHOD,
-            request_serializer=_serialize,
-            response_deserializer=ExportLogsServiceResponse.FromString,
-        )
-        self._metrics = metrics_service_pb2_grpc.MetricsServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        # One call per signal, built like the generated stubs but with a serializer that
+        # takes either kind of request (the stubs' own takes nothing but a message).
+        self._calls = {
+            spec.name: self._channel.unary_unary(
+                spec.grpc_method,
+                request_serializer=_serialize,
+                response_deserializer=lambda data, spec=spec: _parsed(spec, data),
+            )
+            for spec in SIGNALS.values()
+        }
         self._metadata = tuple((k.lower(), v) for k, v in settings.header_items())
         self._timeout = settings.timeout
         self._compression = (
@@ -183,11 +232,9 @@ class GrpcTransport:
             else grpc.Compression.NoCompression
         )
 
-    async def _call(
-        self, method: Any, request: Message | SerializedRequest, rejected_field: str
-    ) -> ExportOutcome:
+    async def send(self, signal: SignalSpec, request: ExportRequest) -> ExportOutcome:
         try:
-            response = await method(
+            response = await self._calls[signal.name](
                 request,
                 timeout=self._timeout,
                 metadata=self._metadata,
@@ -205,16 +252,7 @@ class GrpcTransport:
                 # a permanent refusal such as an oversized message.
                 raise ExportError(message, transient=delay is not None, retry_after=delay) from None
             raise ExportError(message, transient=False) from None
-        partial = response.partial_success
-        return ExportOutcome(
-            rejected=int(getattr(partial, rejected_field)), error_message=partial.error_message
-        )
-
-    async def send_logs(self, request: LogsRequest) -> ExportOutcome:
-        return await self._call(self._logs, request, "rejected_log_records")
-
-    async def send_metrics(self, request: ExportMetricsServiceRequest) -> ExportOutcome:
-        return await self._call(self._metrics.Export, request, "rejected_data_points")
+        return _outcome(signal, response)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -224,8 +262,7 @@ class HttpTransport:
     name = "http/protobuf"
 
     def __init__(self, settings: ExportSettings) -> None:
-        self._logs_url = signal_url(settings, LOGS_PATH)
-        self._metrics_url = signal_url(settings, METRICS_PATH)
+        self._urls = {spec.name: signal_url(settings, spec.http_path) for spec in SIGNALS.values()}
         self._settings = settings
         self._headers = {k: v for k, v in settings.header_items()}
         self._headers["Content-Type"] = "application/x-protobuf"
@@ -236,7 +273,7 @@ class HttpTransport:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            use_tls = any(u.startswith("https:") for u in (self._logs_url, self._metrics_url))
+            use_tls = any(u.startswith("https:") for u in self._urls.values())
             connector = aiohttp.TCPConnector(
                 ssl=client_context(
                     self._settings.certificate_file,
@@ -252,9 +289,8 @@ class HttpTransport:
             )
         return self._session
 
-    async def _post(
-        self, url: str, request: Message | SerializedRequest, response: Message, field: str
-    ) -> ExportOutcome:
+    async def send(self, signal: SignalSpec, request: ExportRequest) -> ExportOutcome:
+        url = self._urls[signal.name]
         body = request.SerializeToString()
         if self._gzip:
             # Level 1: the payload is highly repetitive; higher levels cost CPU for little.
@@ -277,28 +313,16 @@ class HttpTransport:
                 f"OTLP HTTP export failed: {type(exc).__name__}{_os_reason(exc)}", transient=True
             ) from None
         if 200 <= status < 300:
+            response = signal.response()
             if payload:
                 # Success without a readable body still means acknowledged.
                 with contextlib.suppress(DecodeError):
                     response.ParseFromString(payload)
-            partial: Any = getattr(response, "partial_success")  # noqa: B009
-            return ExportOutcome(
-                rejected=int(getattr(partial, field)), error_message=partial.error_message
-            )
+            return _outcome(signal, response)
         message = f"OTLP HTTP export failed: HTTP {status}"
         if status in _RETRYABLE_HTTP:
             raise ExportError(message, transient=True, retry_after=retry_after)
         raise ExportError(message, transient=False)
-
-    async def send_logs(self, request: LogsRequest) -> ExportOutcome:
-        return await self._post(
-            self._logs_url, request, ExportLogsServiceResponse(), "rejected_log_records"
-        )
-
-    async def send_metrics(self, request: ExportMetricsServiceRequest) -> ExportOutcome:
-        return await self._post(
-            self._metrics_url, request, ExportMetricsServiceResponse(), "rejected_data_points"
-        )
 
     async def close(self) -> None:
         if self._session is not None:
@@ -318,21 +342,9 @@ class ConsoleTransport:
         self._stream = stream or sys.stdout
         self._format = formatter or (lambda d: json.dumps(d, ensure_ascii=False))
 
-    async def send_logs(self, request: LogsRequest) -> ExportOutcome:
-        from daily_otel_bridge.core.console import log_records_as_dicts
-
-        if isinstance(request, SerializedRequest):
-            request = ExportLogsServiceRequest.FromString(request.data)
-        lines = [self._format(d) for d in log_records_as_dicts(request)]
-        if lines:
-            self._stream.write("\n".join(lines) + "\n")
-            self._stream.flush()
-        return ExportOutcome()
-
-    async def send_metrics(self, request: ExportMetricsServiceRequest) -> ExportOutcome:
-        from daily_otel_bridge.core.console import metric_points_as_dicts
-
-        lines = [self._format(d) for d in metric_points_as_dicts(request)]
+    async def send(self, signal: SignalSpec, request: ExportRequest) -> ExportOutcome:
+        message = signal.request_type(_serialize(request))
+        lines = [self._format(d) for d in signal.render(message)]
         if lines:
             self._stream.write("\n".join(lines) + "\n")
             self._stream.flush()
@@ -376,19 +388,12 @@ class Exporter:
     def protocol(self) -> str:
         return self.transport.name
 
-    async def export_logs(self, request: LogsRequest) -> ExportOutcome:
-        return await self._with_retries(lambda: self.transport.send_logs(request))
-
-    async def export_metrics(self, request: ExportMetricsServiceRequest) -> ExportOutcome:
-        return await self._with_retries(lambda: self.transport.send_metrics(request))
-
-    async def export(self, signal: str, request: Message | SerializedRequest) -> ExportOutcome:
-        """One export path for every signal: `signal` is `logs` or `metrics`."""
-        if signal == "logs":
-            return await self.export_logs(request)  # type: ignore[arg-type]
-        if signal == "metrics":
-            return await self.export_metrics(request)  # type: ignore[arg-type]
-        raise ValueError(f"unknown signal {signal!r}")
+    async def export(self, signal: str, request: ExportRequest) -> ExportOutcome:
+        """One export path for every signal (`SIGNALS`: "logs", "metrics")."""
+        spec = SIGNALS.get(signal)
+        if spec is None:
+            raise ValueError(f"unknown signal {signal!r}")
+        return await self._with_retries(lambda: self.transport.send(spec, request))
 
     async def _with_retries(self, send: Callable[[], Any]) -> ExportOutcome:
         async def attempt(number: int) -> ExportOutcome:
@@ -408,6 +413,19 @@ class Exporter:
 
     async def close(self) -> None:
         await self.transport.close()
+
+
+def _parsed(signal: SignalSpec, data: bytes) -> Message:
+    response = signal.response()
+    response.ParseFromString(data)
+    return response
+
+
+def _outcome(signal: SignalSpec, response: Any) -> ExportOutcome:
+    partial = response.partial_success
+    return ExportOutcome(
+        rejected=int(getattr(partial, signal.rejected_field)), error_message=partial.error_message
+    )
 
 
 def _classify(error: Exception) -> Failure | None:

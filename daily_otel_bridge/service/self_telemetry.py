@@ -112,7 +112,7 @@ async def push_forever(
             await asyncio.wait_for(stop.wait(), timeout=interval)
         request = registry_to_request(registry, resource, now_ns=time.time_ns(), start_ns=start_ns)
         try:
-            await exporter.export_metrics(request)
+            await exporter.export("metrics", request)
         except Exception as exc:
             if not failing:
                 log.warning("self-telemetry export failed", error=str(exc)[:200])

@@ -154,13 +154,11 @@ class ScriptedTransport:
     def __init__(self, script: list[ExportError | ExportOutcome]) -> None:
         self._script = iter(script)
 
-    async def send_logs(self, request: Any) -> ExportOutcome:
+    async def send(self, signal: Any, request: Any) -> ExportOutcome:
         step = next(self._script)
         if isinstance(step, ExportError):
             raise step
         return step
-
-    send_metrics = send_logs
 
     async def close(self) -> None:
         return None
@@ -193,7 +191,7 @@ async def test_exporter_gives_up_when_the_hint_passes_the_deadline() -> None:
     observer = Observer()
     exporter.observer = observer
     with pytest.raises(ExportError, match="later"):
-        await exporter.export_metrics(object())  # type: ignore[arg-type]
+        await exporter.export("metrics", object())  # type: ignore[arg-type]
     assert observer.events == [("failed", "export_transient", "later", None)]
 
 
@@ -203,5 +201,5 @@ async def test_exporter_permanent_is_observed_and_not_retried() -> None:
     observer = Observer()
     exporter.observer = observer
     with pytest.raises(ExportError, match="refused"):
-        await exporter.export_logs(object())  # type: ignore[arg-type]
+        await exporter.export("logs", object())  # type: ignore[arg-type]
     assert observer.events == [("failed", "export_permanent", "refused", None)]
