@@ -10,8 +10,8 @@ import structlog
 from daily_otel_bridge.config.settings import ConfigError, Settings, parse_duration
 from daily_otel_bridge.core.cursor import SessionCursor, SessionRead, StreamDrain
 from daily_otel_bridge.instruments import BridgeMetrics
+from daily_otel_bridge.pipeline.counts import PassReport
 from daily_otel_bridge.pipeline.domain import DomainPipeline, build_pipeline, room_selected
-from daily_otel_bridge.pipeline.progress import PassReport
 from daily_otel_bridge.pipeline.reader import ReadResult
 from daily_otel_bridge.sources import PageContext
 from daily_otel_bridge.state.memory import MemoryCursorStore

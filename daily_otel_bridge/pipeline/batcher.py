@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
 from google.protobuf.message import Message
@@ -39,12 +39,38 @@ from daily_otel_bridge.core.encoding import LogBatch, SerializedRequest
 from daily_otel_bridge.core.metrics_mapping import MetricsBatch
 from daily_otel_bridge.instruments import BridgeMetrics, Signal
 from daily_otel_bridge.otlp.transport import ExportError, ExportOutcome
+from daily_otel_bridge.pipeline.counts import PassReport
 from daily_otel_bridge.state.base import CursorStore, CursorUpdate
 
-LOGS: Final = "logs"
-METRICS: Final = "metrics"
 # A metrics sample carries a few dozen data points: the metrics request is bounded by points.
 POINTS_PER_RECORD = 10
+
+
+class RequestBuilder(Protocol):
+    """One OTLP request under construction (`core.encoding.LogBatch`, `MetricsBatch`)."""
+
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class SignalBatching:
+    """How the open batch builds the request of one OTLP signal."""
+
+    signal: Signal
+    new: Callable[[ProtoResource], RequestBuilder]
+    request: Callable[[Any], Message | SerializedRequest]  # the finished request
+    per_record: int  # items (records, data points) a request may hold per `batch_size`
+    what: str  # what the backend refuses, in the partial-success warning
+
+
+LOGS_BATCHING = SignalBatching(
+    "logs", LogBatch, lambda b: b.serialized(), per_record=1, what="records"
+)
+METRICS_BATCHING = SignalBatching(
+    "metrics", MetricsBatch, lambda b: b.request, per_record=POINTS_PER_RECORD, what="data points"
+)
+# In the order a batch's requests are exported.
+BATCHING: Final = (LOGS_BATCHING, METRICS_BATCHING)
 
 
 class ExportSink(Protocol):
@@ -59,35 +85,14 @@ class ExportSink(Protocol):
 
 
 @dataclass(slots=True)
-class BatchTotals:
-    """What acknowledged exports carried, summed over the batcher's life."""
-
-    exported: int = 0  # log records accepted (including samples sent as logs)
-    rejected: int = 0
-    samples_exported: int = 0  # call-quality samples whose cursor was committed
-    points_exported: int = 0
-    points_rejected: int = 0
-    batches: int = 0
-    commits: int = 0
-
-
-@dataclass(slots=True)
 class _Open:
-    logs: LogBatch | None = None
-    samples: MetricsBatch | None = None
+    requests: dict[Signal, Any] = field(default_factory=dict)  # signal -> RequestBuilder
     # stream -> session id -> the update the batch's records make possible
     updates: dict[str, dict[str, CursorUpdate]] = field(default_factory=dict)
+    # stream -> log records it put in the logs request (to charge a partial rejection to)
+    log_records: dict[str, int] = field(default_factory=dict)
     opened_at: float | None = None  # monotonic, when the first content came in
-    sample_logs: int = 0  # call-quality samples written as log records (metrics_as_logs)
     oldest_ns: int | None = None  # `time` of the oldest record in the batch
-
-    @property
-    def records(self) -> int:
-        return self.logs.size if self.logs is not None else 0
-
-    @property
-    def points(self) -> int:
-        return self.samples.size if self.samples is not None else 0
 
     @property
     def empty(self) -> bool:
@@ -97,11 +102,11 @@ class _Open:
 @dataclass(slots=True)
 class Sealed:
     seq: int
-    sample_logs: int
     oldest_ns: int | None
-    logs: LogBatch | None
-    samples: MetricsBatch | None
+    requests: dict[Signal, Any]
     updates: dict[str, list[CursorUpdate]]
+    records: dict[str, int]  # stream -> records taken (one each, whatever they became)
+    log_records: dict[str, int]
     committed: asyncio.Future[None]
     previous: asyncio.Future[None] | None = None  # the batch before: commits wait for it
 
@@ -121,6 +126,7 @@ class Batcher:
         lookback_ms: int,
         persist: bool = True,
         monotonic: Callable[[], float] = time.monotonic,
+        counts: PassReport | None = None,
         on_commit: Callable[[Sealed], None] | None = None,
         guard: Callable[[], object] | None = None,
     ) -> None:
@@ -137,7 +143,7 @@ class Batcher:
         self.persist = persist
         self.monotonic = monotonic
         self.on_commit = on_commit
-        self.totals = BatchTotals()
+        self.counts = counts if counts is not None else PassReport()
         self.failure: BaseException | None = None
         self._open = _Open()
         self._slots = asyncio.Semaphore(max_inflight)
@@ -160,39 +166,42 @@ class Batcher:
             self._open.opened_at = self.monotonic()
             self._opened.set()
 
-    def logs(self) -> LogBatch:
-        if self._open.records >= self.batch_size:
-            self._rotate()  # a request never carries more than batch_size records
+    def _request(self, batching: SignalBatching) -> Any:
+        builder = self._open.requests.get(batching.signal)
+        if builder is not None and builder.size >= self.batch_size * batching.per_record:
+            self._rotate()  # a request never carries more than its share of batch_size
+            builder = None
         self._touch()
-        if self._open.logs is None:
-            self._open.logs = LogBatch(self.resource)
-        return self._open.logs
+        if builder is None:
+            builder = self._open.requests[batching.signal] = batching.new(self.resource)
+        return builder
 
-    def samples(self) -> MetricsBatch:
-        if self._open.points >= self.batch_size * POINTS_PER_RECORD:
-            self._rotate()
-        self._touch()
-        if self._open.samples is None:
-            self._open.samples = MetricsBatch(self.resource)
-        return self._open.samples
+    def metrics_request(self) -> MetricsBatch:
+        """The open metrics request (data points are added to it)."""
+        builder: MetricsBatch = self._request(METRICS_BATCHING)
+        return builder
 
-    def sample_log(self) -> LogBatch:
-        """The logs request, for a call-quality sample written as a log record."""
-        self._open.sample_logs += 1
-        return self.logs()
+    def log_for(self, stream: str) -> LogBatch:
+        """The open logs request, for one log record of `stream` filled as a message."""
+        builder: LogBatch = self._request(LOGS_BATCHING)
+        counted = self._open.log_records
+        counted[stream] = counted.get(stream, 0) + 1
+        return builder
 
     def add_encoded_log(
-        self, data: bytes, cursor: SessionCursor, uid: str, time_ns: int, stream: str = LOGS
+        self, data: bytes, cursor: SessionCursor, uid: str, time_ns: int, stream: str
     ) -> None:
         """The per-record path of a log record in one call: its wire form into the open
-        batch (`logs().add_encoded`), its time noted (`note_time`), its identity added to
-        its cursor's pending update (`update_for(stream, cursor)`)."""
+        logs request, its time noted (`note_time`), its identity added to its cursor's
+        pending update (`update_for(stream, cursor)`)."""
         opened = self._open
-        batch = opened.logs
+        batch = opened.requests.get("logs")
         if batch is None or batch.size >= self.batch_size:
-            batch = self.logs()  # opens (or rotates to) a new batch
+            batch = self._request(LOGS_BATCHING)  # opens (or rotates to) a new batch
             opened = self._open
         batch.add_encoded(data)
+        counted = opened.log_records
+        counted[stream] = counted.get(stream, 0) + 1
         oldest = opened.oldest_ns
         if oldest is None or time_ns < oldest:
             opened.oldest_ns = time_ns
@@ -228,15 +237,24 @@ class Batcher:
 
     @property
     def full(self) -> bool:
-        return (
-            self._open.records >= self.batch_size
-            or self._open.points >= self.batch_size * POINTS_PER_RECORD
+        requests = self._open.requests
+        return any(
+            (builder := requests.get(b.signal)) is not None
+            and builder.size >= self.batch_size * b.per_record
+            for b in BATCHING
         )
 
     @property
     def in_memory(self) -> int:
-        """Records held in batches not yet sent (open, or full and waiting for a slot)."""
-        return self._open.records + sum(b.logs.size for b in self._ready if b.logs is not None)
+        """Records held in batches not yet sent (open, or full and waiting for a slot); a
+        metrics request counts its data points in records' worth (`POINTS_PER_RECORD`)."""
+        held = [self._open.requests, *(b.requests for b in self._ready)]
+        return sum(
+            builder.size // b.per_record
+            for requests in held
+            for b in BATCHING
+            if (builder := requests.get(b.signal)) is not None
+        )
 
     # -- sealing, exporting, committing ----------------------------------------------------
 
@@ -287,13 +305,17 @@ class Batcher:
         self._seq += 1
         sealed = Sealed(
             seq=self._seq,
-            sample_logs=opened.sample_logs,
             oldest_ns=opened.oldest_ns,
-            logs=opened.logs,
-            samples=opened.samples,
+            requests=opened.requests,
             # The cursors as they are now: every record they cover is in this batch or an
             # earlier one (the per-record path moves a cursor only after adding its record).
             updates={s: self._snapshot(u) for s, u in opened.updates.items()},
+            # Every record a source takes is noted in its cursor's update (`read.mark`).
+            records={
+                s: sum(len(u.new_seen) for u in by_session.values())
+                for s, by_session in opened.updates.items()
+            },
+            log_records=opened.log_records,
             committed=asyncio.get_running_loop().create_future(),
             previous=self._last,
         )
@@ -336,32 +358,20 @@ class Batcher:
         self, batch: Sealed, previous: asyncio.Future[None] | None
     ) -> None:
         try:
-            accepted_logs = rejected_logs = accepted_points = rejected_points = 0
-            if batch.logs is not None and batch.logs.size:
-                outcome = await self._export(LOGS, batch.logs.serialized(), batch.logs.size)
-                rejected_logs = outcome.rejected
-                accepted_logs = batch.logs.size - outcome.rejected
-            if batch.samples is not None and batch.samples.size:
-                outcome = await self._export(METRICS, batch.samples.request, batch.samples.size)
-                rejected_points = outcome.rejected
-                accepted_points = batch.samples.size - outcome.rejected
+            outcomes: dict[Signal, tuple[int, int]] = {}  # signal -> (accepted, rejected)
+            for batching in BATCHING:
+                builder = batch.requests.get(batching.signal)
+                if builder is None or not builder.size:
+                    continue
+                outcome = await self._export(batching, batching.request(builder), builder.size)
+                outcomes[batching.signal] = (builder.size - outcome.rejected, outcome.rejected)
             if previous is not None:
                 # Ordered commits: wait for every earlier batch; its failure is ours too.
                 await asyncio.shield(previous)
             self.raise_if_failed()
             if self.persist and any(batch.updates.values()):
                 await self.store.commit(self.domain, batch.updates)
-            self._count_committed(
-                batch, (accepted_logs, rejected_logs), (accepted_points, rejected_points)
-            )
-            t = self.totals
-            t.exported += accepted_logs
-            t.rejected += rejected_logs
-            t.points_exported += accepted_points
-            t.points_rejected += rejected_points
-            t.samples_exported += sum(len(u.new_seen) for u in batch.updates.get(METRICS, ()))
-            t.batches += 1
-            t.commits += 1
+            self._count_committed(batch, outcomes)
             if self.on_commit is not None:
                 self.on_commit(batch)
             batch.committed.set_result(None)
@@ -383,8 +393,9 @@ class Batcher:
             self._slots.release()
 
     async def _export(
-        self, signal: Signal, request: Message | SerializedRequest, size: int
+        self, batching: SignalBatching, request: Message | SerializedRequest, size: int
     ) -> ExportOutcome:
+        signal = batching.signal
         if self.guard is not None:
             self.guard()  # a replica that lost its lease exports nothing
         started = self.monotonic()
@@ -400,31 +411,37 @@ class Batcher:
             self.monotonic() - started
         )
         if outcome.rejected:
-            what = "records" if signal == LOGS else "data points"
             self.log.warning(
-                f"backend rejected {what} (partial success); they are not retried",
+                f"backend rejected {batching.what} (partial success); they are not retried",
                 rejected=outcome.rejected,
                 reason=outcome.error_message[:200],
             )
         return outcome
 
-    def _count_committed(
-        self, batch: Sealed, logs: tuple[int, int], points: tuple[int, int]
-    ) -> None:
-        """Counters move when a batch is committed, so they agree with `state show`."""
-        m, domain = self.metrics, self.domain
-        accepted_logs, rejected_logs = logs
-        samples = sum(len(u.new_seen) for u in batch.updates.get(METRICS, ()))
-        # Samples sent as log records ride in the logs request but are counted as samples.
-        m.records_exported.labels(domain, LOGS).inc(max(0, accepted_logs - batch.sample_logs))
-        if rejected_logs:
-            m.records_rejected.labels(domain, LOGS).inc(rejected_logs)
-        if samples:
-            m.records_exported.labels(domain, METRICS).inc(samples)
-        if points[0]:
-            m.data_points_exported.labels(domain).inc(points[0])
-        if points[1]:
-            m.data_points_rejected.labels(domain).inc(points[1])
+    def _count_committed(self, batch: Sealed, outcomes: dict[Signal, tuple[int, int]]) -> None:
+        """Counters move when a batch is committed, so they agree with `state show`.
+
+        Each record a source took counts once for its stream, whatever it became (a
+        call-quality sample may be data points and a log record). OTLP's partial success
+        says how many log records were refused, not which: they are charged to the streams
+        of the logs request in the order the streams first wrote into it."""
+        m, domain, counts = self.metrics, self.domain, self.counts
+        refused = outcomes.get("logs", (0, 0))[1]
+        for stream, taken in batch.records.items():
+            charged = min(refused, batch.log_records.get(stream, 0), taken)
+            refused -= charged
+            if taken - charged:
+                m.records_exported.labels(domain, stream).inc(taken - charged)
+            if charged:
+                m.records_rejected.labels(domain, stream).inc(charged)
+            counts.exported += taken - charged
+            counts.rejected += charged
+        points, refused_points = outcomes.get("metrics", (0, 0))
+        if points:
+            m.data_points_exported.labels(domain).inc(points)
+            counts.points_exported += points
+        if refused_points:
+            m.data_points_rejected.labels(domain).inc(refused_points)
 
     async def abort(self) -> None:
         """Drop everything not committed (after a failure or on a hard stop)."""

@@ -31,8 +31,9 @@ from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.otlp.resource import domain_resource
 from daily_otel_bridge.otlp.transport import Exporter, build_transport
 from daily_otel_bridge.pipeline.batcher import Batcher, ExportSink, Sealed
+from daily_otel_bridge.pipeline.counts import PassReport
 from daily_otel_bridge.pipeline.loop import ReadLoop
-from daily_otel_bridge.pipeline.progress import DomainProgress, PassReport
+from daily_otel_bridge.pipeline.progress import DomainProgress
 from daily_otel_bridge.pipeline.reader import SessionReader
 from daily_otel_bridge.pipeline.records import RecordPath
 from daily_otel_bridge.pipeline.scheduler import SessionScheduler
@@ -110,6 +111,7 @@ class DomainPipeline:
             lookback_ms=int(s.lookback * 1000),
             persist=self.persist,
             monotonic=self.monotonic,
+            counts=self.totals,
             on_commit=self._committed,
             guard=self.guard,
         )
@@ -118,6 +120,7 @@ class DomainPipeline:
             batcher=self.batcher,
             store=self.store,
             metrics=self.metrics,
+            counts=self.totals,
             severity=self.severity,
             clock=self.clock,
         )
@@ -138,7 +141,6 @@ class DomainPipeline:
             streams=self.streams,
             table=self.table,
             batcher=self.batcher,
-            records=self.records,
             totals=self.totals,
             metrics=self.metrics,
             requests_made=lambda: self.client.requests_made,

@@ -30,7 +30,8 @@ from daily_otel_bridge.daily.client import (
 )
 from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.pipeline.batcher import Batcher
-from daily_otel_bridge.pipeline.progress import DomainProgress, PassReport
+from daily_otel_bridge.pipeline.counts import PassReport
+from daily_otel_bridge.pipeline.progress import DomainProgress
 from daily_otel_bridge.pipeline.reader import ReadResult, SessionReader
 from daily_otel_bridge.pipeline.scheduler import SessionScheduler
 from daily_otel_bridge.pipeline.sessions import SessionTable, TrackedSession

@@ -9,10 +9,9 @@ anything: it only observes.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 
@@ -20,7 +19,7 @@ from daily_otel_bridge.config.settings import DomainSettings
 from daily_otel_bridge.core.schedule import PacingWindow
 from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.pipeline.batcher import Batcher
-from daily_otel_bridge.pipeline.records import RecordPath
+from daily_otel_bridge.pipeline.counts import PassReport
 from daily_otel_bridge.pipeline.sessions import SessionTable, TrackedSession
 
 # How often the daemon reports pacing (saturation) and a summary line.
@@ -29,50 +28,6 @@ REPORT_INTERVAL = 60.0
 PROGRESS_INTERVAL = 10.0
 # A session due longer ago than this counts as behind.
 BEHIND_SLACK = 2.0
-
-
-@dataclass(slots=True)
-class PassReport:
-    """What a domain did: over a `run_once` pass, or (`DomainPipeline.totals`) since start."""
-
-    sessions_read: int = 0
-    fetched: int = 0
-    exported: int = 0
-    reread: int = 0  # read again (the overlap, when the list changed there) and dropped
-    malformed: int = 0
-    rejected: int = 0
-    samples_exported: int = 0
-    points_exported: int = 0
-    points_rejected: int = 0
-    requests: int = 0  # Daily requests of session reads (discovery not counted)
-    reads: int = 0
-    first_reads: int = 0  # sessions read for the first time
-    session_errors: list[str] = field(default_factory=list)  # warnings (e.g. 404)
-    session_failures: list[str] = field(default_factory=list)  # reads that failed
-
-    def count_read(
-        self, session_id: str, *, fetched: int, reread: int, requests: int, not_found: str | None
-    ) -> None:
-        """One successful read of one session."""
-        self.reads += 1
-        self.sessions_read += 1
-        self.fetched += fetched
-        self.reread += reread
-        self.requests += requests
-        if not_found is not None:
-            self.session_errors.append(f"{session_id}: {not_found}")
-
-    @property
-    def requests_per_read(self) -> float:
-        return self.requests / self.reads if self.reads else 0.0
-
-    def since(self, before: PassReport) -> PassReport:
-        """The difference of two cumulative reports."""
-        out = PassReport()
-        for f in dataclasses.fields(self):
-            mine, theirs = getattr(self, f.name), getattr(before, f.name)
-            setattr(out, f.name, mine[len(theirs) :] if isinstance(mine, list) else mine - theirs)
-        return out
 
 
 class DomainProgress:
@@ -86,7 +41,6 @@ class DomainProgress:
         streams: Sequence[str],
         table: SessionTable,
         batcher: Batcher,
-        records: RecordPath,
         totals: PassReport,
         metrics: BridgeMetrics,
         requests_made: Callable[[], int],
@@ -99,7 +53,6 @@ class DomainProgress:
         self.streams = tuple(streams)
         self.table = table
         self.batcher = batcher
-        self.records = records
         self.totals = totals
         self.metrics = metrics
         self.requests_made = requests_made
@@ -111,19 +64,7 @@ class DomainProgress:
 
     def snapshot(self) -> PassReport:
         """Everything counted so far (cumulative)."""
-        out = dataclasses.replace(
-            self.totals,
-            session_errors=list(self.totals.session_errors),
-            session_failures=list(self.totals.session_failures),
-        )
-        batches = self.batcher.totals
-        out.exported = batches.exported
-        out.rejected = batches.rejected
-        out.samples_exported = batches.samples_exported
-        out.points_exported = batches.points_exported
-        out.points_rejected = batches.points_rejected
-        out.malformed = self.records.counts.malformed
-        return out
+        return self.totals.copy()
 
     def read_started(self, session: TrackedSession, started: float) -> None:
         """Pacing: the achieved interval of a session read before (first reads have none)."""
@@ -266,10 +207,9 @@ class DomainProgress:
             )
 
     def _point(self) -> _Point:
-        totals = self.batcher.totals
         return _Point(
             at=self.monotonic(),
-            acked=totals.exported + totals.samples_exported,
+            acked=self.totals.exported,
             reread=self.totals.reread,
             requests=self.requests_made(),
             read_requests=self.totals.requests,
@@ -293,4 +233,4 @@ def _round(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
 
-__all__ = ["BEHIND_SLACK", "DomainProgress", "PassReport"]
+__all__ = ["BEHIND_SLACK", "DomainProgress"]

@@ -13,7 +13,6 @@ import functools
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -23,14 +22,9 @@ from daily_otel_bridge.core.cursor import SessionRead
 from daily_otel_bridge.core.mapping import SeverityTable
 from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.pipeline.batcher import Batcher
+from daily_otel_bridge.pipeline.counts import PassReport
 from daily_otel_bridge.sources import PageContext, Source
 from daily_otel_bridge.state.base import CursorStore, DeadLetter
-
-
-@dataclass(slots=True)
-class RecordCounts:
-    malformed: int = 0
-    skipped_before_start: int = 0  # older than this stream's own window start
 
 
 class RecordPath:
@@ -41,6 +35,7 @@ class RecordPath:
         batcher: Batcher,
         store: CursorStore,
         metrics: BridgeMetrics,
+        counts: PassReport,
         severity: SeverityTable,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -51,7 +46,7 @@ class RecordPath:
         self.metrics = metrics
         self.severity = severity
         self.clock = clock
-        self.counts = RecordCounts()
+        self.counts = counts
         self._letters: list[DeadLetter] = []
         self.log = structlog.get_logger(__name__).bind(domain=self.domain)
 
@@ -64,7 +59,6 @@ class RecordPath:
     def skipped_before_start(self, read: SessionRead, time_ns: int) -> None:
         """A record older than its stream's own window start (streams read together share
         a window): delivered before, or beyond its lookback."""
-        self.counts.skipped_before_start += 1
         read.note_time(time_ns)
 
     def dead_letter(
@@ -91,4 +85,4 @@ class RecordPath:
                 )
 
 
-__all__ = ["PageContext", "RecordCounts", "RecordPath"]
+__all__ = ["PageContext", "RecordPath"]

@@ -138,7 +138,7 @@ class DomainRunner:
         self._recovered()
         self.log.info(
             "pass done",
-            sessions=stats.sessions_read,
+            sessions=stats.reads,
             exported=stats.exported,
             reread=stats.reread,
             malformed=stats.malformed,

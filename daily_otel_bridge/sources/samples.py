@@ -34,14 +34,14 @@ def deliver(
     batcher = context.batcher
     mapped = map_sample(sample, room=room) if settings.include_metrics else None
     if mapped is not None:
-        batcher.samples().add(mapped)
+        batcher.metrics_request().add(mapped)
         if mapped.ignored_non_numeric:
             context.metrics.metric_fields_ignored.labels(context.domain).inc(
                 mapped.ignored_non_numeric
             )
     if settings.metrics_as_logs:
         fill_sample_log_record(
-            batcher.sample_log().add(),
+            batcher.log_for(NAME).add(),
             sample,
             time_ns=valid.time_ns,
             observed_ns=page.observed_ns,

@@ -11,7 +11,9 @@ from daily_otel_bridge.core.cursor import SessionCursor
 from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.otlp.resource import domain_resource
 from daily_otel_bridge.otlp.transport import ExportError, ExportOutcome
-from daily_otel_bridge.pipeline.batcher import LOGS, Batcher
+from daily_otel_bridge.pipeline.batcher import Batcher
+
+LOGS = "logs"
 from daily_otel_bridge.state.memory import MemoryCursorStore
 
 
@@ -66,7 +68,7 @@ def make(
 def add(batcher: Batcher, cursor: SessionCursor, n: int) -> None:
     """What the per-record path does: a record in the batch, the cursor moved past it."""
     for _ in range(n):
-        batcher.logs().add().body.string_value = "x"
+        batcher.log_for(LOGS).add().body.string_value = "x"
         cursor.watermark_ns = (cursor.watermark_ns or 0) + 1_000_000
         batcher.update_for(LOGS, cursor).new_seen.append((f"u{cursor.watermark_ns}", 0))
 
