@@ -102,6 +102,13 @@ class BridgeMetrics:
             ["domain", "stream"],
             registry=r,
         )
+        self.source_polls_failed = Counter(
+            f"{PREFIX}_source_polls_failed",
+            "Polls of a domain source (presence, API logs, webhook inbox, ...) that failed; "
+            "the source is polled again at its next interval, nothing else stops.",
+            ["domain", "source"],
+            registry=r,
+        )
         self.data_points_exported = Counter(
             f"{PREFIX}_data_points_exported",
             "OTLP metric data points acknowledged by the backend (one call-quality sample "
@@ -262,6 +269,7 @@ class BridgeMetrics:
         protocol: str,
         *,
         requests_per_second: float | None = None,
+        domain_sources: Sequence[str] = (),
     ) -> None:
         """Create every series of `domain` at 0, before its first event.
 
@@ -272,6 +280,11 @@ class BridgeMetrics:
         `last_success_timestamp_seconds` (0 would read as "in 1970"), and
         `poll_interval_seconds` (0 would read as "polled constantly").
         """
+        for source in domain_sources:
+            self.source_polls_failed.labels(domain, source)
+            self.records_exported.labels(domain, source)
+            self.records_rejected.labels(domain, source)
+            self.records_malformed.labels(domain, source)
         for stream in streams:
             for counter in (
                 self.records_fetched,

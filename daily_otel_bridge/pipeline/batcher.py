@@ -26,7 +26,7 @@ import contextlib
 import dataclasses
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -91,6 +91,10 @@ class _Open:
     updates: dict[str, dict[str, CursorUpdate]] = field(default_factory=dict)
     # stream -> log records it put in the logs request (to charge a partial rejection to)
     log_records: dict[str, int] = field(default_factory=dict)
+    # Domain sources: records without a session cursor, positions and inbox events.
+    domain_records: dict[str, int] = field(default_factory=dict)
+    positions: dict[str, str] = field(default_factory=dict)
+    inbox_done: list[str] = field(default_factory=list)
     opened_at: float | None = None  # monotonic, when the first content came in
     oldest_ns: int | None = None  # `time` of the oldest record in the batch
 
@@ -107,8 +111,21 @@ class Sealed:
     updates: dict[str, list[CursorUpdate]]
     records: dict[str, int]  # stream -> records taken (one each, whatever they became)
     log_records: dict[str, int]
+    positions: dict[str, str]
+    inbox_done: list[str]
     committed: asyncio.Future[None]
     previous: asyncio.Future[None] | None = None  # the batch before: commits wait for it
+
+
+def _records_by_stream(opened: _Open) -> dict[str, int]:
+    # Every record a session source takes is noted in its cursor's update (`read.mark`).
+    records = {
+        stream: sum(len(u.new_seen) for u in by_session.values())
+        for stream, by_session in opened.updates.items()
+    }
+    for stream, taken in opened.domain_records.items():
+        records[stream] = records.get(stream, 0) + taken
+    return records
 
 
 class Batcher:
@@ -213,6 +230,29 @@ class Batcher:
             update = by_session[cursor.session_id] = CursorUpdate(cursor=cursor)
         update.new_seen.append((uid, time_ns))
 
+    def add_domain_log(self, data: bytes, uid: str, time_ns: int, stream: str) -> None:
+        """A log record of a domain source (no session cursor): its position or inbox
+        event is noted beside it (`note_position`, `note_inbox_done`)."""
+        batch: LogBatch = self._request(LOGS_BATCHING)
+        batch.add_encoded(data)
+        opened = self._open
+        for counted in (opened.log_records, opened.domain_records):
+            counted[stream] = counted.get(stream, 0) + 1
+        self.note_time(time_ns)
+
+    def note_position(self, stream: str, position: str) -> None:
+        """`stream`'s position, committed with the open batch: call it after adding the
+        records it covers, which are then in this batch or an earlier one."""
+        self._touch()
+        self._open.positions[stream] = position
+
+    def note_inbox_done(self, event_ids: Sequence[str]) -> None:
+        """Inbox events whose records are in the open batch (or an earlier one): removed
+        from the inbox in the transaction that commits it."""
+        if event_ids:
+            self._touch()
+            self._open.inbox_done.extend(event_ids)
+
     def update_for(self, stream: str, cursor: SessionCursor) -> CursorUpdate:
         """The pending update of `cursor` in the open batch (committed with it)."""
         self._touch()
@@ -310,12 +350,10 @@ class Batcher:
             # The cursors as they are now: every record they cover is in this batch or an
             # earlier one (the per-record path moves a cursor only after adding its record).
             updates={s: self._snapshot(u) for s, u in opened.updates.items()},
-            # Every record a source takes is noted in its cursor's update (`read.mark`).
-            records={
-                s: sum(len(u.new_seen) for u in by_session.values())
-                for s, by_session in opened.updates.items()
-            },
+            records=_records_by_stream(opened),
             log_records=opened.log_records,
+            positions=opened.positions,
+            inbox_done=opened.inbox_done,
             committed=asyncio.get_running_loop().create_future(),
             previous=self._last,
         )
@@ -369,8 +407,15 @@ class Batcher:
                 # Ordered commits: wait for every earlier batch; its failure is ours too.
                 await asyncio.shield(previous)
             self.raise_if_failed()
-            if self.persist and any(batch.updates.values()):
-                await self.store.commit(self.domain, batch.updates)
+            if self.persist and (
+                any(batch.updates.values()) or batch.positions or batch.inbox_done
+            ):
+                extra: dict[str, Any] = {}  # only what a domain source noted
+                if batch.positions:
+                    extra["positions"] = batch.positions
+                if batch.inbox_done:
+                    extra["inbox_done"] = batch.inbox_done
+                await self.store.commit(self.domain, batch.updates, **extra)
             self._count_committed(batch, outcomes)
             if self.on_commit is not None:
                 self.on_commit(batch)

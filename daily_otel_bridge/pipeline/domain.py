@@ -33,12 +33,13 @@ from daily_otel_bridge.otlp.transport import Exporter, build_transport
 from daily_otel_bridge.pipeline.batcher import Batcher, ExportSink, Sealed
 from daily_otel_bridge.pipeline.counts import PassReport
 from daily_otel_bridge.pipeline.loop import ReadLoop
+from daily_otel_bridge.pipeline.polling import DomainPolling
 from daily_otel_bridge.pipeline.progress import DomainProgress
 from daily_otel_bridge.pipeline.reader import SessionReader
 from daily_otel_bridge.pipeline.records import RecordPath
 from daily_otel_bridge.pipeline.scheduler import SessionScheduler
 from daily_otel_bridge.pipeline.sessions import SessionTable, room_selected
-from daily_otel_bridge.sources import REGISTRY, Registry, Source
+from daily_otel_bridge.sources import REGISTRY, DomainSource, Registry, Source
 from daily_otel_bridge.state.base import CursorStore
 from daily_otel_bridge.state.sqlite import SqliteCursorStore, SqliteStateStore
 
@@ -77,6 +78,11 @@ class DomainPipeline:
         self.guard = guard
         self.sources: tuple[Source, ...] = registry.enabled_for(settings)
         self.streams = tuple(source.name for source in self.sources)
+        # A backfill (persist=False) reads sessions only: no domain source has a position
+        # to keep there.
+        self.domain_sources: tuple[DomainSource, ...] = (
+            registry.domain_sources_for(settings) if persist else ()
+        )
         self.severity = SeverityTable.from_names(settings.severity_map)
         self.resource = domain_resource(settings.name, settings.resource_attributes)
         self.log = structlog.get_logger(__name__).bind(domain=self.name)
@@ -156,9 +162,23 @@ class DomainPipeline:
             batcher=self.batcher,
             scheduler=self.scheduler,
             progress=self.progress,
+            polling=self._polling,
             totals=self.totals,
             metrics=self.metrics,
             succeeded=self._succeeded,
+            monotonic=self.monotonic,
+        )
+
+    def _polling(self, loop: ReadLoop) -> DomainPolling:
+        return DomainPolling(
+            self.settings,
+            sources=self.domain_sources,
+            batcher=self.batcher,
+            records=self.records,
+            daily=self.client,
+            store=self.store,
+            hints=loop,
+            metrics=self.metrics,
             monotonic=self.monotonic,
         )
 

@@ -31,6 +31,7 @@ from daily_otel_bridge.daily.client import (
 from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.pipeline.batcher import Batcher
 from daily_otel_bridge.pipeline.counts import PassReport
+from daily_otel_bridge.pipeline.polling import DomainPolling
 from daily_otel_bridge.pipeline.progress import DomainProgress
 from daily_otel_bridge.pipeline.reader import ReadResult, SessionReader
 from daily_otel_bridge.pipeline.scheduler import SessionScheduler
@@ -59,6 +60,7 @@ class ReadLoop:
         batcher: Batcher,
         scheduler: SessionScheduler,
         progress: DomainProgress,
+        polling: Callable[[ReadLoop], DomainPolling] | None = None,
         totals: PassReport,
         metrics: BridgeMetrics,
         succeeded: Callable[[], None],
@@ -73,6 +75,8 @@ class ReadLoop:
         self.scheduler = scheduler
         self.queue = scheduler.queue
         self.progress = progress
+        # The domain sources, polled beside the reads (given this loop for their hints).
+        self.polling = polling(self) if polling is not None else None
         self.totals = totals
         self.succeeded = succeeded
         self.monotonic = monotonic
@@ -106,6 +110,8 @@ class ReadLoop:
                     self.scheduler.read_now(session)
                 else:
                     self.scheduler.first_read(session)
+            if self.polling is not None:
+                await self.polling.open()
             if once:
                 # One discovery before the reads, so that the pass covers what it finds.
                 await self.discover()
@@ -118,6 +124,10 @@ class ReadLoop:
                 background.append(
                     asyncio.create_task(self._discovery_loop(), name=f"{self.name}:discovery")
                 )
+                if self.polling is not None and self.polling.sources:
+                    background.append(
+                        asyncio.create_task(self.polling.run(), name=f"{self.name}:sources")
+                    )
             workers = [
                 asyncio.create_task(self._worker(stop), name=f"{self.name}:read-{i}")
                 for i in range(self.concurrency)
@@ -142,6 +152,9 @@ class ReadLoop:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            if once and not stop.is_set() and self.polling is not None:
+                # After the reads, so that what they and discovery saw is summed up too.
+                await self.polling.poll_all_once()
             await self.batcher.flush()
             if once and not stop.is_set():
                 self.succeeded()
@@ -156,6 +169,42 @@ class ReadLoop:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self._once = False
+
+    # -- hints from pushed events (`sources.base.SessionHints`) ------------------------------
+
+    async def meeting_started(self, session_id: str, room: str, start_ms: int | None) -> None:
+        now_ms = int(self.progress.clock() * 1000)
+        session = await self.table.track_hinted(session_id, room, start_ms, now_ms)
+        if session is not None:
+            self.scheduler.first_read(session)
+            self._wake_workers()
+            self.progress.update_gauges()
+
+    async def meeting_ended(self, session_id: str, end_ms: int | None) -> None:
+        session = self.table.sessions.get(session_id)
+        if session is None:
+            return
+        end = end_ms if end_ms is not None else int(self.progress.clock() * 1000)
+        mono = self.monotonic()
+        for cursor in session.cursors.values():
+            if not cursor.retired and cursor.ended_at_ms is None:
+                cursor.ended_at_ms = end
+                cursor.end_seen_mono = mono
+
+    async def meeting_busy(self, session_id: str | None, room: str | None) -> None:
+        soon = self.monotonic() + 1.0
+        for session in self.table.active():
+            if session_id is not None:
+                matches = session.session_id == session_id
+            else:
+                matches = session.ongoing and any(c.room == room for c in session.cursors.values())
+            if not matches:
+                continue
+            session.busy = True
+            if not session.reading and session.read_once and session.due_at > soon:
+                session.due_at = soon
+                self.scheduler.requeue(session)
+        self._wake_workers()
 
     def _wake_workers(self) -> None:
         self._wake.set()

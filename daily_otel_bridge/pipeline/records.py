@@ -64,10 +64,13 @@ class RecordPath:
     def dead_letter(
         self, stream: str, read: SessionRead, uid: str, reason: str, record: Any
     ) -> None:
+        self.keep(stream, read.cursor.session_id, uid, reason, record)
+
+    def keep(self, stream: str, key: str, uid: str, reason: str, record: Any) -> None:
+        """A dead letter of any source; `key` is its session id (or what stands for one:
+        "" for a record of the whole domain)."""
         raw = json.dumps(record, ensure_ascii=False, default=str)
-        self._letters.append(
-            DeadLetter(self.domain, stream, read.cursor.session_id, uid, reason, raw, self.clock())
-        )
+        self._letters.append(DeadLetter(self.domain, stream, key, uid, reason, raw, self.clock()))
 
     async def flush_dead_letters(self) -> None:
         letters, self._letters = self._letters, []

@@ -257,6 +257,30 @@ class SessionTable:
         self.log.info("sessions discovered", new=len(new), tracked=self.active_count(), quick=True)
         return new
 
+    async def track_hinted(
+        self, session_id: str, room: str, start_ms: int | None, now_ms: int
+    ) -> TrackedSession | None:
+        """Track a meeting a pushed event announced, before discovery lists it; None when it
+        is tracked already or its room is not selected. Discovery remains the truth: it
+        fills in what the event did not say, and a lost event loses nothing."""
+        await self.load()
+        if session_id in self.sessions or not room_selected(room, self.rooms):
+            return None
+        started = start_ms if start_ms is not None else now_ms
+        floor = max(started - START_MARGIN_MS, self.floor_ms)
+        tracked = TrackedSession(
+            session_id=session_id,
+            started_ms=started,
+            cursors={
+                s: SessionCursor(session_id=session_id, room=room, start_floor_ms=floor)
+                for s in self.streams
+            },
+        )
+        await self._commit_new([tracked], self.discovered_until_ms)
+        self.sessions[session_id] = tracked
+        self.log.info("session tracked from a pushed event", session=session_id, room=room)
+        return tracked
+
     async def _commit_new(self, new: list[TrackedSession], discovered_until_ms: int | None) -> None:
         """The sessions found, with the time discovery covered, in one transaction."""
         if not self.persist:

@@ -120,6 +120,7 @@ class Bridge:
             pipeline.streams,
             domain.export.protocol,
             requests_per_second=domain.requests_per_second,
+            domain_sources=[s.name for s in pipeline.domain_sources],
         )
         # With SQLite a state error ends the process (shipping without a cursor would
         # duplicate without bound); with PostgreSQL it is that domain's trouble: it backs

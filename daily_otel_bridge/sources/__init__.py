@@ -5,8 +5,25 @@ a `Source` plus one `REGISTRY.register` line here.
 """
 
 from daily_otel_bridge.sources import logs, samples
-from daily_otel_bridge.sources.base import PageContext, RecordContext, Registry, Source
+from daily_otel_bridge.sources.base import (
+    DomainSource,
+    PageContext,
+    PollContext,
+    Poller,
+    RecordContext,
+    Registry,
+    Source,
+)
 
 REGISTRY = Registry([logs.SOURCE, samples.SOURCE])
 
-__all__ = ["REGISTRY", "PageContext", "RecordContext", "Registry", "Source"]
+__all__ = [
+    "REGISTRY",
+    "DomainSource",
+    "PageContext",
+    "PollContext",
+    "Poller",
+    "RecordContext",
+    "Registry",
+    "Source",
+]

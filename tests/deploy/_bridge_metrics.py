@@ -15,7 +15,13 @@ TARGET_LABELS = {"instance", "job"}
 def exposed_series() -> dict[str, set[str]]:
     """sample name -> label names, for a domain reading logs and metrics, every gauge set."""
     metrics = BridgeMetrics()
-    metrics.init_domain("acme", ["logs", "metrics"], "grpc", requests_per_second=5)
+    metrics.init_domain(
+        "acme",
+        ["logs", "metrics"],
+        "grpc",
+        requests_per_second=5,
+        domain_sources=["presence"],  # a domain source: its per-source series too
+    )
     # The series init_domain leaves to their first real value.
     metrics.cursor_lag.labels("acme").set(1)
     metrics.last_success.labels("acme").set(1)

@@ -12,9 +12,9 @@ from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.otlp.resource import domain_resource
 from daily_otel_bridge.otlp.transport import ExportError, ExportOutcome
 from daily_otel_bridge.pipeline.batcher import Batcher
+from daily_otel_bridge.state.memory import MemoryCursorStore
 
 LOGS = "logs"
-from daily_otel_bridge.state.memory import MemoryCursorStore
 
 
 class GatedExporter:

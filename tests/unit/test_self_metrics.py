@@ -31,7 +31,13 @@ def value(metrics: BridgeMetrics, sample: str, **labels: str) -> float | None:
 
 def test_every_counter_of_a_started_domain_is_present_at_zero() -> None:
     metrics = BridgeMetrics()
-    metrics.init_domain("acme", ["logs", "metrics"], "grpc", requests_per_second=5)
+    metrics.init_domain(
+        "acme",
+        ["logs", "metrics"],
+        "grpc",
+        requests_per_second=5,
+        domain_sources=["presence"],  # a domain source: its per-source series too
+    )
     counters = [
         f
         for name, f in scrape(metrics).items()
