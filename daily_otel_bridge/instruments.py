@@ -30,11 +30,8 @@ from daily_otel_bridge import __version__
 
 PREFIX: Final = "daily_otel_bridge"
 
-# The two streams a domain reads and the two OTLP signals it sends. A stream is what Daily
-# serves (log records, call-quality samples); a signal is what OTLP carries (log records, metric
-# data points). Samples exported with `metrics_as_logs` are log records on the wire.
-STREAMS: Final = ("logs", "metrics")
-SIGNALS: Final = ("logs", "metrics")
+# A stream is what a source reads (its name: `sources/`); a signal is what OTLP carries (log
+# records, metric data points). Each source says which signals its records may become.
 EXPORT_FAILURE_KINDS: Final = ("transient", "permanent")
 POLL_CLASSES: Final = ("busy", "quiet")
 DAILY_ENDPOINTS: Final = ("meetings", "logs")
@@ -269,6 +266,7 @@ class BridgeMetrics:
         protocol: str,
         *,
         requests_per_second: float | None = None,
+        signals: Sequence[Signal] = ("logs",),
         domain_sources: Sequence[str] = (),
     ) -> None:
         """Create every series of `domain` at 0, before its first event.
@@ -295,13 +293,11 @@ class BridgeMetrics:
                 self.records_malformed,
             ):
                 counter.labels(domain, stream)
-        # Samples can travel as points (include_metrics) and as log records (metrics_as_logs),
-        # so a domain reading samples may use both signals; one reading logs only, one.
-        signals = SIGNALS if "metrics" in streams else ("logs",)
+        # `signals`: those the domain's sources may send (`Source.signals`).
         for signal in signals:
             for kind in EXPORT_FAILURE_KINDS:
                 self.export_failures_by_kind.labels(domain, signal, kind)
-        if "metrics" in streams:
+        if "metrics" in signals:
             self.data_points_exported.labels(domain)
             self.data_points_rejected.labels(domain)
             self.metric_fields_ignored.labels(domain)

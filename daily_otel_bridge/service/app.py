@@ -32,6 +32,7 @@ from daily_otel_bridge.service.health import HealthServer
 from daily_otel_bridge.service.logging import register_secrets
 from daily_otel_bridge.service.startup import startup_fields
 from daily_otel_bridge.service.systemd import SystemdNotifier
+from daily_otel_bridge.sources import Registry
 from daily_otel_bridge.state.base import CursorStore, StateError
 from daily_otel_bridge.state.factory import StateBackend, open_state, state_secrets
 
@@ -120,6 +121,7 @@ class Bridge:
             pipeline.streams,
             domain.export.protocol,
             requests_per_second=domain.requests_per_second,
+            signals=Registry.signals_of((*pipeline.sources, *pipeline.domain_sources)),
             domain_sources=[s.name for s in pipeline.domain_sources],
         )
         # With SQLite a state error ends the process (shipping without a cursor would

@@ -30,7 +30,7 @@ from daily_otel_bridge.config.model import DomainSettings
 from daily_otel_bridge.core.cursor import SessionCursor, SessionRead
 from daily_otel_bridge.core.mapping import SeverityTable
 from daily_otel_bridge.core.metrics_mapping import SampleMapping
-from daily_otel_bridge.instruments import BridgeMetrics
+from daily_otel_bridge.instruments import BridgeMetrics, Signal
 
 # The lists of a `GET /logs` answer a source may read.
 LogsAnswer = Literal["logs", "metrics"]
@@ -108,6 +108,7 @@ class Source:
     answer: LogsAnswer
     enabled: Callable[[DomainSettings], bool]
     deliver: Deliver
+    signals: tuple[Signal, ...] = ("logs",)  # the OTLP signals its records may become
 
 
 # -- sources polled once per domain ------------------------------------------------------
@@ -207,6 +208,7 @@ class DomainSource:
     enabled: Callable[[DomainSettings], bool]
     interval: Callable[[DomainSettings], float]  # seconds between two polls
     open: Callable[[PollContext], Awaitable[Poller]]
+    signals: tuple[Signal, ...] = ("logs",)
 
 
 class Registry:
@@ -234,6 +236,12 @@ class Registry:
         """The session sources a domain reads; the first one when the config enables none."""
         chosen = tuple(s for s in self._sources if s.enabled(settings))
         return chosen or tuple(self._sources[:1])
+
+    @staticmethod
+    def signals_of(sources: Sequence[Source | DomainSource]) -> tuple[Signal, ...]:
+        """The OTLP signals these sources may send, each once, logs first."""
+        wanted = {signal for source in sources for signal in source.signals}
+        return tuple(signal for signal in ("logs", "metrics") if signal in wanted)
 
     def domain_sources_for(self, settings: DomainSettings) -> tuple[DomainSource, ...]:
         """The domain sources a domain polls (none is also fine)."""

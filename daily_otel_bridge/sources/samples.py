@@ -63,4 +63,6 @@ SOURCE = Source(
     answer="metrics",
     enabled=_enabled,
     deliver=deliver,
+    # Points (include_metrics) and/or log records (metrics_as_logs).
+    signals=("logs", "metrics"),
 )

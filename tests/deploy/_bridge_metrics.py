@@ -20,6 +20,7 @@ def exposed_series() -> dict[str, set[str]]:
         ["logs", "metrics"],
         "grpc",
         requests_per_second=5,
+        signals=("logs", "metrics"),
         domain_sources=["presence"],  # a domain source: its per-source series too
     )
     # The series init_domain leaves to their first real value.

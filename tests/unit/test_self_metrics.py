@@ -36,6 +36,7 @@ def test_every_counter_of_a_started_domain_is_present_at_zero() -> None:
         ["logs", "metrics"],
         "grpc",
         requests_per_second=5,
+        signals=("logs", "metrics"),
         domain_sources=["presence"],  # a domain source: its per-source series too
     )
     counters = [
@@ -88,7 +89,7 @@ def test_a_logs_only_domain_has_no_metrics_series() -> None:
 
 def test_help_names_the_label_values_it_promises() -> None:
     metrics = BridgeMetrics()
-    metrics.init_domain("acme", ["logs", "metrics"], "grpc")
+    metrics.init_domain("acme", ["logs", "metrics"], "grpc", signals=("logs", "metrics"))
     failures = scrape(metrics)["daily_otel_bridge_export_failures"]
     totals = [s for s in failures.samples if s.name.endswith("_total")]
     assert {k for s in totals for k in s.labels} == {"domain", "signal", "kind"}
