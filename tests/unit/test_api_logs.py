@@ -521,3 +521,45 @@ def test_a_crash_before_the_commit_delivers_again_with_the_same_uids() -> None:
     # no commit (the backend never acknowledged, or the process died)
     _, again = run_walk(server, Position())
     assert ids(again) == ids(first)
+
+
+# -- the counters (`instruments.BridgeMetrics.api_log_entry`) ---------------------------------
+
+
+def test_counters_of_entries() -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from daily_otel_bridge.instruments import BridgeMetrics
+
+    metrics = BridgeMetrics()
+    metrics.init_domain("acme", ["logs"], "grpc")
+    for raw in (
+        entry(1, status=404, url="/v1/rooms/a"),
+        entry(2, status=404, url="/v1/rooms/b"),
+        entry(3, status=200, url="/v1/meetings"),
+        entry(4, source="webhook", status=500, url="https://h.example.com/x"),
+        entry(5, source="webhook", status=None),
+        entry(6, source="webhook", status=204),
+    ):
+        metrics.api_log_entry("acme", parse_entry(raw))
+    text = generate_latest(metrics.registry).decode()
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name.endswith("_total") and ("route" in s.labels or "webhook" in s.name)
+    }
+    requests = "daily_otel_bridge_domain_api_requests_total"
+    failed = "daily_otel_bridge_webhook_deliveries_failed_total"
+    assert (
+        found[(requests, (("domain", "acme"), ("route", "/rooms/{name}"), ("status_class", "4xx")))]
+        == 2
+    )
+    assert (
+        found[(requests, (("domain", "acme"), ("route", "/meetings"), ("status_class", "2xx")))]
+        == 1
+    )
+    assert found[(failed, (("domain", "acme"), ("status_class", "5xx")))] == 1
+    assert found[(failed, (("domain", "acme"), ("status_class", "other")))] == 1
+    assert found[(failed, (("domain", "acme"), ("status_class", "4xx")))] == 0  # from the start
