@@ -117,3 +117,57 @@ def test_presence_gauge_without_the_room_label_is_one_series() -> None:
     assert _series(metrics, name) == {("acme", ""): 3}
     metrics.set_by_room(metrics.participants_present, "acme", {}, room_label=False)
     assert _series(metrics, name) == {("acme", ""): 0}
+
+
+# -- the calls (`daily.lists`), against a local server ----------------------------------------
+
+
+async def test_get_presence_and_list_api_logs_through_the_client(aiohttp_server: Any) -> None:
+    from aiohttp import web
+
+    from daily_otel_bridge.daily.client import DailyClient, TransientError
+    from daily_otel_bridge.daily.lists import get_presence, list_api_logs
+    from daily_otel_bridge.instruments import BridgeMetrics
+
+    seen: list[dict[str, str]] = []
+    answers: dict[str, Any] = {
+        "presence": {"a": [person("1"), person("2")]},
+        "logs/api": [{"id": "l1"}],
+    }
+
+    async def presence(_: web.Request) -> web.Response:
+        return web.json_response(answers["presence"])
+
+    async def api_logs(request: web.Request) -> web.Response:
+        seen.append(dict(request.query))
+        return web.json_response(answers["logs/api"])
+
+    app = web.Application()
+    app.router.add_get("/v1/presence", presence)
+    app.router.add_get("/v1/logs/api", api_logs)
+    server = await aiohttp_server(app)
+    metrics = BridgeMetrics()
+    async with DailyClient(
+        domain="acme",
+        api_url=str(server.make_url("/v1")),
+        api_key="k" * 32,
+        requests_per_second=1000.0,
+        metrics=metrics,
+        max_attempts=1,
+    ) as client:
+        assert await get_presence(client) == PresenceCounts(total=2, by_room={"a": 2})
+        params = {"source": "webhook", "limit": "500", "ending_before": "l9"}
+        assert await list_api_logs(client, params) == [{"id": "l1"}]
+        assert seen == [{"source": "webhook", "limit": "100", "ending_before": "l9"}]
+        answers["logs/api"] = {"data": [{"id": "l2"}], "total_count": 1}
+        assert await list_api_logs(client, {"source": "api"}) == [{"id": "l2"}]
+        answers["logs/api"] = {"nope": 1}
+        with pytest.raises(TransientError, match="neither a list"):
+            await list_api_logs(client, {"source": "api"})
+        answers["presence"] = ["not", "an", "object"]
+        with pytest.raises(TransientError, match="presence is list, expected an object"):
+            await get_presence(client)
+        with pytest.raises(ValueError, match="unexpected"):
+            await list_api_logs(client, {"offset": "1"})
+    assert client.requests_made == 5
+    assert metrics.api_requests.labels("acme", "presence", "200")._value.get() == 2
