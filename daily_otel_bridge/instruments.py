@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final, Literal
 
 from prometheus_client import (
@@ -27,6 +27,8 @@ from prometheus_client import (
 )
 
 from daily_otel_bridge import __version__
+from daily_otel_bridge.core.api_logs import ApiLogEntry, status_class
+from daily_otel_bridge.core.presence import gauge_values, rooms_to_forget
 
 PREFIX: Final = "daily_otel_bridge"
 
@@ -35,6 +37,17 @@ PREFIX: Final = "daily_otel_bridge"
 EXPORT_FAILURE_KINDS: Final = ("transient", "permanent")
 POLL_CLASSES: Final = ("busy", "quiet")
 DAILY_ENDPOINTS: Final = ("meetings", "logs")
+# The endpoints of the sources beside the call logs (`init_sources`), as `get_json` names them.
+PRESENCE_ENDPOINT: Final = "presence"
+API_LOGS_ENDPOINT: Final = "logs/api"
+# Status classes a failed webhook delivery can have (`api_logs.status_class`, 2xx excepted).
+FAILED_DELIVERY_CLASSES: Final = ("3xx", "4xx", "5xx", "other")
+# Meetings last minutes to hours; the last buckets catch rooms left open all day.
+MEETING_DURATION_BUCKETS: Final = (
+    60, 300, 600, 900, 1800, 2700, 3600, 5400, 7200, 14400, 28800, 86400,
+)  # fmt: skip
+# Most calls are one to one or small groups; a few are webinars of hundreds.
+MEETING_PARTICIPANT_BUCKETS: Final = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100, 200, 500, 1000)
 
 Signal = Literal["logs", "metrics"]
 
@@ -259,6 +272,60 @@ class BridgeMetrics:
             registry=r,
         )
 
+        # -- the sources beside the call logs (issue 17) ----------------------------------
+        # The `room` label is always there, so each is one family whatever the config: the
+        # room's name with `room_label: true` (one series per room: unbounded, so opt-in),
+        # "" otherwise (one series per domain). `room_value` picks it.
+        self.meetings_started = Counter(
+            f"{PREFIX}_meetings_started",
+            "Meetings discovered for the first time (GET /meetings), by room when room_label "
+            "is on.",
+            ["domain", "room"],
+            registry=r,
+        )
+        self.meeting_duration = Histogram(
+            f"{PREFIX}_meeting_duration_seconds",
+            "Length of ended meetings (their summary's duration).",
+            ["domain", "room"],
+            buckets=MEETING_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.meeting_participants = Histogram(
+            f"{PREFIX}_meeting_participants",
+            "Participant sessions of ended meetings (their summary's participant count).",
+            ["domain", "room"],
+            buckets=MEETING_PARTICIPANT_BUCKETS,
+            registry=r,
+        )
+        self.meetings_ongoing = Gauge(
+            f"{PREFIX}_meetings_ongoing",
+            "Meetings Daily lists as ongoing at the last discovery.",
+            ["domain", "room"],
+            registry=r,
+        )
+        self.participants_present = Gauge(
+            f"{PREFIX}_participants_present",
+            "Participants in a call at the last GET /presence (up to 15 s behind).",
+            ["domain", "room"],
+            registry=r,
+        )
+        self.domain_api_requests = Counter(
+            f"{PREFIX}_domain_api_requests",
+            "The domain's own REST API requests as GET /logs/api lists them (source=api), "
+            "by route (ids replaced by placeholders) and status class (2xx..5xx, other).",
+            ["domain", "route", "status_class"],
+            registry=r,
+        )
+        self.webhook_deliveries_failed = Counter(
+            f"{PREFIX}_webhook_deliveries_failed",
+            "Webhook deliveries Daily made without a 2xx answer (GET /logs/api, "
+            "source=webhook), by status class (other: no answer at all).",
+            ["domain", "status_class"],
+            registry=r,
+        )
+        # (gauge, domain) -> the rooms its last update set, to remove the ones emptied.
+        self._rooms_set: dict[tuple[int, str], set[str]] = {}
+
     def init_domain(
         self,
         domain: str,
@@ -308,6 +375,14 @@ class BridgeMetrics:
             self.api_requests.labels(domain, endpoint, "200")
         self.api_rate_limited.labels(domain)
         self.api_backoff_seconds.labels(domain)
+        # The counters of the sources beside the call logs, domain-wide, whether or not the
+        # domain enables them (a 0 is true of a source that is off): `increase()` and alert
+        # rules then see their first event. Route "" is no route: the series that makes a
+        # domain's request rate defined before its first request, as status 200 above.
+        self.meetings_started.labels(domain, "")
+        self.domain_api_requests.labels(domain, "", "2xx")
+        for klass in FAILED_DELIVERY_CLASSES:
+            self.webhook_deliveries_failed.labels(domain, klass)
         for gauge in (
             self.exports_in_flight,
             self.records_pending,
@@ -325,3 +400,64 @@ class BridgeMetrics:
         """Count one export request that failed for good after the exporter's retries."""
         kind = "permanent" if permanent else "transient"
         self.export_failures_by_kind.labels(domain, signal, kind).inc()
+
+    # -- the sources beside the call logs --------------------------------------------------
+
+    def init_sources(
+        self,
+        domain: str,
+        *,
+        meeting_summaries: bool,
+        presence: bool,
+        api_logs: bool,
+        room_label: bool,
+    ) -> None:
+        """Create the gauges, histograms and request series of the enabled sources at 0
+        (`init_domain` made their counters). With `room_label` the per-room series appear
+        with their room's first event."""
+        if not room_label:
+            self.meetings_ongoing.labels(domain, "").set(0)
+            if meeting_summaries:
+                self.meeting_duration.labels(domain, "")
+                self.meeting_participants.labels(domain, "")
+            if presence:
+                self.participants_present.labels(domain, "").set(0)
+        if presence:
+            self.api_requests.labels(domain, PRESENCE_ENDPOINT, "200")
+        if api_logs:
+            self.api_requests.labels(domain, API_LOGS_ENDPOINT, "200")
+
+    @staticmethod
+    def room_value(room: str | None, *, room_label: bool) -> str:
+        """The `room` label's value: the room with `room_label`, "" otherwise."""
+        return (room or "") if room_label else ""
+
+    def meeting_ended(
+        self, domain: str, room: str, *, duration: float, participants: int, room_label: bool
+    ) -> None:
+        """Observe one meeting summary (once per meeting: when its records are delivered)."""
+        label = self.room_value(room, room_label=room_label)
+        self.meeting_duration.labels(domain, label).observe(duration)
+        self.meeting_participants.labels(domain, label).observe(participants)
+
+    def set_by_room(
+        self, gauge: Gauge, domain: str, counts: Mapping[str, int], *, room_label: bool
+    ) -> None:
+        """Set a gauge with a `room` label (`meetings_ongoing`, `participants_present`) to
+        the counts of one update; the series of rooms that emptied are removed."""
+        values = gauge_values(counts, room_label=room_label)
+        key = (id(gauge), domain)
+        for room in rooms_to_forget(self._rooms_set.get(key, set()), values):
+            gauge.remove(domain, room)
+        for room, value in values.items():
+            gauge.labels(domain, room).set(value)
+        self._rooms_set[key] = set(values)
+
+    def api_log_entry(self, domain: str, entry: ApiLogEntry) -> None:
+        """Count one /logs/api entry delivered (once: when its record is acknowledged)."""
+        klass = status_class(entry.status)
+        if entry.source == "webhook":
+            if entry.delivery_failed:
+                self.webhook_deliveries_failed.labels(domain, klass).inc()
+        else:
+            self.domain_api_requests.labels(domain, entry.route, klass).inc()

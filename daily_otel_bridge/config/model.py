@@ -398,6 +398,25 @@ class DomainSettings(_Model):
     resource_attributes: dict[NonEmptyStr, AttributeValue] = Field(default_factory=dict)
     # The effective export of this domain (global section with the domain's keys laid over it).
     export: ExportSettings = Field(default_factory=ExportSettings)
+    # The sources beside the call logs (README, "Sources"). Summaries cost no request of their
+    # own (they ride on discovery's GET /meetings); presence one GET /presence per
+    # poll_interval; API logs one GET /logs/api (or more while catching up) per poll_interval
+    # and source, all inside requests_per_second.
+    meeting_summaries: bool = True
+    presence: bool = False
+    api_logs: bool = False
+    # Request and response bodies of /logs/api entries, scrubbed (`core.scrub`): off by
+    # default, since a body may hold what no rule knows to be secret.
+    api_logs_bodies: bool = False
+    # A `room` label on the meeting and presence metrics: unbounded (one series per room),
+    # so opt-in; off, the label is there with the value "" (one family either way).
+    room_label: bool = False
+
+    @model_validator(mode="after")
+    def _bodies_need_api_logs(self) -> DomainSettings:
+        if self.api_logs_bodies and not self.api_logs:
+            raise _fail("api_logs_bodies needs api_logs: true")
+        return self
 
     @property
     def concurrent_reads(self) -> int:

@@ -13,7 +13,8 @@ TARGET_LABELS = {"instance", "job"}
 
 
 def exposed_series() -> dict[str, set[str]]:
-    """sample name -> label names, for a domain reading logs and metrics, every gauge set."""
+    """sample name -> label names, for a domain reading logs and metrics with every other
+    source on, every gauge set."""
     metrics = BridgeMetrics()
     metrics.init_domain(
         "acme",
@@ -29,6 +30,10 @@ def exposed_series() -> dict[str, set[str]]:
     for poll_class in ("busy", "quiet"):
         metrics.poll_interval.labels("acme", poll_class).set(1)
     metrics.export_duration.labels("acme", "grpc").observe(0.1)
+    # The sources beside the call logs, every one enabled (issue 17).
+    metrics.init_sources(
+        "acme", meeting_summaries=True, presence=True, api_logs=True, room_label=False
+    )
     series: dict[str, set[str]] = {}
     text = generate_latest(metrics.registry).decode()
     for family in text_string_to_metric_families(text):

@@ -3,7 +3,8 @@
 The structure checks are those of the call-quality dashboard (an importable JSON model, one
 data source input, a consistent grid, legends and variables that resolve); on top, every metric
 and label a query names must be one the bridge's /metrics exposes, and the panels the issue
-asks for (throughput, lag, errors, budget use, saturation) are there.
+asks for (throughput, lag, errors, budget use, saturation; meetings, presence, the domain's
+API errors and failed webhook deliveries) are there.
 """
 
 from __future__ import annotations
@@ -91,6 +92,14 @@ def test_the_panels_an_operator_needs(dashboard: dict[str, Any]) -> None:
         "daily_otel_bridge_budget_saturated",
         "daily_otel_bridge_reads_in_flight",
         "daily_otel_bridge_exports_in_flight",
+        # meetings, presence and the domain's own API (issue 17)
+        "daily_otel_bridge_meetings_started_total",
+        "daily_otel_bridge_meetings_ongoing",
+        "daily_otel_bridge_meeting_duration_seconds_bucket",
+        "daily_otel_bridge_meeting_participants_bucket",
+        "daily_otel_bridge_participants_present",
+        "daily_otel_bridge_domain_api_requests_total",
+        "daily_otel_bridge_webhook_deliveries_failed_total",
         # the process
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
