@@ -9,8 +9,6 @@ before it validates.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import os
 import re
@@ -32,6 +30,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from daily_otel_bridge.config.durations import parse_duration
+from daily_otel_bridge.core.webhook_signature import decode_secret
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -50,7 +49,6 @@ __all__ = [
     "Settings",
     "SeverityName",
     "WebhookSettings",
-    "decode_webhook_secret",
     "default_replica_id",
 ]
 
@@ -210,25 +208,12 @@ def _check_api_key(value: SecretStr) -> SecretStr:
     return value
 
 
-def decode_webhook_secret(secret: str) -> bytes:
-    """The HMAC key of a Daily webhook secret: Daily's secrets (its `hmac` field) are base64,
-    and the signature is keyed with the decoded bytes (README, "Webhooks").
-    ValueError (without the secret) when it is not base64 or decodes to nothing."""
-    try:
-        key = base64.b64decode(secret.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
-        raise ValueError("must be base64 (Daily's `hmac` secret as given)") from None
-    if not key:
-        raise ValueError("must not be empty")
-    return key
-
-
 def _check_webhook_secret(value: SecretStr | None) -> SecretStr | None:
     if value is None:
         return None
     _check_api_key(value)
     try:
-        decode_webhook_secret(value.get_secret_value())
+        decode_secret(value.get_secret_value())
     except ValueError as exc:
         raise _fail(str(exc)) from None
     return value
