@@ -416,8 +416,8 @@ DEFAULT_WEBHOOK_MAX_BODY = 1024 * 1024
 
 
 class WebhookSettings(_Model):
-    """The receiver of Daily's webhooks (README, "Webhooks"). Off unless the section is there
-    (`enabled: false` keeps it written but off)."""
+    """The receiver of Daily's webhooks (`service/webhooks.py`). Off unless the section is
+    there (`enabled: false` keeps it written but off)."""
 
     enabled: bool = True
     # Loopback by default, like health.listen: Daily reaches it through a reverse proxy or an

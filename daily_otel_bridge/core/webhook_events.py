@@ -2,8 +2,8 @@
 time the event was received is passed in.
 
 A webhook body is `{"version", "type", "id", "payload", "event_ts"}`
-(https://docs.daily.co/reference/rest-api/webhooks/events). The mapping (README, "Webhooks:
-mapping contract"):
+(https://docs.daily.co/reference/rest-api/webhooks/events). The mapping (the README's
+webhook mapping table says the same):
 
 * EventName `daily.<type>`; `log.record.uid` is Daily's event `id`, so a downstream that
   de-duplicates on it sees one record however often Daily re-sent the event;
