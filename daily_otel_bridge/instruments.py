@@ -51,6 +51,23 @@ MEETING_PARTICIPANT_BUCKETS: Final = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 1
 
 Signal = Literal["logs", "metrics"]
 
+# Why the webhook receiver refused a POST (`webhook_events_refused_total`): unknown_domain (404),
+# size (413), auth (basic auth, 401), malformed (400: headers or body not Daily's), signature
+# (401), stale (401: authentic, signed outside the tolerance), unavailable (503: the store
+# failed or was too slow; Daily retries).
+WEBHOOK_REFUSALS: Final = (
+    "unknown_domain",
+    "size",
+    "auth",
+    "malformed",
+    "signature",
+    "stale",
+    "unavailable",
+)
+# The domain label of refusals whose path named no configured domain: never the path's text,
+# which anyone on the network chooses (one series per guess would be unbounded).
+UNKNOWN_DOMAIN_LABEL: Final = "(unknown)"
+
 
 class BridgeMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -272,6 +289,7 @@ class BridgeMetrics:
             registry=r,
         )
 
+<<<<<<< HEAD
         # -- the sources beside the call logs (issue 17) ----------------------------------
         # The `room` label is always there, so each is one family whatever the config: the
         # room's name with `room_label: true` (one series per room: unbounded, so opt-in),
@@ -325,6 +343,67 @@ class BridgeMetrics:
         )
         # (gauge, domain) -> the rooms its last update set, to remove the ones emptied.
         self._rooms_set: dict[tuple[int, str], set[str]] = {}
+=======
+        # -- webhooks (the receiver) ------------------------------------------------------
+        self.webhook_events_accepted = Counter(
+            f"{PREFIX}_webhook_events_accepted",
+            "Webhook events answered 200: stored now, or repeats of events already stored.",
+            ["domain"],
+            registry=r,
+        )
+        self.webhook_events_stored = Counter(
+            f"{PREFIX}_webhook_events_stored",
+            "Webhook events stored durably in the state store (each id once per dedupe window).",
+            ["domain"],
+            registry=r,
+        )
+        self.webhook_events_repeated = Counter(
+            f"{PREFIX}_webhook_events_repeated",
+            "Webhook events Daily sent again under an id already stored: answered 200, not "
+            "stored or exported again.",
+            ["domain"],
+            registry=r,
+        )
+        self.webhook_events_refused = Counter(
+            f"{PREFIX}_webhook_events_refused",
+            "Webhook POSTs refused, by reason (unknown_domain, size, auth, malformed, signature, "
+            "stale, unavailable); a Daily hook in circuit-breaker mode fails after 3 in a row.",
+            ["domain", "reason"],
+            registry=r,
+        )
+        self.webhook_verifications = Counter(
+            f"{PREFIX}_webhook_verifications",
+            'Daily\'s verification POSTs ({"test":"test"}, sent when a hook is created), '
+            "answered 200 and not stored.",
+            ["domain"],
+            registry=r,
+        )
+        self.webhook_accept_duration = Histogram(
+            f"{PREFIX}_webhook_accept_duration_seconds",
+            "Time from a webhook POST's arrival to its answer for events answered 200 (the "
+            "durable store included).",
+            ["domain"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+
+    def init_webhooks(self, domains: Sequence[str]) -> None:
+        """Create every webhook series of the served `domains` at 0 (and the refusals of
+        unknown domains), before the first POST."""
+        self.webhook_events_refused.labels(UNKNOWN_DOMAIN_LABEL, "unknown_domain")
+        for domain in domains:
+            for counter in (
+                self.webhook_events_accepted,
+                self.webhook_events_stored,
+                self.webhook_events_repeated,
+                self.webhook_verifications,
+            ):
+                counter.labels(domain)
+            for reason in WEBHOOK_REFUSALS:
+                if reason != "unknown_domain":
+                    self.webhook_events_refused.labels(domain, reason)
+            self.webhook_accept_duration.labels(domain)
+>>>>>>> h-webhooks
 
     def init_domain(
         self,
@@ -395,6 +474,8 @@ class BridgeMetrics:
             gauge.labels(domain).set(0)
         if requests_per_second is not None:
             self.api_budget.labels(domain).set(requests_per_second)
+        # Webhook events can arrive for any domain (any replica accepts them).
+        self.init_webhooks([domain])
 
     def export_failed(self, domain: str, signal: Signal, *, permanent: bool) -> None:
         """Count one export request that failed for good after the exporter's retries."""

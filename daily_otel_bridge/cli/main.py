@@ -1,4 +1,5 @@
-"""Command line: run, check-config, demo, backfill, state, init, simulator, healthcheck.
+"""Command line: run, check-config, demo, backfill, state, webhooks, init, simulator,
+healthcheck.
 
 Global options (`--config`, `--log-level`, `--log-format`) are accepted before or after the
 subcommand: `build_parser` gives every subcommand a copy of them whose default is "not given",
@@ -236,6 +237,10 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--from", dest="source", required=True, type=Path, help="the SQLite state file"
     )
+
+    from daily_otel_bridge.cli.webhooks import add_webhooks_parser
+
+    add_webhooks_parser(sub)
     return parser
 
 
@@ -303,7 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(raw)
     configure_logging(args.log_level or "INFO", log_format=args.log_format)
     log = structlog.get_logger("daily_otel_bridge.cli.main")
-    command = args.command if args.command != "state" else f"state {args.state_command}"
+    command = args.command
+    if command in ("state", "webhooks"):
+        command = f"{command} {getattr(args, command + '_command')}"
     explicit_config = args.config is not None or bool(os.environ.get(CONFIG_ENV, "").strip())
     path = config_path(args.config)
     log.debug("command line parsed", command=command, config=str(path), version=__version__)
@@ -333,6 +340,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             args.config = path
             return run_state_command(args)
+        if args.command == "webhooks":
+            # Before _load: `register` writes a secret file the config may name but not have.
+            from daily_otel_bridge.cli.webhooks import run_webhooks_command
+
+            if not path.exists():
+                _load(path, explicit=explicit_config)  # the same "not found" message
+            return run_webhooks_command(args, path)
         settings = _load(path, explicit=explicit_config)
         log.debug(
             "configuration loaded",

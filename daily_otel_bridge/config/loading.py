@@ -6,9 +6,10 @@ the YAML path a user has to fix:
 1. ``yaml`` (a ``SafeLoader`` that also refuses duplicate keys) -> plain tree;
 2. ``${VAR}`` expansion on the tree's string values (never on the raw text, so an environment
    value cannot inject YAML structure);
-3. a pre-pass that reads ``api_key_file``, resolves relative paths against the config file's
-   directory and builds each domain's *effective* export section (``OTEL_EXPORTER_OTLP_*``
-   environment (`otel_env`) < global ``export`` < the domain's ``export``);
+3. a pre-pass that reads ``api_key_file`` (and the webhook secret and password files),
+   resolves relative paths against the config file's directory and builds each domain's
+   *effective* export section (``OTEL_EXPORTER_OTLP_*`` environment (`otel_env`) < global
+   ``export`` < the domain's ``export``);
 4. pydantic validation (`model`); its errors are rewritten into ``path: message`` lines
    (`errors`).
 
@@ -42,7 +43,7 @@ from daily_otel_bridge.config.errors import (
 from daily_otel_bridge.config.model import ExportSettings, Settings
 from daily_otel_bridge.config.otel_env import ENV_PREFIX, Provenance, env_export_layer
 
-__all__ = ["load_settings", "parse_settings"]
+__all__ = ["load_settings", "parse_settings", "read_secret_file"]
 
 # An API key file bigger than this is certainly the wrong file; do not slurp it.
 _MAX_KEY_FILE_BYTES = 4096
@@ -243,36 +244,115 @@ def _read_key_file(path: Path) -> str:
     return key
 
 
+def read_secret_file(path: Path) -> str:
+    """The secret (an API key, a webhook secret, a password) in `path`, with the same checks
+    as at start-up (a regular file, not readable by others, small, UTF-8, not empty);
+    ValueError with a user-facing message (never the content). Public for the webhook
+    receiver, which re-reads a secret file that `webhooks register` rewrote."""
+    return _read_key_file(path)
+
+
+def _take_secret(
+    section: dict[Any, Any],
+    path: str,
+    base_dir: Path | None,
+    problems: Problems,
+    *,
+    key: str,
+    file_key: str,
+    required: bool,
+    read: bool = True,
+    missing_hint: str = "",
+) -> None:
+    """Replace `file_key` by the secret it holds in `key` (its resolved path stays as a
+    record); `read=False` only resolves the path (for a command that writes the file)."""
+    has_key = section.get(key) is not None
+    has_file = section.get(file_key) is not None
+    if has_key and has_file:
+        problems.add(f"{path}.{key}", f"set {key} or {file_key}, not both")
+        section.pop(file_key)
+    elif has_file:
+        raw = section[file_key]
+        if not isinstance(raw, str) or not raw.strip():
+            problems.add(f"{path}.{file_key}", "must be a file path")
+            problems.silence(f"{path}.{key}")
+            return
+        secret_path = Path(_resolve(raw.strip(), base_dir))
+        section[file_key] = str(secret_path)
+        if not read:
+            section.pop(key, None)
+            return
+        try:
+            secret = _read_key_file(secret_path)
+        except ValueError as exc:
+            message = str(exc)
+            if missing_hint and not secret_path.exists():
+                message += missing_hint
+            problems.add(f"{path}.{file_key}", message)
+            # Without the file there is no secret: "missing" would only add noise.
+            problems.silence(f"{path}.{key}")
+            return
+        problems.secret(secret)
+        section[key] = secret
+    elif not has_key:
+        if required:
+            problems.add(f"{path}.{key}", f"missing; set {key} or {file_key}")
+    else:
+        problems.secret(section[key])
+
+
 def _take_api_key(
     domain: dict[Any, Any], path: str, base_dir: Path | None, problems: Problems
 ) -> None:
     """Replace `api_key_file` by the key it holds (its resolved path stays as a record)."""
-    has_key = domain.get("api_key") is not None
-    has_file = domain.get("api_key_file") is not None
-    if has_key and has_file:
-        problems.add(f"{path}.api_key", "set api_key or api_key_file, not both")
-        domain.pop("api_key_file")
-    elif has_file:
-        raw = domain["api_key_file"]
-        if not isinstance(raw, str) or not raw.strip():
-            problems.add(f"{path}.api_key_file", "must be a file path")
-            problems.silence(f"{path}.api_key")
-            return
-        key_path = Path(_resolve(raw.strip(), base_dir))
-        try:
-            key = _read_key_file(key_path)
-        except ValueError as exc:
-            problems.add(f"{path}.api_key_file", str(exc))
-            # Without the file there is no key: "api_key: missing" would only add noise.
-            problems.silence(f"{path}.api_key")
-            return
-        problems.secret(key)
-        domain["api_key"] = key
-        domain["api_key_file"] = str(key_path)
-    elif not has_key:
-        problems.add(f"{path}.api_key", "missing; set api_key or api_key_file")
-    else:
-        problems.secret(domain["api_key"])
+    _take_secret(
+        domain, path, base_dir, problems, key="api_key", file_key="api_key_file", required=True
+    )
+
+
+def _take_webhook_secret(
+    domain: dict[Any, Any], path: str, base_dir: Path | None, problems: Problems, read: bool
+) -> None:
+    name = domain.get("name")
+    hint = f" (`daily-otel-bridge webhooks register --domain {name}` writes it)"
+    _take_secret(
+        domain,
+        path,
+        base_dir,
+        problems,
+        key="webhook_secret",
+        file_key="webhook_secret_file",
+        required=False,
+        read=read,
+        missing_hint=hint if isinstance(name, str) else "",
+    )
+
+
+def _take_webhooks(top: dict[Any, Any], base_dir: Path | None, problems: Problems) -> None:
+    """The `webhooks` section: relative paths resolved, the basic auth password file read.
+    `webhooks:` with every line commented out is no section (off), like `health:`."""
+    if "webhooks" not in top:
+        return
+    section = top["webhooks"]
+    if section is None:
+        del top["webhooks"]
+        return
+    if not isinstance(section, dict):
+        return  # validation says "must be a mapping"
+    section = dict(section)
+    for key in ("tls_cert_file", "tls_key_file"):
+        if key in section:
+            section[key] = _resolve(section[key], base_dir)
+    _take_secret(
+        section,
+        "webhooks",
+        base_dir,
+        problems,
+        key="basic_auth_password",
+        file_key="basic_auth_password_file",
+        required=False,
+    )
+    top["webhooks"] = section
 
 
 def _check_unique_names(domains: list[Any], problems: Problems) -> None:
@@ -298,6 +378,7 @@ def parse_settings(
     base_dir: Path | None = None,
     *,
     secrets: bool = True,
+    webhook_secrets: bool = True,
 ) -> Settings:
     """Settings from an already-parsed YAML document. Raises ConfigError.
 
@@ -307,7 +388,12 @@ def parse_settings(
 
     `secrets=False` is for the `state` commands: they need the state store, not Daily or the
     backend, so domain API keys and every export section are neither read nor required
-    (`DAILY_API_KEY` may be unset); each domain's `api_key` is then a placeholder.
+    (`DAILY_API_KEY` may be unset); each domain's `api_key` is then a placeholder. Nor is
+    the `webhooks` section or any webhook secret.
+
+    `webhook_secrets=False` is for `webhooks register`, which writes a domain's
+    `webhook_secret_file`: the paths are resolved but not read (the file may not exist yet),
+    and `webhook_secret` stays None where the secret would come from a file.
     """
     env: Mapping[str, str] = os.environ if environ is None else environ
     problems = Problems()
@@ -327,9 +413,13 @@ def parse_settings(
     _secrets_of_headers(top.get("export"), problems)
     for domain in top.get("domains") or []:
         if isinstance(domain, dict):
-            if isinstance(domain.get("api_key"), str):
-                problems.secret(domain["api_key"])
+            for key in ("api_key", "webhook_secret"):
+                if isinstance(domain.get(key), str):
+                    problems.secret(domain[key])
             _secrets_of_headers(domain.get("export"), problems)
+    hooks = top.get("webhooks")
+    if isinstance(hooks, dict) and isinstance(hooks.get("basic_auth_password"), str):
+        problems.secret(hooks["basic_auth_password"])
 
     if "config_path" in top:
         problems.add("config_path", "unknown key")
@@ -339,6 +429,7 @@ def parse_settings(
             del top[section]
     if "state_path" in top:
         top["state_path"] = _resolve(top["state_path"], base_dir)
+    _take_webhooks(top, base_dir, problems)
 
     env_layer, env_provenance = env_export_layer(env, problems)
     global_yaml = _export_mapping(top.get("export"), "export", problems)
@@ -374,6 +465,7 @@ def parse_settings(
             domain = dict(raw_domain)
             path = f"domains[{index}]"
             _take_api_key(domain, path, base_dir, problems)
+            _take_webhook_secret(domain, path, base_dir, problems, read=webhook_secrets)
             if "ca_file" in domain:
                 domain["ca_file"] = _resolve(domain["ca_file"], base_dir)
             for key in ("rooms", "resource_attributes", "severity_map"):
@@ -415,17 +507,20 @@ def parse_settings(
 
 
 _NOT_LOADED = "not-loaded-state-command"
+_DOMAIN_SECRET_KEYS = frozenset(
+    {"api_key", "api_key_file", "webhook_secret", "webhook_secret_file", "export"}
+)
 
 
 def _without_secrets(
     data: dict[Any, Any], environ: Mapping[str, str]
 ) -> tuple[dict[Any, Any], Mapping[str, str]]:
-    top = {k: v for k, v in data.items() if k != "export"}
+    top = {k: v for k, v in data.items() if k not in ("export", "webhooks")}
     domains = top.get("domains")
     if isinstance(domains, list):
         top["domains"] = [
             {
-                **{k: v for k, v in d.items() if k not in ("api_key", "api_key_file", "export")},
+                **{k: v for k, v in d.items() if k not in _DOMAIN_SECRET_KEYS},
                 "api_key": _NOT_LOADED,
             }
             if isinstance(d, dict)
@@ -436,10 +531,14 @@ def _without_secrets(
 
 
 def load_settings(
-    path: str | Path, environ: Mapping[str, str] | None = None, *, secrets: bool = True
+    path: str | Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    secrets: bool = True,
+    webhook_secrets: bool = True,
 ) -> Settings:
     """Read, expand and validate the YAML config file at `path`. Raises ConfigError.
-    `secrets=False`: see `parse_settings`."""
+    `secrets=False`, `webhook_secrets=False`: see `parse_settings`."""
     config_path = Path(path).absolute()
     source = str(path)
     try:
@@ -452,6 +551,11 @@ def load_settings(
         raise ConfigError([(source, f"cannot read config file: {exc.strerror}")]) from None
     data = _load_yaml(text, source)
     settings = parse_settings(
-        data, environ, source=source, base_dir=config_path.parent, secrets=secrets
+        data,
+        environ,
+        source=source,
+        base_dir=config_path.parent,
+        secrets=secrets,
+        webhook_secrets=webhook_secrets,
     )
     return settings.model_copy(update={"config_path": config_path})

@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from daily_otel_bridge.config.durations import parse_duration
+from daily_otel_bridge.core.webhook_signature import decode_secret
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -47,6 +48,7 @@ __all__ = [
     "SelfTelemetrySettings",
     "Settings",
     "SeverityName",
+    "WebhookSettings",
     "default_replica_id",
 ]
 
@@ -203,6 +205,48 @@ def _check_api_key(value: SecretStr) -> SecretStr:
     if _CONTROL_OR_SPACE_RE.search(key):
         # It goes into an Authorization header: a newline there is a header injection.
         raise _fail("must not contain whitespace or control characters")
+    return value
+
+
+def _check_webhook_secret(value: SecretStr | None) -> SecretStr | None:
+    if value is None:
+        return None
+    _check_api_key(value)
+    try:
+        decode_secret(value.get_secret_value())
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    return value
+
+
+def _check_optional_secret(value: SecretStr | None) -> SecretStr | None:
+    return None if value is None else _check_api_key(value)
+
+
+def _check_path_prefix(value: str) -> str:
+    prefix = value.strip()
+    if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", prefix):
+        raise _fail("must be a URL path like /webhooks (letters, digits, '.', '_', '~', '-')")
+    return prefix
+
+
+def _check_max_body(value: int) -> int:
+    # Daily's events are a few KB; below 1 KiB even the smallest would be refused.
+    if not 1024 <= value <= 16 * 1024 * 1024:
+        raise _fail("must be from 1024 to 16777216 bytes")
+    return value
+
+
+def _check_stretch(value: float) -> float:
+    if not 1.0 <= value <= 10.0:
+        raise _fail("must be from 1 (never stretch) to 10")
+    return value
+
+
+def _check_basic_user(value: str | None) -> str | None:
+    if value is not None and (not value or ":" in value or _CONTROL_OR_SPACE_RE.search(value)):
+        # RFC 7617: the user-id cannot hold a colon; whitespace would be a typo.
+        raise _fail("must be non-empty, without ':', whitespace or control characters")
     return value
 
 
@@ -367,12 +411,79 @@ class SelfTelemetrySettings(_Model):
     interval: PositiveDuration = 60.0
 
 
+DEFAULT_WEBHOOK_LISTEN = "127.0.0.1:8090"
+DEFAULT_WEBHOOK_MAX_BODY = 1024 * 1024
+
+
+class WebhookSettings(_Model):
+    """The receiver of Daily's webhooks (`service/webhooks.py`). Off unless the section is
+    there (`enabled: false` keeps it written but off)."""
+
+    enabled: bool = True
+    # Loopback by default, like health.listen: Daily reaches it through a reverse proxy or an
+    # Ingress; 0.0.0.0:8090 in a container.
+    listen: Annotated[str, AfterValidator(_check_listen)] = DEFAULT_WEBHOOK_LISTEN
+    path_prefix: Annotated[str, AfterValidator(_check_path_prefix)] = "/webhooks"
+    # How far X-Webhook-Timestamp may be from this host's clock, either way.
+    timestamp_tolerance: PositiveDuration = 300.0
+    # An event id seen this long ago is answered 200 and not stored again (Daily retries under
+    # the same id for up to 15 minutes).
+    dedupe_window: PositiveDuration = 3600.0
+    max_body_bytes: Annotated[int, AfterValidator(_check_max_body)] = DEFAULT_WEBHOOK_MAX_BODY
+    tls_cert_file: OptionalPath = None
+    tls_key_file: OptionalPath = None
+    basic_auth_user: Annotated[
+        str | None, BeforeValidator(_empty_to_none), AfterValidator(_check_basic_user)
+    ] = None
+    basic_auth_password: Annotated[
+        SecretStr | None,
+        BeforeValidator(_empty_to_none),
+        BeforeValidator(_strip_secret),
+        AfterValidator(_check_optional_secret),
+    ] = None
+    # Where `basic_auth_password` was read from (already read by `parse_settings`).
+    basic_auth_password_file: Path | None = None
+    # While webhooks arrive, the discovery poll (GET /meetings) may run up to this many times
+    # less often; 1 never stretches it. Polling stays the source of truth.
+    discovery_stretch: Annotated[float, AfterValidator(_check_stretch)] = 2.0
+
+    @model_validator(mode="after")
+    def _pairs(self) -> WebhookSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise _fail("tls_cert_file and tls_key_file must be set together")
+        if (self.basic_auth_user is None) != (self.basic_auth_password is None):
+            raise _fail(
+                "basic_auth_user and basic_auth_password (or basic_auth_password_file) "
+                "must be set together"
+            )
+        return self
+
+    @property
+    def host(self) -> str:
+        return _split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return _split_listen(self.listen)[1]
+
+
 class DomainSettings(_Model):
     name: Annotated[str, AfterValidator(_check_domain_name)]
     api_key: Annotated[SecretStr, BeforeValidator(_strip_secret), AfterValidator(_check_api_key)]
     # Where `api_key` was read from (already read by `parse_settings`); informational.
     api_key_file: Path | None = None
     api_url: Url = DEFAULT_API_URL
+    # The HMAC secret of this domain's Daily webhook (base64, as Daily gives it); None: the
+    # receiver does not serve this domain.
+    webhook_secret: Annotated[
+        SecretStr | None,
+        BeforeValidator(_empty_to_none),
+        BeforeValidator(_strip_secret),
+        AfterValidator(_check_webhook_secret),
+    ] = None
+    # Where `webhook_secret` was read from (already read by `parse_settings`), and where
+    # `webhooks register` writes a new one.
+    webhook_secret_file: Path | None = None
     ca_file: OptionalPath = None
     enabled: bool = True
     poll_interval: PositiveDuration = 15.0
@@ -475,6 +586,8 @@ class Settings(_Model):
     ] = None
     health: HealthSettings = Field(default_factory=HealthSettings)
     self_telemetry: SelfTelemetrySettings = Field(default_factory=SelfTelemetrySettings)
+    # None: no webhook receiver (the default).
+    webhooks: WebhookSettings | None = None
     export: ExportSettings = Field(default_factory=ExportSettings)
     # Uniqueness of names is checked by `parse_settings`, where it can name both entries.
     domains: Annotated[list[DomainSettings], Field(min_length=1)]
@@ -487,6 +600,24 @@ class Settings(_Model):
                 "config", "{msg}", {"msg": "set state_path or state_url, not both"}
             )
         return self
+
+    @model_validator(mode="after")
+    def _webhooks_served(self) -> Settings:
+        hooks = self.webhooks
+        if hooks is None or not hooks.enabled:
+            return self
+        if not any(d.webhook_secret or d.webhook_secret_file for d in self.domains):
+            raise _fail(
+                "webhooks is enabled but no domain has a webhook_secret or webhook_secret_file"
+            )
+        if self.health.enabled and hooks.port != 0 and self.health.listen == hooks.listen:
+            raise _fail("webhooks.listen must differ from health.listen")
+        return self
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        """True when the webhook receiver runs (the section is there and not disabled)."""
+        return self.webhooks is not None and self.webhooks.enabled
 
     @property
     def backend(self) -> Literal["sqlite", "postgresql"]:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, SecretStr
 
 from daily_otel_bridge.config.dsn import redact_url
 from daily_otel_bridge.config.durations import format_duration
-from daily_otel_bridge.config.model import DomainSettings, Settings
+from daily_otel_bridge.config.model import DomainSettings, Settings, WebhookSettings
 from daily_otel_bridge.core.secrets import MASK as _MASK
 
 __all__ = ["render_effective"]
@@ -35,6 +35,8 @@ _DURATION_FIELDS = frozenset(
         "staleness",
         "interval",
         "lease_duration",
+        "timestamp_tolerance",
+        "dedupe_window",
     }
 )
 
@@ -54,6 +56,9 @@ def _render(value: Any, field: str | None = None) -> Any:
         if isinstance(value, DomainSettings):
             # Mirror the input: one of the two, never both.
             out.pop("api_key_file" if value.api_key_file is None else "api_key")
+            _one_of(out, "webhook_secret", "webhook_secret_file")
+        if isinstance(value, WebhookSettings):
+            _one_of(out, "basic_auth_password", "basic_auth_password_file")
         if isinstance(value, Settings):
             # One state store is in use; showing the other's default would only mislead.
             out.pop("state_path" if value.state_url is not None else "state_url")
@@ -67,6 +72,18 @@ def _render(value: Any, field: str | None = None) -> Any:
     if field in _DURATION_FIELDS and isinstance(value, float):
         return format_duration(value)
     return value
+
+
+def _one_of(out: dict[str, Any], key: str, file_key: str) -> None:
+    """An optional secret as the input had it: from its file (the path shown), given inline
+    (masked), or not at all (neither key shown)."""
+    if out.get(file_key) is not None:
+        out.pop(key, None)
+    elif out.get(key) is not None:
+        out.pop(file_key, None)
+    else:
+        out.pop(key, None)
+        out.pop(file_key, None)
 
 
 def render_effective(settings: Settings) -> str:
