@@ -146,11 +146,16 @@ from .app import SIM_KEY, create_app
 from .cli import _config_from_args, _parser, add_churn_arguments, churn_kwargs, main
 from .config import Clock, SimulatorConfig
 from .core import Simulator
+from .planted import PLANTED_SECRETS
 from .runner import RunningSimulator, SimulatorThread, start_simulator
+from .signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_webhook, signed_headers
 from .stats import RequestLog
 
 __all__ = [
+    "PLANTED_SECRETS",
+    "SIGNATURE_HEADER",
     "SIM_KEY",
+    "TIMESTAMP_HEADER",
     "Clock",
     "RequestLog",
     "RunningSimulator",
@@ -163,5 +168,7 @@ __all__ = [
     "churn_kwargs",
     "create_app",
     "main",
+    "sign_webhook",
+    "signed_headers",
     "start_simulator",
 ]

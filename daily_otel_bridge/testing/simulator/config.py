@@ -57,6 +57,16 @@ class SimulatorConfig:
     error_429_ratio: float = 0.0
     error_5xx_ratio: float = 0.0
     error_retry_after_ratio: float = 0.5
+    # Presence, API logs and webhooks (issues 16 and 17): additive, nothing above changes.
+    presence_lag: float = 15.0
+    api_log_history: int = 30
+    webhook_log_history: int = 12
+    api_logs_max_limit: int = 100
+    webhook_timeout: float = 5.0
+    webhook_backoff: float = 60.0
+    webhook_max_attempts: int = 5
+    webhook_failure_threshold: int = 3
+    webhook_tick: float = 0.25
 
     def __post_init__(self) -> None:
         if not self.domains:
@@ -96,5 +106,13 @@ class SimulatorConfig:
             raise ValueError("need 0 < churn_min_duration <= churn_max_duration")
         if self.churn_rate <= 0 or self.churn_late_records < 0 or self.churn_late_delay < 0:
             raise ValueError("churn_rate must be > 0, churn_late_records and churn_late_delay >= 0")
+        if self.presence_lag < 0 or self.api_log_history < 0 or self.webhook_log_history < 0:
+            raise ValueError("presence_lag, api_log_history and webhook_log_history must be >= 0")
+        if self.api_logs_max_limit < 1 or self.webhook_max_attempts < 1:
+            raise ValueError("api_logs_max_limit and webhook_max_attempts must be >= 1")
+        if self.webhook_failure_threshold < 1:
+            raise ValueError("webhook_failure_threshold must be >= 1")
+        if min(self.webhook_timeout, self.webhook_backoff, self.webhook_tick) <= 0:
+            raise ValueError("webhook_timeout, webhook_backoff and webhook_tick must be > 0")
         if not 0.0 <= self.churn_late_ratio <= 1.0:
             raise ValueError(f"churn_late_ratio must be within [0, 1], got {self.churn_late_ratio}")

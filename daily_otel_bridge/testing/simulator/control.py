@@ -138,3 +138,13 @@ async def handle_faults(sim: Simulator, request: web.Request) -> web.Response:
     except (ValueError, TypeError) as exc:
         raise web.HTTPBadRequest(text=str(exc)) from exc
     return web.json_response(sim.faults.as_json())
+
+
+async def handle_webhooks(sim: Simulator, request: web.Request) -> web.Response:
+    """Every hook's counters and state, and the last deliveries (``?since=N`` from the N-th)."""
+    try:
+        since = int(request.query.get("since", "0"))
+    except ValueError:
+        raise web.HTTPBadRequest(text="since must be an integer") from None
+    deliveries = list(sim.webhooks.deliveries)[max(0, since) :]
+    return web.json_response({**sim.webhooks.stats(), "deliveries": deliveries})

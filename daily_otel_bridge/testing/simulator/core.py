@@ -16,7 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
+from .api_logs import ApiLogBook
 from .config import Clock, SimulatorConfig
+from .delivery import Webhooks
 from .errors import ApiError, error_type
 from .faults import Faults
 from .limits import Limits
@@ -57,6 +59,14 @@ class Simulator:
         self.domain_stats: dict[str, DomainStats] = {d: DomainStats() for d in config.domains}
         self.world = World(config, self.base_time, self.live_start)
         self.store = RecordStore(config, self.world)
+        self.api_logs: dict[str, ApiLogBook] = {}
+        for domain in config.domains:
+            book = ApiLogBook(config.seed, domain, config.rooms)
+            end_ms = math.floor(self.base_time * 1000)
+            start_ms = end_ms - math.floor(config.history * 1000)
+            book.seed_history(start_ms, end_ms, config.api_log_history, config.webhook_log_history)
+            self.api_logs[domain] = book
+        self.webhooks = Webhooks(config, self.world, self.api_logs, self.now)
 
     # -- clock -------------------------------------------------------------------------
 
@@ -122,6 +132,26 @@ class Simulator:
         """Apply one ``POST /_sim/faults`` body (see the package docstring)."""
         self.faults.apply(body)
 
+    def log_call(
+        self, domain: str, request: web.Request, status: int, body: object, answer: object
+    ) -> None:
+        """Log one REST call that changed something in the domain's API log (``source=api``).
+
+        Only calls that change state are logged (POST, DELETE): logging reads too would make
+        every read of ``/logs/api`` add an entry to it (not documented either way).
+        """
+        peer = request.remote or "127.0.0.1"
+        self.api_logs[domain].add(
+            math.floor(self.now() * 1000),
+            "api",
+            request.method,
+            request.path,
+            status,
+            body,
+            answer,
+            peer,
+        )
+
     def _answer_delay(self) -> float:
         return self.limits.answer_delay()
 
@@ -153,7 +183,7 @@ class Simulator:
         handler: Handler,
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def wrapped(request: web.Request) -> web.Response:
-            self.requests[endpoint] += 1
+            self.requests[endpoint] = self.requests.get(endpoint, 0) + 1
             arrived = time.time()
             domain = self._domain_of(request)
             stats = self.domain_stats[domain] if domain is not None else None

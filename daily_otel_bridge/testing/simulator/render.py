@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .model import Meeting
+from .model import Meeting, Participant
 from .records import MetricSamples, Records
 from .vocabulary import MESSAGES, TWO64, UPLOAD_DELAY_MS, iso_ms, mix64
 
@@ -85,6 +85,18 @@ def render_metric(meeting: Meeting, samples: MetricSamples, i: int) -> dict[str,
     }
 
 
+def participant_json(p: Participant, now: float) -> dict[str, Any]:
+    """One participant as ``/meetings`` and ``/meetings/{id}/participants`` list it."""
+    leave = p.leave_time if p.leave_time is not None else int(now)
+    return {
+        "user_id": p.user_id,
+        "participant_id": p.participant_id,
+        "user_name": p.user_name,
+        "join_time": p.join_time,
+        "duration": max(0, min(leave, int(now)) - p.join_time),
+    }
+
+
 def render_meeting(m: Meeting, now: float, with_participants: bool) -> dict[str, Any]:
     is_ongoing = m.ongoing(now)
     end = int(now) if is_ongoing or m.end_time is None else m.end_time
@@ -97,19 +109,8 @@ def render_meeting(m: Meeting, now: float, with_participants: bool) -> dict[str,
         "max_participants": len(m.participants),
     }
     if with_participants:
-        parts = []
-        for p in m.participants:
-            if p.join_time > now:
-                continue
-            leave = p.leave_time if p.leave_time is not None else int(now)
-            parts.append(
-                {
-                    "user_id": p.user_id,
-                    "participant_id": p.participant_id,
-                    "user_name": p.user_name,
-                    "join_time": p.join_time,
-                    "duration": max(0, min(leave, int(now)) - p.join_time),
-                }
-            )
-        out["participants"] = parts
+        # Listed once joined (in generation order), as Daily lists them.
+        out["participants"] = [
+            participant_json(p, now) for p in m.participants if p.join_time <= now
+        ]
     return out
