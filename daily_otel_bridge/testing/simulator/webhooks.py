@@ -15,6 +15,7 @@ empty or absent ``eventTypes`` subscribes to every event, unknown event types ar
 from __future__ import annotations
 
 import base64
+import ipaddress
 import math
 import os
 import random
@@ -120,6 +121,15 @@ def new_hmac() -> str:
     return base64.b64encode(os.urandom(32)).decode()
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _bad(info: str) -> ApiError:
     return ApiError(400, "invalid-request-error", info)
 
@@ -140,6 +150,10 @@ def validate_settings(body: Any, creating: bool) -> dict[str, Any]:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise _bad("url must be an http(s) URL")
+        if not _loopback(parts.hostname):
+            # Not Daily's rule: the simulator's own, so that nothing it sends leaves the
+            # machine (a fuzzer posting random URLs included).
+            raise _bad("the simulator delivers to loopback URLs only (127.0.0.1, ::1, localhost)")
         out["url"] = url
     if body.get("hmac") is not None:
         secret = body["hmac"]

@@ -62,6 +62,10 @@ def test_sign_webhook_rejects_a_secret_that_is_not_base64() -> None:
     [
         ({}, True, "url is required"),
         ({"url": "ftp://127.0.0.1/x"}, True, "http"),
+        ({"url": "https://hooks.invalid/daily"}, True, "loopback"),
+        ({"url": "http://10.0.0.1/x"}, True, "loopback"),
+        ({"url": "http://[::1]:8080/x"}, True, None),
+        ({"url": "http://localhost/x"}, True, None),
         ({"url": "http://127.0.0.1/x", "retryType": "never"}, True, "retryType"),
         ({"url": "http://127.0.0.1/x", "eventTypes": ["meeting.exploded"]}, True, "unknown event"),
         ({"url": "http://127.0.0.1/x", "hmac": "%%%"}, True, "hmac"),
