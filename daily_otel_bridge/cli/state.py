@@ -28,7 +28,7 @@ from daily_otel_bridge.state.base import (
     StateAdmin,
     StateError,
 )
-from daily_otel_bridge.state.sqlite import SqliteCursorStore, SqliteStateStore
+from daily_otel_bridge.state.factory import copy_sqlite_into_postgres, open_store
 
 EXIT_OK = 0
 EXIT_DECLINED = 1
@@ -112,23 +112,6 @@ def show_replicas(replicas: list[ReplicaInfo]) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-async def open_admin(settings: Settings, *, writing: bool) -> StateAdmin:
-    """The store of `settings` for a state command. SQLite: `writing` takes the exclusive
-    lock (a reset behind a running daemon's back would be overwritten by its next commit);
-    reading does not, so `state show` works next to the daemon."""
-    if settings.state_url is None:
-        sync = SqliteCursorStore(settings.state_path, lock=writing, create=writing)
-        return SqliteStateStore(sync)
-    from daily_otel_bridge.state.postgres import PostgresStateStore
-
-    return await PostgresStateStore.open(
-        settings.state_url.get_secret_value(),
-        min_size=1,
-        max_size=1,
-        application_name="daily-otel-bridge-state",
-    )
-
-
 async def _known_domain(settings: Settings, store: StateAdmin, domain: str | None) -> None:
     if domain is None:
         return
@@ -188,23 +171,11 @@ async def _reset(store: StateAdmin, args: argparse.Namespace) -> int:
 async def _migrate(settings: Settings, source: Path) -> int:
     if settings.state_url is None:
         raise UsageError("state migrate copies into PostgreSQL: set state_url in the config")
-    from daily_otel_bridge.state.postgres import PostgresStateStore
-
-    # The lock: a daemon still writing the SQLite file would make the copy stale at once.
-    sqlite = SqliteCursorStore(source, lock=True, create=False)
-    try:
-        rows = sqlite.export_rows()
-        store = await PostgresStateStore.open(settings.state_url.get_secret_value(), max_size=1)
-        try:
-            counts = await store.import_rows(rows)
-        finally:
-            await store.close()
-    finally:
-        sqlite.close()
+    counts, target = await copy_sqlite_into_postgres(settings, source)
     sys.stdout.write(
         f"copied {counts['domains']} domain(s), {counts['sessions']} session cursor(s), "
         f"{counts['delivered']} delivered identities and {counts['dead_letters']} dead "
-        f"letter(s) from {source} to {store.target}\n"
+        f"letter(s) from {source} to {target}\n"
     )
     return EXIT_OK
 
@@ -212,7 +183,7 @@ async def _migrate(settings: Settings, source: Path) -> int:
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     if args.state_command == "migrate":
         return await _migrate(settings, args.source)
-    store = await open_admin(settings, writing=args.state_command == "reset")
+    store = await open_store(settings, writing=args.state_command == "reset")
     try:
         await _known_domain(settings, store, args.domain)
         if args.state_command == "show":

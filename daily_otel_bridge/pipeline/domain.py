@@ -39,11 +39,7 @@ from daily_otel_bridge.pipeline.scheduler import SessionScheduler
 from daily_otel_bridge.pipeline.sessions import SessionTable, room_selected
 from daily_otel_bridge.sources import REGISTRY, Registry, Source
 from daily_otel_bridge.state.base import CursorStore
-from daily_otel_bridge.state.sqlite import SqliteCursorStore, SqliteStateStore
-
-
-def as_cursor_store(store: CursorStore | SqliteCursorStore) -> CursorStore:
-    return SqliteStateStore(store) if isinstance(store, SqliteCursorStore) else store
+from daily_otel_bridge.state.sqlite import as_cursor_store
 
 
 class DomainPipeline:
@@ -55,7 +51,7 @@ class DomainPipeline:
         *,
         client: DailyClient,
         exporter: ExportSink,
-        store: CursorStore | SqliteCursorStore,
+        store: CursorStore,
         metrics: BridgeMetrics,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -239,7 +235,7 @@ class DomainPipeline:
 def build_pipeline(
     domain: DomainSettings,
     *,
-    store: CursorStore | SqliteCursorStore,
+    store: CursorStore,
     metrics: BridgeMetrics,
     persist: bool = True,
     user_agent: str | None = None,
