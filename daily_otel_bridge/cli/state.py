@@ -112,6 +112,24 @@ def show_replicas(replicas: list[ReplicaInfo]) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+async def show_inbox(store: StateAdmin, names: list[str], now: float) -> str:
+    """The webhook events waiting per domain (nothing when none wait)."""
+    lines = []
+    for name in names:
+        count, oldest = await store.inbox_stats(name)
+        if count:
+            age = "" if oldest is None else f", the oldest received {now - oldest:.0f}s ago"
+            lines.append(f"inbox {name}: {count} webhook event(s) waiting{age}\n")
+    return "".join(lines)
+
+
+async def _domain_names(settings: Settings, store: StateAdmin, domain: str | None) -> list[str]:
+    """`domain`, or every domain of the config or the store."""
+    if domain is not None:
+        return [domain]
+    return sorted({d.name for d in settings.domains} | set(await store.domains()))
+
+
 async def _known_domain(settings: Settings, store: StateAdmin, domain: str | None) -> None:
     if domain is None:
         return
@@ -150,6 +168,12 @@ async def _reset(store: StateAdmin, args: argparse.Namespace) -> int:
             sys.stderr.write("refusing to reset without a terminal to confirm; add --yes\n")
             return EXIT_USAGE
         prompt = f"Forget the cursors of {what}? Its records will be sent again. [y/N] "
+        if args.session is None:
+            # Events still waiting in the inbox are gone with it: say so.
+            prompt = (
+                f"Forget the cursors, source positions and webhook inbox of {what}? Its "
+                "records will be sent again, its waiting webhook events dropped. [y/N] "
+            )
         answer = await asyncio.to_thread(input, prompt)
         if answer.strip().lower() not in ("y", "yes"):
             sys.stderr.write("nothing changed\n")
@@ -177,6 +201,11 @@ async def _migrate(settings: Settings, source: Path) -> int:
         f"{counts['delivered']} delivered identities and {counts['dead_letters']} dead "
         f"letter(s) from {source} to {target}\n"
     )
+    if counts["positions"] or counts["inbox"]:
+        sys.stdout.write(
+            f"and {counts['positions']} source position(s), {counts['inbox']} webhook "
+            "event(s) (waiting, or remembered against repeats)\n"
+        )
     return EXIT_OK
 
 
@@ -188,13 +217,12 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
         await _known_domain(settings, store, args.domain)
         if args.state_command == "show":
             rows = await store.session_rows(args.domain)
+            names = await _domain_names(settings, store, args.domain)
             if settings.state_url is not None:
-                names = sorted({d.name for d in settings.domains} | set(await store.domains()))
-                if args.domain is not None:
-                    names = [args.domain]
                 sys.stdout.write(show_replicas(await store.replicas()))
                 sys.stdout.write(show_owners(names, await store.leases()))
             sys.stdout.write(show(rows, time.time()))
+            sys.stdout.write(await show_inbox(store, names, time.time()))
             sys.stdout.write(show_lags(settings, args.domain))
             return EXIT_OK
         if args.state_command == "dead-letters":

@@ -128,14 +128,18 @@ class PostgresStateStore:
         url: str,
         *,
         fence: Fence | None = None,
-        min_size: int = 1,
+        min_size: int = 4,
         max_size: int = 4,
         connect_timeout: float = 10.0,
         migrate: bool = True,
         application_name: str = "daily-otel-bridge",
         idle_transaction_timeout: float | None = None,
     ) -> PostgresStateStore:
-        """`idle_transaction_timeout`: PostgreSQL ends a transaction of ours left idle this
+        """`min_size`: connections opened at once and kept. As many as `max_size` by
+        default: a webhook accepted while the pipeline commits gets a connection at once
+        instead of waiting for a new one (tens of milliseconds, the accept's whole budget).
+
+        `idle_transaction_timeout`: PostgreSQL ends a transaction of ours left idle this
         long. A replica frozen (SIGSTOP, VM pause) inside a fenced commit holds its lease
         row's lock; without this, a peer's claim of the expired lease would wait on that
         lock until the frozen process wakes, however long that is."""
