@@ -58,7 +58,8 @@ POSTGRES = Dialect.POSTGRES
 @cache
 def render(template: str, dialect: Dialect) -> str:
     """`template` in `dialect`: its `{word}`s filled in, its `?` turned into the driver's
-    placeholder (psycopg's `%s`, after doubling any literal `%`)."""
+    placeholder (psycopg's `%s`, after doubling any literal `%`). Every `?` of a template
+    is a placeholder: none stands in a literal."""
     text = template.format_map({name: dialect.word(name) for name in _WORDS})
     param = dialect.word("param")
     return text if param == "?" else text.replace("%", "%%").replace("?", param)
