@@ -312,7 +312,7 @@ class PostgresStateStore:
         if self._prune.due(domain, received_at):
             steps.append(sql.Step(sql.INBOX_PRUNE, [(domain, False, received_at - dedupe_window)]))
         try:
-            return await self._retrying(lambda conn: _run(conn, steps)) > 0
+            return await self._retrying(lambda conn: _run(conn, steps), "cannot write") > 0
         except (UnicodeEncodeError, ValueError) as exc:
             raise StateError(f"cannot write the state store at {self.target}: {exc}") from None
 
@@ -389,7 +389,9 @@ class PostgresStateStore:
     # -- reads for the state commands -----------------------------------------------------
 
     async def _retrying(
-        self, work: Callable[[psycopg.AsyncConnection[TupleRow]], Awaitable[T]]
+        self,
+        work: Callable[[psycopg.AsyncConnection[TupleRow]], Awaitable[T]],
+        what: str = "cannot read",
     ) -> T:
         """`work` (a read, or a write that may be repeated) on a pooled connection, tried
         again a few times when the connection breaks (a PostgreSQL restart leaves every
@@ -401,13 +403,11 @@ class PostgresStateStore:
                     return await work(conn)
             except (psycopg.OperationalError, StateError) as exc:
                 if attempt >= len(_RETRY_DELAYS):
-                    raise (
-                        exc if isinstance(exc, StateError) else self.error("cannot read", exc)
-                    ) from None
+                    raise (exc if isinstance(exc, StateError) else self.error(what, exc)) from None
                 await asyncio.sleep(_RETRY_DELAYS[attempt])
                 attempt += 1
             except psycopg.Error as exc:
-                raise self.error("cannot read", exc) from None
+                raise self.error(what, exc) from None
 
     async def _fetchone(self, template: str, args: Sequence[object]) -> TupleRow | None:
         async def read(conn: psycopg.AsyncConnection[TupleRow]) -> TupleRow | None:
