@@ -28,7 +28,7 @@ from daily_otel_bridge.state.base import (
     StateAdmin,
     StateError,
 )
-from daily_otel_bridge.state.sqlite import SqliteCursorStore, SqliteStateStore
+from daily_otel_bridge.state.factory import copy_sqlite_into_postgres, open_store
 
 EXIT_OK = 0
 EXIT_DECLINED = 1
@@ -112,21 +112,22 @@ def show_replicas(replicas: list[ReplicaInfo]) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-async def open_admin(settings: Settings, *, writing: bool) -> StateAdmin:
-    """The store of `settings` for a state command. SQLite: `writing` takes the exclusive
-    lock (a reset behind a running daemon's back would be overwritten by its next commit);
-    reading does not, so `state show` works next to the daemon."""
-    if settings.state_url is None:
-        sync = SqliteCursorStore(settings.state_path, lock=writing, create=writing)
-        return SqliteStateStore(sync)
-    from daily_otel_bridge.state.postgres import PostgresStateStore
+async def show_inbox(store: StateAdmin, names: list[str], now: float) -> str:
+    """The webhook events waiting per domain (nothing when none wait)."""
+    lines = []
+    for name in names:
+        count, oldest = await store.inbox_stats(name)
+        if count:
+            age = "" if oldest is None else f", the oldest received {now - oldest:.0f}s ago"
+            lines.append(f"inbox {name}: {count} webhook event(s) waiting{age}\n")
+    return "".join(lines)
 
-    return await PostgresStateStore.open(
-        settings.state_url.get_secret_value(),
-        min_size=1,
-        max_size=1,
-        application_name="daily-otel-bridge-state",
-    )
+
+async def _domain_names(settings: Settings, store: StateAdmin, domain: str | None) -> list[str]:
+    """`domain`, or every domain of the config or the store."""
+    if domain is not None:
+        return [domain]
+    return sorted({d.name for d in settings.domains} | set(await store.domains()))
 
 
 async def _known_domain(settings: Settings, store: StateAdmin, domain: str | None) -> None:
@@ -167,6 +168,12 @@ async def _reset(store: StateAdmin, args: argparse.Namespace) -> int:
             sys.stderr.write("refusing to reset without a terminal to confirm; add --yes\n")
             return EXIT_USAGE
         prompt = f"Forget the cursors of {what}? Its records will be sent again. [y/N] "
+        if args.session is None:
+            # Events still waiting in the inbox are gone with it: say so.
+            prompt = (
+                f"Forget the cursors, source positions and webhook inbox of {what}? Its "
+                "records will be sent again, its waiting webhook events dropped. [y/N] "
+            )
         answer = await asyncio.to_thread(input, prompt)
         if answer.strip().lower() not in ("y", "yes"):
             sys.stderr.write("nothing changed\n")
@@ -188,42 +195,34 @@ async def _reset(store: StateAdmin, args: argparse.Namespace) -> int:
 async def _migrate(settings: Settings, source: Path) -> int:
     if settings.state_url is None:
         raise UsageError("state migrate copies into PostgreSQL: set state_url in the config")
-    from daily_otel_bridge.state.postgres import PostgresStateStore
-
-    # The lock: a daemon still writing the SQLite file would make the copy stale at once.
-    sqlite = SqliteCursorStore(source, lock=True, create=False)
-    try:
-        rows = sqlite.export_rows()
-        store = await PostgresStateStore.open(settings.state_url.get_secret_value(), max_size=1)
-        try:
-            counts = await store.import_rows(rows)
-        finally:
-            await store.close()
-    finally:
-        sqlite.close()
+    counts, target = await copy_sqlite_into_postgres(settings, source)
     sys.stdout.write(
         f"copied {counts['domains']} domain(s), {counts['sessions']} session cursor(s), "
         f"{counts['delivered']} delivered identities and {counts['dead_letters']} dead "
-        f"letter(s) from {source} to {store.target}\n"
+        f"letter(s) from {source} to {target}\n"
     )
+    if counts["positions"] or counts["inbox"]:
+        sys.stdout.write(
+            f"and {counts['positions']} source position(s), {counts['inbox']} webhook "
+            "event(s) (waiting, or remembered against repeats)\n"
+        )
     return EXIT_OK
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     if args.state_command == "migrate":
         return await _migrate(settings, args.source)
-    store = await open_admin(settings, writing=args.state_command == "reset")
+    store = await open_store(settings, writing=args.state_command == "reset")
     try:
         await _known_domain(settings, store, args.domain)
         if args.state_command == "show":
             rows = await store.session_rows(args.domain)
+            names = await _domain_names(settings, store, args.domain)
             if settings.state_url is not None:
-                names = sorted({d.name for d in settings.domains} | set(await store.domains()))
-                if args.domain is not None:
-                    names = [args.domain]
                 sys.stdout.write(show_replicas(await store.replicas()))
                 sys.stdout.write(show_owners(names, await store.leases()))
             sys.stdout.write(show(rows, time.time()))
+            sys.stdout.write(await show_inbox(store, names, time.time()))
             sys.stdout.write(show_lags(settings, args.domain))
             return EXIT_OK
         if args.state_command == "dead-letters":

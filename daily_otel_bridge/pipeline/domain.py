@@ -41,11 +41,7 @@ from daily_otel_bridge.pipeline.scheduler import SessionScheduler
 from daily_otel_bridge.pipeline.sessions import SessionTable, room_selected
 from daily_otel_bridge.sources import REGISTRY, DomainSource, Registry, Source
 from daily_otel_bridge.state.base import CursorStore
-from daily_otel_bridge.state.sqlite import SqliteCursorStore, SqliteStateStore
-
-
-def as_cursor_store(store: CursorStore | SqliteCursorStore) -> CursorStore:
-    return SqliteStateStore(store) if isinstance(store, SqliteCursorStore) else store
+from daily_otel_bridge.state.sqlite import as_cursor_store
 
 
 class DomainPipeline:
@@ -57,7 +53,7 @@ class DomainPipeline:
         *,
         client: DailyClient,
         exporter: ExportSink,
-        store: CursorStore | SqliteCursorStore,
+        store: CursorStore,
         metrics: BridgeMetrics,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -261,7 +257,7 @@ class DomainPipeline:
 def build_pipeline(
     domain: DomainSettings,
     *,
-    store: CursorStore | SqliteCursorStore,
+    store: CursorStore,
     metrics: BridgeMetrics,
     persist: bool = True,
     user_agent: str | None = None,

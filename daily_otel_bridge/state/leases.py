@@ -42,8 +42,7 @@ from psycopg_pool import PoolTimeout
 
 from daily_otel_bridge import __version__
 from daily_otel_bridge.core.ownership import LeaseView, plan
-from daily_otel_bridge.state.base import LeaseLost, StateError
-from daily_otel_bridge.state.postgres import PostgresStateStore
+from daily_otel_bridge.state.base import LeaseLost, LeaseStore, StateError
 
 log = structlog.get_logger("daily_otel_bridge.state.leases")
 
@@ -165,53 +164,37 @@ class DomainTasks:
 
 
 class LeaseMetrics:
+    """The replica's coordination metrics, each labelled with its replica id."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
-        self.owned = Gauge(
-            f"{PREFIX}_domains_owned",
-            "Domains this replica holds the lease of.",
-            ["replica"],
-            registry=r,
+
+        def gauge(name: str, doc: str) -> Gauge:
+            return Gauge(f"{PREFIX}_{name}", doc, ["replica"], registry=r)
+
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(f"{PREFIX}_{name}", doc, ["replica", *labels], registry=r)
+
+        self.owned = gauge("domains_owned", "Domains this replica holds the lease of.")
+        self.live_replicas = gauge(
+            "replicas_live", "Replicas with a fresh heartbeat, as last seen."
         )
-        self.live_replicas = Gauge(
-            f"{PREFIX}_replicas_live",
-            "Replicas with a fresh heartbeat, as last seen.",
-            ["replica"],
-            registry=r,
-        )
-        self.reachable = Gauge(
-            f"{PREFIX}_state_store_reachable",
+        self.reachable = gauge(
+            "state_store_reachable",
             "1 while the last coordination round trip to PostgreSQL succeeded.",
-            ["replica"],
-            registry=r,
         )
-        self.renewals = Counter(
-            f"{PREFIX}_lease_renewals",
-            "Successful lease renewals (one per domain).",
-            ["replica"],
-            registry=r,
-        )
-        self.acquisitions = Counter(
-            f"{PREFIX}_lease_acquisitions", "Leases claimed.", ["replica"], registry=r
-        )
-        self.releases = Counter(
-            f"{PREFIX}_lease_releases",
-            "Leases given back (rebalance, shutdown).",
-            ["replica"],
-            registry=r,
-        )
-        self.losses = Counter(
-            f"{PREFIX}_lease_losses",
+        self.renewals = counter("lease_renewals", "Successful lease renewals (one per domain).")
+        self.acquisitions = counter("lease_acquisitions", "Leases claimed.")
+        self.releases = counter("lease_releases", "Leases given back (rebalance, shutdown).")
+        self.losses = counter(
+            "lease_losses",
             "Leases lost: deadline (not renewed in time), taken (found taken over at "
             "renewal), fenced (a commit found it gone).",
-            ["replica", "reason"],
-            registry=r,
+            "reason",
         )
-        self.queries = Counter(
-            f"{PREFIX}_coordination_queries",
+        self.queries = counter(
+            "coordination_queries",
             "Statements sent to PostgreSQL for heartbeats and leases (not cursor commits).",
-            ["replica"],
-            registry=r,
         )
 
 
@@ -240,7 +223,7 @@ class LeaseManager:
 
     def __init__(
         self,
-        store: PostgresStateStore,
+        store: LeaseStore,
         replica_id: str,
         domains: Collection[str],
         lease_duration: float,

@@ -9,10 +9,20 @@ its cursors were written, and right after they were.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Unpack
 
 from daily_otel_bridge.core.cursor import NS_PER_MS, SessionCursor
-from daily_otel_bridge.state.base import CursorUpdate, DeadLetter, DomainState
+from daily_otel_bridge.state import base
+from daily_otel_bridge.state.base import Commit, DeadLetter, DomainState, EventBody, InboxEvent
+from daily_otel_bridge.state.sql import storable
+
+
+@dataclass(slots=True)
+class _Accepted:
+    event: InboxEvent
+    pending: bool
 
 
 class MemoryCursorStore:
@@ -21,6 +31,9 @@ class MemoryCursorStore:
         # (domain, stream) -> session id -> cursor, `seen` holding the delivered identities
         self.cursors: dict[tuple[str, str], dict[str, SessionCursor]] = {}
         self.dead_letters: dict[tuple[str, str, str, str], DeadLetter] = {}
+        self.positions: dict[str, dict[str, str]] = {}  # domain -> stream -> position
+        # domain -> event id -> the event, pending or exported (remembered for de-duplication)
+        self.inbox: dict[str, dict[str, _Accepted]] = {}
         self.commits = 0
         self.before_commit: Callable[[], None] | None = None
         self.after_commit: Callable[[], None] | None = None
@@ -31,18 +44,25 @@ class MemoryCursorStore:
     async def load_cursors(self, domain: str, stream: str) -> dict[str, SessionCursor]:
         return copy.deepcopy(self.cursors.get((domain, stream), {}))
 
+    async def load_positions(self, domain: str) -> dict[str, str]:
+        return dict(self.positions.get(domain, {}))
+
     async def commit(
-        self,
-        domain: str,
-        changes: Mapping[str, Sequence[CursorUpdate]],
-        *,
-        discovered_until_ms: int | None = None,
+        self, domain: str, changes: base.Changes, **options: Unpack[base.CommitOptions]
     ) -> None:
         if self.before_commit is not None:
             self.before_commit()
-        if discovered_until_ms is not None:
+        commit = Commit.of(domain, changes, options)
+        if commit.discovered_until_ms is not None:
             floor = self.domains[domain].floor_ms
-            self.domains[domain] = DomainState(floor, discovered_until_ms)
+            self.domains[domain] = DomainState(floor, commit.discovered_until_ms)
+        self.positions.setdefault(domain, {}).update(
+            {stream: storable(p) for stream, p in commit.positions.items()}
+        )
+        inbox = self.inbox.get(domain, {})
+        for event_id in map(storable, commit.inbox_done):
+            if event_id in inbox:
+                inbox[event_id].pending = False
         for stream, updates in changes.items():
             table = self.cursors.setdefault((domain, stream), {})
             for update in updates:
@@ -85,6 +105,26 @@ class MemoryCursorStore:
             return False
         self.dead_letters[key] = letter
         return True
+
+    async def inbox_add(
+        self, domain: str, event_id: str, body: EventBody, received_at: float, dedupe_window: float
+    ) -> bool:
+        inbox = self.inbox.setdefault(domain, {})
+        event_id = storable(event_id)
+        known = inbox.get(event_id)
+        if known is not None and known.event.received_at > received_at - dedupe_window:
+            return False
+        data = body if isinstance(body, bytes) else storable(body).encode("utf-8")
+        inbox[event_id] = _Accepted(InboxEvent(event_id, data, received_at), pending=True)
+        return True
+
+    async def inbox_pending(self, domain: str, limit: int) -> list[InboxEvent]:
+        pending = [a.event for a in self.inbox.get(domain, {}).values() if a.pending]
+        return sorted(pending, key=lambda e: (e.received_at, e.event_id))[:limit]
+
+    async def inbox_stats(self, domain: str) -> tuple[int, float | None]:
+        times = [a.event.received_at for a in self.inbox.get(domain, {}).values() if a.pending]
+        return len(times), min(times, default=None)
 
     async def close(self) -> None:
         return None

@@ -26,7 +26,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar, Unpack
 from urllib.parse import unquote
 
 import psycopg
@@ -34,67 +34,30 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from daily_otel_bridge.config.dsn import describe_target, password_of, redact_url
-from daily_otel_bridge.core.cursor import NS_PER_MS, SessionCursor
+from daily_otel_bridge.core.cursor import SessionCursor
+from daily_otel_bridge.state import sql
 from daily_otel_bridge.state.base import (
-    CursorUpdate,
+    Changes,
+    Commit,
+    CommitOptions,
     DeadLetter,
     DomainState,
+    EventBody,
+    Fence,
+    InboxEvent,
     LeaseInfo,
     LeaseLost,
     ReplicaInfo,
     SessionRow,
     StateError,
 )
-from daily_otel_bridge.state.sqlite import EXPORT_COLUMNS
 
 # Arbitrary, fixed: the advisory lock every replica takes while migrating ("dob-mig").
 MIGRATION_LOCK_KEY = 0x646F_622D_6D69_67
 
 # Each migration runs once, in its own transaction, under the advisory lock; never edit one
 # that has shipped, add the next instead.
-MIGRATIONS: tuple[tuple[int, str, str], ...] = (
-    (
-        1,
-        "cursors, delivered identities, dead letters, leases, replicas",
-        """
-CREATE TABLE domains (
-    domain TEXT PRIMARY KEY,
-    floor_ms BIGINT NOT NULL,
-    discovered_until_ms BIGINT,
-    updated_at DOUBLE PRECISION NOT NULL
-);
-CREATE TABLE sessions (
-    domain TEXT NOT NULL,
-    stream TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    room TEXT NOT NULL,
-    start_floor_ms BIGINT NOT NULL,
-    watermark_ns BIGINT,
-    drained_until_ms BIGINT,
-    ended_at_ms BIGINT,
-    retired BOOLEAN NOT NULL DEFAULT FALSE,
-    updated_at DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (domain, stream, session_id)
-);
-CREATE TABLE delivered (
-    domain TEXT NOT NULL,
-    stream TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    uid TEXT NOT NULL,
-    time_ns BIGINT NOT NULL,
-    PRIMARY KEY (domain, stream, session_id, uid)
-);
-CREATE TABLE dead_letters (
-    id BIGSERIAL PRIMARY KEY,
-    domain TEXT NOT NULL,
-    stream TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    uid TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    raw TEXT NOT NULL,
-    created_at DOUBLE PRECISION NOT NULL,
-    UNIQUE (domain, stream, session_id, uid)
-);
+_LEASE_TABLES = """
 CREATE TABLE leases (
     domain TEXT PRIMARY KEY,
     owner TEXT,
@@ -111,8 +74,18 @@ CREATE TABLE replicas (
     expires_at TIMESTAMPTZ NOT NULL,
     version TEXT NOT NULL
 );
-""",
+"""
+
+# Each migration runs once, in its own transaction, under the advisory lock; never edit one
+# that has shipped, add the next instead. The tables both backends have come from
+# `state.sql` (the same text as SQLite's); leases and replicas are PostgreSQL's own.
+MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+    (
+        1,
+        "cursors, delivered identities, dead letters, leases, replicas",
+        sql.render(sql.TABLES_V1, sql.POSTGRES) + _LEASE_TABLES,
     ),
+    (2, "source positions, webhook inbox", sql.render(sql.TABLES_V2, sql.POSTGRES)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -130,22 +103,6 @@ T = TypeVar("T")
 _RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 1.0, 2.0)
 
 
-class Fence(Protocol):
-    """Who says whether this replica may write a domain: the `LeaseManager`."""
-
-    @property
-    def replica_id(self) -> str: ...
-
-    def epoch_of(self, domain: str) -> int | None:
-        """The epoch of this replica's lease on `domain`, or None when it holds none (or
-        its local deadline has passed)."""
-        ...
-
-    def fenced_out(self, domain: str, reason: str) -> None:
-        """A fenced write found the lease gone: stop treating `domain` as owned."""
-        ...
-
-
 class PostgresStateStore:
     """The `CursorStore` of several replicas (async); also the admin API of `state` commands.
 
@@ -161,6 +118,7 @@ class PostgresStateStore:
         self._secret = password_of(url) or ""
         self.target = describe_target(url)
         self.fence: Fence | None = None
+        self._prune = sql.PruneClock()
 
     # -- opening --------------------------------------------------------------------------
 
@@ -170,14 +128,18 @@ class PostgresStateStore:
         url: str,
         *,
         fence: Fence | None = None,
-        min_size: int = 1,
+        min_size: int = 4,
         max_size: int = 4,
         connect_timeout: float = 10.0,
         migrate: bool = True,
         application_name: str = "daily-otel-bridge",
         idle_transaction_timeout: float | None = None,
     ) -> PostgresStateStore:
-        """`idle_transaction_timeout`: PostgreSQL ends a transaction of ours left idle this
+        """`min_size`: connections opened at once and kept. As many as `max_size` by
+        default: a webhook accepted while the pipeline commits gets a connection at once
+        instead of waiting for a new one (tens of milliseconds, the accept's whole budget).
+
+        `idle_transaction_timeout`: PostgreSQL ends a transaction of ours left idle this
         long. A replica frozen (SIGSTOP, VM pause) inside a fenced commit holds its lease
         row's lock; without this, a peer's claim of the expired lease would wait on that
         lock until the frozen process wakes, however long that is."""
@@ -288,179 +250,78 @@ class PostgresStateStore:
     # -- the CursorStore protocol ---------------------------------------------------------
 
     async def load_domain(self, domain: str, default_floor_ms: int) -> DomainState:
+        row = await self._fetchone(sql.SELECT_DOMAIN, (domain,))
+        if row is not None:
+            return sql.domain_state(row)
+
         async def write(conn: psycopg.AsyncConnection[TupleRow]) -> DomainState:
-            await conn.execute(
-                "INSERT INTO domains (domain, floor_ms, discovered_until_ms, updated_at)"
-                " VALUES (%s, %s, NULL, %s) ON CONFLICT (domain) DO NOTHING",
-                (domain, default_floor_ms, time.time()),
-            )
-            cur = await conn.execute(
-                "SELECT floor_ms, discovered_until_ms FROM domains WHERE domain=%s", (domain,)
-            )
+            await conn.execute(_pg(sql.INSERT_DOMAIN), (domain, default_floor_ms, time.time()))
+            cur = await conn.execute(_pg(sql.SELECT_DOMAIN), (domain,))
             row = await cur.fetchone()
             assert row is not None
-            return DomainState(floor_ms=int(row[0]), discovered_until_ms=_opt_int(row[1]))
+            return sql.domain_state(row)
 
-        row = await self._fetchone(
-            "SELECT floor_ms, discovered_until_ms FROM domains WHERE domain=%s", (domain,)
-        )
-        if row is not None:
-            return DomainState(floor_ms=int(row[0]), discovered_until_ms=_opt_int(row[1]))
         return await self._fenced_write(domain, write)
 
     async def load_cursors(self, domain: str, stream: str) -> dict[str, SessionCursor]:
         async def read(conn: psycopg.AsyncConnection[TupleRow]) -> dict[str, SessionCursor]:
-            cursors: dict[str, SessionCursor] = {}
             async with conn.transaction():
                 # One snapshot for both reads, like SQLite's single connection.
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cur = await conn.execute(
-                    "SELECT session_id, room, start_floor_ms, watermark_ns, drained_until_ms,"
-                    " ended_at_ms, retired FROM sessions WHERE domain=%s AND stream=%s",
-                    (domain, stream),
-                )
-                for row in await cur.fetchall():
-                    cursors[row[0]] = SessionCursor(
-                        session_id=row[0],
-                        room=row[1],
-                        start_floor_ms=int(row[2]),
-                        watermark_ns=_opt_int(row[3]),
-                        drained_until_ms=_opt_int(row[4]),
-                        ended_at_ms=_opt_int(row[5]),
-                        retired=bool(row[6]),
-                    )
-                cur = await conn.execute(
-                    "SELECT session_id, uid, time_ns FROM delivered WHERE domain=%s AND stream=%s",
-                    (domain, stream),
-                )
-                for session_id, uid, time_ns in await cur.fetchall():
-                    cursor = cursors.get(session_id)
-                    if cursor is not None:
-                        cursor.seen[uid] = int(time_ns)
-            return cursors
+                sessions = await conn.execute(_pg(sql.SELECT_SESSIONS), (domain, stream))
+                delivered = await conn.execute(_pg(sql.SELECT_DELIVERED), (domain, stream))
+                return sql.cursors_from_rows(await sessions.fetchall(), await delivered.fetchall())
 
-        return await self._read(read)
+        return await self._retrying(read)
 
-    async def commit(
-        self,
-        domain: str,
-        changes: Mapping[str, Sequence[CursorUpdate]],
-        *,
-        discovered_until_ms: int | None = None,
-    ) -> None:
-        """Every session of one acknowledged export (and discovery's watermark) in one
+    async def load_positions(self, domain: str) -> dict[str, str]:
+        return {r[0]: r[1] for r in await self._fetchall(sql.SELECT_POSITIONS, (domain,))}
+
+    async def commit(self, domain: str, changes: Changes, **options: Unpack[CommitOptions]) -> None:
+        """Every session of one acknowledged export, and what `options` name, in one
         transaction, conditional on this replica's lease (see the module docstring)."""
-        now = time.time()
-
-        async def write(conn: psycopg.AsyncConnection[TupleRow]) -> None:
-            if discovered_until_ms is not None:
-                await conn.execute(
-                    "UPDATE domains SET discovered_until_ms=%s, updated_at=%s WHERE domain=%s",
-                    (discovered_until_ms, now, domain),
-                )
-            for stream, updates in changes.items():
-                await self._write_updates(conn, domain, stream, updates, now)
-
-        await self._fenced_write(domain, write)
-
-    async def _write_updates(
-        self,
-        conn: psycopg.AsyncConnection[TupleRow],
-        domain: str,
-        stream: str,
-        updates: Sequence[CursorUpdate],
-        now: float,
-    ) -> None:
-        if not updates:
-            return
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO sessions (domain, stream, session_id, room, start_floor_ms,"
-                " watermark_ns, drained_until_ms, ended_at_ms, retired, updated_at)"
-                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-                " ON CONFLICT (domain, stream, session_id) DO UPDATE SET room=excluded.room,"
-                " watermark_ns=excluded.watermark_ns,"
-                " drained_until_ms=excluded.drained_until_ms,"
-                " ended_at_ms=excluded.ended_at_ms, retired=excluded.retired,"
-                " updated_at=excluded.updated_at",
-                [
-                    (
-                        domain,
-                        stream,
-                        u.cursor.session_id,
-                        u.cursor.room,
-                        u.cursor.start_floor_ms,
-                        u.cursor.watermark_ns,
-                        u.cursor.drained_until_ms,
-                        u.cursor.ended_at_ms,
-                        u.cursor.retired,
-                        now,
-                    )
-                    for u in updates
-                ],
-            )
-            seen = [
-                (domain, stream, u.cursor.session_id, uid, t)
-                for u in updates
-                for uid, t in u.new_seen
-            ]
-            if seen:
-                await cur.executemany(
-                    "INSERT INTO delivered (domain, stream, session_id, uid, time_ns)"
-                    " VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                    seen,
-                )
-            retired = [u.cursor.session_id for u in updates if u.cursor.retired]
-            if retired:
-                await cur.execute(
-                    "DELETE FROM delivered WHERE domain=%s AND stream=%s AND session_id = ANY(%s)",
-                    (domain, stream, retired),
-                )
-            pruned = [
-                (domain, stream, u.cursor.session_id, u.prune_before_ms * NS_PER_MS)
-                for u in updates
-                if not u.cursor.retired and u.prune_before_ms is not None
-            ]
-            if pruned:
-                await cur.executemany(
-                    "DELETE FROM delivered WHERE domain=%s AND stream=%s AND session_id=%s"
-                    " AND time_ns < %s",
-                    pruned,
-                )
+        steps = sql.commit_steps(Commit.of(domain, changes, options), time.time())
+        await self._fenced_write(domain, lambda conn: _run(conn, steps))
 
     async def forget_retired(self, domain: str, stream: str, started_before_floor_ms: int) -> int:
         """Drop rows of retired sessions that discovery can no longer return."""
-
-        async def write(conn: psycopg.AsyncConnection[TupleRow]) -> int:
-            cur = await conn.execute(
-                "DELETE FROM sessions WHERE domain=%s AND stream=%s AND retired"
-                " AND drained_until_ms IS NOT NULL AND drained_until_ms < %s",
-                (domain, stream, started_before_floor_ms),
-            )
-            return cur.rowcount
-
-        return await self._fenced_write(domain, write)
+        step = sql.Step(
+            sql.FORGET_RETIRED, [(domain, stream, True, started_before_floor_ms)], counted=True
+        )
+        return await self._fenced_write(domain, lambda conn: _run(conn, [step]))
 
     async def add_dead_letter(self, letter: DeadLetter) -> bool:
         """Keep a record that could not be shipped; False when it was kept already."""
+        step = sql.Step(sql.INSERT_DEAD_LETTER, [sql.dead_letter_args(letter)], counted=True)
+        return await self._fenced_write(letter.domain, lambda conn: _run(conn, [step])) > 0
 
-        async def write(conn: psycopg.AsyncConnection[TupleRow]) -> bool:
-            cur = await conn.execute(
-                "INSERT INTO dead_letters (domain, stream, session_id, uid, reason, raw,"
-                " created_at) VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                (
-                    letter.domain,
-                    letter.stream,
-                    _storable(letter.session_id),
-                    _storable(letter.uid),
-                    _storable(letter.reason),
-                    _storable(letter.raw),
-                    letter.created_at,
-                ),
+    async def inbox_add(
+        self, domain: str, event_id: str, body: EventBody, received_at: float, dedupe_window: float
+    ) -> bool:
+        """See `CursorStore.inbox_add`: one statement in autocommit, not fenced. Tried again
+        on a broken connection: should the first attempt have committed after all, the
+        second finds it and answers "a repeat", which the receiver answers 200 all the
+        same: the event is stored either way."""
+        steps = [
+            sql.Step(
+                sql.INBOX_ADD,
+                [sql.inbox_add_args(domain, event_id, body, received_at, dedupe_window)],
+                counted=True,
             )
-            return cur.rowcount > 0
+        ]
+        if self._prune.due(domain, received_at):
+            steps.append(sql.Step(sql.INBOX_PRUNE, [(domain, False, received_at - dedupe_window)]))
+        try:
+            return await self._retrying(lambda conn: _run(conn, steps), "cannot write") > 0
+        except (UnicodeEncodeError, ValueError) as exc:
+            raise StateError(f"cannot write the state store at {self.target}: {exc}") from None
 
-        return await self._fenced_write(letter.domain, write)
+    async def inbox_pending(self, domain: str, limit: int) -> list[InboxEvent]:
+        rows = await self._fetchall(sql.INBOX_PENDING, (domain, True, limit))
+        return [sql.inbox_event(r) for r in rows]
+
+    async def inbox_stats(self, domain: str) -> tuple[int, float | None]:
+        return sql.inbox_stats(await self._fetchone(sql.INBOX_STATS, (domain, True)))
 
     async def close(self) -> None:
         await self.pool.close()
@@ -527,78 +388,50 @@ class PostgresStateStore:
 
     # -- reads for the state commands -----------------------------------------------------
 
-    async def _read(self, read: Callable[[psycopg.AsyncConnection[TupleRow]], Awaitable[T]]) -> T:
-        """`read` on a pooled connection, tried again a few times when the connection
-        breaks (a PostgreSQL restart leaves every pooled connection dead)."""
+    async def _retrying(
+        self,
+        work: Callable[[psycopg.AsyncConnection[TupleRow]], Awaitable[T]],
+        what: str = "cannot read",
+    ) -> T:
+        """`work` (a read, or a write that may be repeated) on a pooled connection, tried
+        again a few times when the connection breaks (a PostgreSQL restart leaves every
+        pooled connection dead)."""
         attempt = 0
         while True:
             try:
                 async with self._conn() as conn:
-                    return await read(conn)
+                    return await work(conn)
             except (psycopg.OperationalError, StateError) as exc:
                 if attempt >= len(_RETRY_DELAYS):
-                    raise (
-                        exc if isinstance(exc, StateError) else self.error("cannot read", exc)
-                    ) from None
+                    raise (exc if isinstance(exc, StateError) else self.error(what, exc)) from None
                 await asyncio.sleep(_RETRY_DELAYS[attempt])
                 attempt += 1
             except psycopg.Error as exc:
-                raise self.error("cannot read", exc) from None
+                raise self.error(what, exc) from None
 
-    async def _fetchone(self, sql: str, args: Sequence[object]) -> TupleRow | None:
+    async def _fetchone(self, template: str, args: Sequence[object]) -> TupleRow | None:
         async def read(conn: psycopg.AsyncConnection[TupleRow]) -> TupleRow | None:
-            cur = await conn.execute(sql, args)
+            cur = await conn.execute(_pg(template), args)
             return await cur.fetchone()
 
-        return await self._read(read)
+        return await self._retrying(read)
 
-    async def _fetchall(self, sql: str, args: Sequence[object]) -> list[TupleRow]:
+    async def _fetchall(self, template: str, args: Sequence[object]) -> list[TupleRow]:
         async def read(conn: psycopg.AsyncConnection[TupleRow]) -> list[TupleRow]:
-            cur = await conn.execute(sql, args)
+            cur = await conn.execute(_pg(template), args)
             return await cur.fetchall()
 
-        return await self._read(read)
+        return await self._retrying(read)
 
     async def dead_letters(self, domain: str | None = None, limit: int = 1000) -> list[DeadLetter]:
-        query = "SELECT domain, stream, session_id, uid, reason, raw, created_at FROM dead_letters"
-        args: tuple[object, ...] = ()
-        if domain is not None:
-            query += " WHERE domain=%s"
-            args = (domain,)
-        query += " ORDER BY id LIMIT %s"
-        return [DeadLetter(*row) for row in await self._fetchall(query, (*args, limit))]
+        rows = await self._fetchall(*sql.dead_letters_query(domain, limit))
+        return [sql.dead_letter(r) for r in rows]
 
     async def session_rows(self, domain: str | None = None) -> list[SessionRow]:
-        query = (
-            "SELECT s.domain, s.stream, s.session_id, s.room, s.watermark_ns, s.drained_until_ms,"
-            " s.ended_at_ms, s.retired, (SELECT COUNT(*) FROM delivered d WHERE d.domain=s.domain"
-            " AND d.stream=s.stream AND d.session_id=s.session_id), s.updated_at FROM sessions s"
-        )
-        args: tuple[object, ...] = ()
-        if domain is not None:
-            query += " WHERE s.domain=%s"
-            args = (domain,)
-        # COLLATE "C": the byte order SQLite uses, so both backends list rows alike.
-        query += ' ORDER BY s.domain COLLATE "C", s.stream COLLATE "C", s.session_id COLLATE "C"'
-        return [
-            SessionRow(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                _opt_int(r[4]),
-                _opt_int(r[5]),
-                _opt_int(r[6]),
-                bool(r[7]),
-                int(r[8]),
-                float(r[9]),
-            )
-            for r in await self._fetchall(query, args)
-        ]
+        return [sql.session_row(r) for r in await self._fetchall(*sql.session_rows_query(domain))]
 
     async def domains(self) -> list[str]:
-        rows = await self._fetchall('SELECT domain FROM domains ORDER BY domain COLLATE "C"', ())
-        return [r[0] for r in rows]
+        return [r[0] for r in await self._fetchall(sql.SELECT_DOMAINS, ())]
 
     async def leases(self) -> dict[str, LeaseInfo]:
         rows = await self._fetchall(
@@ -621,10 +454,9 @@ class PostgresStateStore:
         try:
             async with self._conn() as conn, conn.transaction():
                 # Nobody may start writing while the copy is made.
-                await conn.execute(
-                    "LOCK TABLE domains, sessions, delivered, dead_letters IN EXCLUSIVE MODE"
-                )
-                for table in EXPORT_COLUMNS:
+                tables = ", ".join(sql.EXPORT_COLUMNS)
+                await conn.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
+                for table in sql.EXPORT_COLUMNS:
                     cur = await conn.execute(
                         f"SELECT EXISTS (SELECT 1 FROM {table})"  # noqa: S608 - fixed names
                     )
@@ -634,13 +466,13 @@ class PostgresStateStore:
                             f"the PostgreSQL state store at {self.target} already holds state "
                             f"({table}); migrate into an empty database"
                         )
-                for table, columns in EXPORT_COLUMNS.items():
+                for table, columns in sql.EXPORT_COLUMNS.items():
                     data = rows.get(table, [])
                     async with conn.cursor().copy(
                         f"COPY {table} ({', '.join(columns)}) FROM STDIN"
                     ) as copy:
                         for item in data:
-                            await copy.write_row(_importable(table, item))
+                            await copy.write_row(sql.importable(table, item))
                     counts[table] = len(data)
         except psycopg.Error as exc:
             raise self.error("cannot write", exc) from None
@@ -663,46 +495,25 @@ class PostgresStateStore:
         a domain while no replica runs it (see docs/replicas.md)."""
         try:
             async with self._conn() as conn, conn.transaction():
-                if session_id is None:
-                    count = 0
-                    for table in ("delivered", "sessions"):
-                        cur = await conn.execute(
-                            f"DELETE FROM {table} WHERE domain=%s",  # noqa: S608 - fixed names
-                            (domain,),
-                        )
-                        count += cur.rowcount
-                    await conn.execute("DELETE FROM domains WHERE domain=%s", (domain,))
-                    return count
-                await conn.execute(
-                    "DELETE FROM delivered WHERE domain=%s AND session_id=%s", (domain, session_id)
-                )
-                cur = await conn.execute(
-                    "DELETE FROM sessions WHERE domain=%s AND session_id=%s", (domain, session_id)
-                )
-                return cur.rowcount
+                return await _run(conn, sql.reset_steps(domain, session_id))
         except psycopg.Error as exc:
             raise self.error("cannot write", exc) from None
 
 
-def _importable(table: str, row: Sequence[object]) -> tuple[object, ...]:
-    values = list(row)
-    if table == "sessions":
-        values[8] = bool(values[8])  # SQLite keeps booleans as 0/1
-    if table == "dead_letters":
-        values = [_storable(v) if isinstance(v, str) else v for v in values]
-    return tuple(values)
+def _pg(template: str) -> str:
+    return sql.render(template, sql.POSTGRES)
 
 
-def _opt_int(value: object) -> int | None:
-    return None if value is None else int(value)  # type: ignore[call-overload]
-
-
-def _storable(text: str) -> str:
-    """`text` as PostgreSQL can hold it: a lone surrogate becomes its `\\uXXXX` escape (as in
-    the SQLite store) and so does NUL, which PostgreSQL text refuses; otherwise one hostile
-    record would fail every read at the same place forever."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text.replace("\x00", "\\u0000")
+async def _run(conn: psycopg.AsyncConnection[TupleRow], steps: Sequence[sql.Step]) -> int:
+    """`steps` on `conn` (in the caller's transaction); the rows the counted ones changed."""
+    count = 0
+    async with conn.cursor() as cur:
+        for step in steps:
+            if len(step.rows) == 1:
+                await cur.execute(_pg(step.sql), step.rows[0])
+            else:
+                # Pipelined by psycopg: one round trip for the lot.
+                await cur.executemany(_pg(step.sql), step.rows)
+            if step.counted:
+                count += cur.rowcount
+    return count

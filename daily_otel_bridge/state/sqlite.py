@@ -3,7 +3,12 @@
 SQLite in WAL mode with `synchronous=NORMAL`: a process crash (even SIGKILL) loses no
 committed transaction; a power loss may lose the last few, which re-sends records that the
 backend already has (duplicates, never losses). Calls are short and made from the event
-loop directly: one transaction per acknowledged export is far below a millisecond.
+loop directly: one transaction per acknowledged export is far below a millisecond, and so
+is a webhook's `inbox_add` (one statement). Being on the loop's thread is also what keeps
+them apart: one connection, and no call yields in the middle of a transaction.
+
+The SQL is `state.sql`'s, shared with PostgreSQL; what is SQLite's own is here: the file,
+its lock, the pragmas, the schema version in `meta`.
 """
 
 from __future__ import annotations
@@ -14,83 +19,34 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Unpack
 
-from daily_otel_bridge.core.cursor import NS_PER_MS, SessionCursor
+from daily_otel_bridge.core.cursor import SessionCursor
+from daily_otel_bridge.state import sql
 from daily_otel_bridge.state.base import (
+    Changes,
+    Commit,
+    CommitOptions,
+    CursorStore,
     CursorUpdate,
     DeadLetter,
     DomainState,
+    EventBody,
+    InboxEvent,
     LeaseInfo,
     ReplicaInfo,
     SessionRow,
     StateError,
 )
 
-SCHEMA_VERSION = 1
+# 2: positions and the webhook inbox (tables added to a version 1 file when it is opened).
+SCHEMA_VERSION = 2
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS domains (
-    domain TEXT PRIMARY KEY,
-    floor_ms INTEGER NOT NULL,
-    discovered_until_ms INTEGER,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    domain TEXT NOT NULL,
-    stream TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    room TEXT NOT NULL,
-    start_floor_ms INTEGER NOT NULL,
-    watermark_ns INTEGER,
-    drained_until_ms INTEGER,
-    ended_at_ms INTEGER,
-    retired INTEGER NOT NULL DEFAULT 0,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (domain, stream, session_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS delivered (
-    domain TEXT NOT NULL,
-    stream TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    uid TEXT NOT NULL,
-    time_ns INTEGER NOT NULL,
-    PRIMARY KEY (domain, stream, session_id, uid)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY,
-    domain TEXT NOT NULL,
-    stream TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    uid TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    raw TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    UNIQUE (domain, stream, session_id, uid)
-);
-"""
-
-
-# What `export_rows` gives and `PostgresStateStore.import_rows` takes.
-EXPORT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "domains": ("domain", "floor_ms", "discovered_until_ms", "updated_at"),
-    "sessions": (
-        "domain",
-        "stream",
-        "session_id",
-        "room",
-        "start_floor_ms",
-        "watermark_ns",
-        "drained_until_ms",
-        "ended_at_ms",
-        "retired",
-        "updated_at",
-    ),
-    "delivered": ("domain", "stream", "session_id", "uid", "time_ns"),
-    "dead_letters": ("domain", "stream", "session_id", "uid", "reason", "raw", "created_at"),
-}
+# Errors of a value the driver cannot bind (an int beyond 64 bits, a lone surrogate): the
+# transaction is rolled back like on any SQLite error.
+_BAD_VALUE = (sqlite3.Error, ValueError, OverflowError)
 
 
 class StateInUse(StateError):
@@ -127,6 +83,7 @@ class SqliteCursorStore:
     def __init__(self, path: Path | str, *, lock: bool = True, create: bool = True) -> None:
         self.path = Path(path)
         self._lock_fd: int | None = None
+        self._prune = sql.PruneClock()
         memory = str(path) == ":memory:"
         if not memory:
             check_state_directory(self.path)
@@ -159,16 +116,25 @@ class SqliteCursorStore:
             self._lock_fd = None
 
     def _migrate(self) -> None:
-        self._db.executescript(_SCHEMA)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        )
         row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None:
-            self._db.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
-        elif int(row[0]) > SCHEMA_VERSION:
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
             raise StateError(
                 f"the state store at {self.path} has schema version {row[0]}, newer than this "
                 f"program's {SCHEMA_VERSION}; upgrade daily-otel-bridge"
+            )
+        # Every version's tables, each created unless it exists (a file of an older
+        # version gets the newer tables; nothing of version 1 ever changes).
+        self._db.executescript(
+            sql.render(sql.TABLES_V1, sql.SQLITE) + sql.render(sql.TABLES_V2, sql.SQLITE)
+        )
+        if row is None or int(row[0]) < SCHEMA_VERSION:
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
             )
 
     def schema_version(self) -> int:
@@ -176,42 +142,21 @@ class SqliteCursorStore:
         return int(row[0])
 
     def load_domain(self, domain: str, default_floor_ms: int) -> DomainState:
-        row = self._db.execute(
-            "SELECT floor_ms, discovered_until_ms FROM domains WHERE domain=?", (domain,)
-        ).fetchone()
-        if row is not None:
-            return DomainState(floor_ms=row[0], discovered_until_ms=row[1])
-        self._write(
-            "INSERT INTO domains (domain, floor_ms, discovered_until_ms, updated_at)"
-            " VALUES (?,?,?,?)",
-            (domain, default_floor_ms, None, time.time()),
-        )
-        return DomainState(floor_ms=default_floor_ms, discovered_until_ms=None)
+        row = self._query(sql.SELECT_DOMAIN, (domain,))
+        if not row:
+            self._write(sql.INSERT_DOMAIN, (domain, default_floor_ms, time.time()))
+            row = self._query(sql.SELECT_DOMAIN, (domain,))
+        return sql.domain_state(row[0])
 
     def load_cursors(self, domain: str, stream: str) -> dict[str, SessionCursor]:
-        cursors: dict[str, SessionCursor] = {}
-        for row in self._db.execute(
-            "SELECT session_id, room, start_floor_ms, watermark_ns, drained_until_ms, ended_at_ms,"
-            " retired FROM sessions WHERE domain=? AND stream=?",
-            (domain, stream),
-        ):
-            cursors[row[0]] = SessionCursor(
-                session_id=row[0],
-                room=row[1],
-                start_floor_ms=row[2],
-                watermark_ns=row[3],
-                drained_until_ms=row[4],
-                ended_at_ms=row[5],
-                retired=bool(row[6]),
-            )
-        for session_id, uid, time_ns in self._db.execute(
-            "SELECT session_id, uid, time_ns FROM delivered WHERE domain=? AND stream=?",
-            (domain, stream),
-        ):
-            cursor = cursors.get(session_id)
-            if cursor is not None:
-                cursor.seen[uid] = time_ns
-        return cursors
+        # One connection, no write in between: both reads see the same state.
+        return sql.cursors_from_rows(
+            self._query(sql.SELECT_SESSIONS, (domain, stream)),
+            self._query(sql.SELECT_DELIVERED, (domain, stream)),
+        )
+
+    def load_positions(self, domain: str) -> dict[str, str]:
+        return dict(self._query(sql.SELECT_POSITIONS, (domain,)))
 
     def commit(
         self,
@@ -221,180 +166,63 @@ class SqliteCursorStore:
         *,
         discovered_until_ms: int | None = None,
     ) -> None:
+        """One stream's updates (tests and benches; the pipeline commits every stream)."""
         self.commit_streams(domain, {stream: updates}, discovered_until_ms=discovered_until_ms)
 
     def commit_streams(
-        self,
-        domain: str,
-        changes: Mapping[str, Sequence[CursorUpdate]],
-        *,
-        discovered_until_ms: int | None = None,
+        self, domain: str, changes: Changes, **options: Unpack[CommitOptions]
     ) -> None:
-        """Persist every session of one acknowledged export in a single transaction.
-
-        Discovery commits through here too: the sessions it found and the time it covered
-        are written together, so a crash can never record "discovered up to T" without the
-        sessions found before T.
-        """
-        now = time.time()
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            if discovered_until_ms is not None:
-                self._db.execute(
-                    "UPDATE domains SET discovered_until_ms=?, updated_at=? WHERE domain=?",
-                    (discovered_until_ms, now, domain),
-                )
-            for stream, updates in changes.items():
-                self._write_updates(domain, stream, updates, now)
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise StateError(f"cannot write the state store at {self.path}: {exc}") from exc
-        except BaseException:
-            # Whatever else went wrong (a value SQLite cannot take, a cancellation), never
-            # leave the transaction open: every later BEGIN would fail.
-            self._rollback()
-            raise
-
-    def _write_updates(
-        self, domain: str, stream: str, updates: Sequence[CursorUpdate], now: float
-    ) -> None:
-        for update in updates:
-            c = update.cursor
-            self._db.execute(
-                "INSERT INTO sessions (domain, stream, session_id, room, start_floor_ms,"
-                " watermark_ns, drained_until_ms, ended_at_ms, retired, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?)"
-                " ON CONFLICT (domain, stream, session_id) DO UPDATE SET room=excluded.room,"
-                " watermark_ns=excluded.watermark_ns,"
-                " drained_until_ms=excluded.drained_until_ms,"
-                " ended_at_ms=excluded.ended_at_ms, retired=excluded.retired,"
-                " updated_at=excluded.updated_at",
-                (
-                    domain,
-                    stream,
-                    c.session_id,
-                    c.room,
-                    c.start_floor_ms,
-                    c.watermark_ns,
-                    c.drained_until_ms,
-                    c.ended_at_ms,
-                    int(c.retired),
-                    now,
-                ),
-            )
-            if update.new_seen:
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO delivered (domain, stream, session_id, uid, time_ns)"
-                    " VALUES (?,?,?,?,?)",
-                    [(domain, stream, c.session_id, uid, t) for uid, t in update.new_seen],
-                )
-            if c.retired:
-                self._db.execute(
-                    "DELETE FROM delivered WHERE domain=? AND stream=? AND session_id=?",
-                    (domain, stream, c.session_id),
-                )
-            elif update.prune_before_ms is not None:
-                self._db.execute(
-                    "DELETE FROM delivered WHERE domain=? AND stream=? AND session_id=?"
-                    " AND time_ns < ?",
-                    (domain, stream, c.session_id, update.prune_before_ms * NS_PER_MS),
-                )
+        """Persist every session of one acknowledged export, and what `options` name, in a
+        single transaction (see `CommitOptions`)."""
+        self._run(sql.commit_steps(Commit.of(domain, changes, options), time.time()))
 
     def forget_retired(self, domain: str, stream: str, started_before_floor_ms: int) -> int:
         """Drop rows of retired sessions that discovery can no longer return."""
-        cur = self._write(
-            "DELETE FROM sessions WHERE domain=? AND stream=? AND retired=1"
-            " AND drained_until_ms IS NOT NULL AND drained_until_ms < ?",
-            (domain, stream, started_before_floor_ms),
-        )
-        return cur.rowcount
+        args = (domain, stream, True, started_before_floor_ms)
+        return self._write(sql.FORGET_RETIRED, args).rowcount
 
     def add_dead_letter(self, letter: DeadLetter) -> bool:
         """Keep a record that could not be shipped; False when it was kept already."""
-        cur = self._write(
-            "INSERT OR IGNORE INTO dead_letters (domain, stream, session_id, uid, reason, raw,"
-            " created_at) VALUES (?,?,?,?,?,?,?)",
-            (
-                letter.domain,
-                letter.stream,
-                _storable(letter.session_id),
-                letter.uid,
-                _storable(letter.reason),
-                _storable(letter.raw),
-                letter.created_at,
-            ),
-        )
-        return cur.rowcount > 0
+        return self._write(sql.INSERT_DEAD_LETTER, sql.dead_letter_args(letter)).rowcount > 0
+
+    def inbox_add(
+        self, domain: str, event_id: str, body: EventBody, received_at: float, dedupe_window: float
+    ) -> bool:
+        """See `CursorStore.inbox_add`: one statement in autocommit, committed (WAL) when
+        this returns."""
+        args = sql.inbox_add_args(domain, event_id, body, received_at, dedupe_window)
+        added = self._write(sql.INBOX_ADD, args).rowcount > 0
+        if self._prune.due(domain, received_at):
+            self._write(sql.INBOX_PRUNE, (domain, False, received_at - dedupe_window))
+        return added
+
+    def inbox_pending(self, domain: str, limit: int) -> list[InboxEvent]:
+        return [sql.inbox_event(r) for r in self._query(sql.INBOX_PENDING, (domain, True, limit))]
+
+    def inbox_stats(self, domain: str) -> tuple[int, float | None]:
+        rows = self._query(sql.INBOX_STATS, (domain, True))
+        return sql.inbox_stats(rows[0] if rows else None)
 
     def dead_letters(self, domain: str | None = None, limit: int = 1000) -> list[DeadLetter]:
-        query = "SELECT domain, stream, session_id, uid, reason, raw, created_at FROM dead_letters"
-        args: tuple[object, ...] = ()
-        if domain is not None:
-            query += " WHERE domain=?"
-            args = (domain,)
-        query += " ORDER BY id LIMIT ?"
-        return [DeadLetter(*row) for row in self._db.execute(query, (*args, limit))]
+        return [sql.dead_letter(r) for r in self._query(*sql.dead_letters_query(domain, limit))]
 
     def session_rows(self, domain: str | None = None) -> list[SessionRow]:
-        query = (
-            "SELECT s.domain, s.stream, s.session_id, s.room, s.watermark_ns, s.drained_until_ms,"
-            " s.ended_at_ms, s.retired, (SELECT COUNT(*) FROM delivered d WHERE d.domain=s.domain"
-            " AND d.stream=s.stream AND d.session_id=s.session_id), s.updated_at FROM sessions s"
-        )
-        args: tuple[object, ...] = ()
-        if domain is not None:
-            query += " WHERE s.domain=?"
-            args = (domain,)
-        query += " ORDER BY s.domain, s.stream, s.session_id"
-        return [
-            SessionRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9])
-            for r in self._db.execute(query, args)
-        ]
+        return [sql.session_row(r) for r in self._query(*sql.session_rows_query(domain))]
 
     def domains(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT domain FROM domains ORDER BY domain")]
+        return [r[0] for r in self._query(sql.SELECT_DOMAINS, ())]
 
     def reset(self, domain: str, session_id: str | None = None) -> int:
         """Forget cursors so that the next run starts again (re-delivers) from scratch."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            if session_id is None:
-                tables: Iterable[str] = ("delivered", "sessions")
-                count = 0
-                for table in tables:
-                    count += self._db.execute(
-                        f"DELETE FROM {table} WHERE domain=?",  # noqa: S608 - fixed names
-                        (domain,),
-                    ).rowcount
-                self._db.execute("DELETE FROM domains WHERE domain=?", (domain,))
-            else:
-                self._db.execute(
-                    "DELETE FROM delivered WHERE domain=? AND session_id=?", (domain, session_id)
-                )
-                count = self._db.execute(
-                    "DELETE FROM sessions WHERE domain=? AND session_id=?", (domain, session_id)
-                ).rowcount
-            self._db.execute("COMMIT")
-            return count
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise StateError(f"cannot write the state store at {self.path}: {exc}") from exc
+        return self._run(sql.reset_steps(domain, session_id))
 
     def export_rows(self) -> dict[str, list[tuple[object, ...]]]:
-        """Every row of every table, in the column order of `EXPORT_COLUMNS` (for
+        """Every row of every table, in the column order of `sql.EXPORT_COLUMNS` (for
         `state migrate`, which copies a single replica's state into PostgreSQL)."""
-        out: dict[str, list[tuple[object, ...]]] = {}
-        for table, columns in EXPORT_COLUMNS.items():
-            out[table] = [
-                tuple(row)
-                for row in self._db.execute(
-                    # Dead letters keep their order (PostgreSQL numbers them as they come).
-                    f"SELECT {', '.join(columns)} FROM {table}"  # noqa: S608 - fixed names
-                    + (" ORDER BY id" if table == "dead_letters" else "")
-                )
-            ]
-        return out
+        return {
+            table: [tuple(row) for row in self._db.execute(sql.export_query(table))]
+            for table in sql.EXPORT_COLUMNS
+        }
 
     def integrity_check(self) -> str:
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
@@ -403,11 +231,37 @@ class SqliteCursorStore:
         self._db.close()
         self._release_lock()
 
-    def _write(self, sql: str, args: Sequence[object]) -> sqlite3.Cursor:
+    def _query(self, template: str, args: Sequence[object]) -> list[Any]:
         try:
-            return self._db.execute(sql, args)
-        except sqlite3.Error as exc:
+            return self._db.execute(sql.render(template, sql.SQLITE), args).fetchall()
+        except _BAD_VALUE as exc:
+            raise StateError(f"cannot read the state store at {self.path}: {exc}") from exc
+
+    def _write(self, template: str, args: Sequence[object]) -> sqlite3.Cursor:
+        """One statement, its own transaction."""
+        try:
+            return self._db.execute(sql.render(template, sql.SQLITE), args)
+        except _BAD_VALUE as exc:
             raise StateError(f"cannot write the state store at {self.path}: {exc}") from exc
+
+    def _run(self, steps: Sequence[sql.Step]) -> int:
+        """`steps` in one transaction; the rows the counted ones changed."""
+        count = 0
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            for step in steps:
+                cur = self._db.executemany(sql.render(step.sql, sql.SQLITE), step.rows)
+                count += cur.rowcount if step.counted else 0
+            self._db.execute("COMMIT")
+        except _BAD_VALUE as exc:
+            self._rollback()
+            raise StateError(f"cannot write the state store at {self.path}: {exc}") from exc
+        except BaseException:
+            # Whatever else went wrong (a cancellation), never leave the transaction open:
+            # every later BEGIN would fail.
+            self._rollback()
+            raise
+        return count
 
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -444,19 +298,8 @@ def _read_pid(fd: int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _storable(text: str) -> str:
-    """`text` as valid UTF-8 for SQLite: a lone surrogate (JSON allows `\\ud800`, Python
-    decodes it, UTF-8 cannot hold it) becomes its `\\uXXXX` escape instead of an error that
-    would fail every read at the same record forever."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
-
-
 class SqliteStateStore:
-    """`SqliteCursorStore` behind the async `CursorStore` protocol the pipeline uses."""
+    """`SqliteCursorStore` behind the async protocols (`CursorStore`, `StateAdmin`)."""
 
     def __init__(self, store: SqliteCursorStore) -> None:
         self.sync = store
@@ -467,20 +310,28 @@ class SqliteStateStore:
     async def load_cursors(self, domain: str, stream: str) -> dict[str, SessionCursor]:
         return self.sync.load_cursors(domain, stream)
 
-    async def commit(
-        self,
-        domain: str,
-        changes: Mapping[str, Sequence[CursorUpdate]],
-        *,
-        discovered_until_ms: int | None = None,
-    ) -> None:
-        self.sync.commit_streams(domain, changes, discovered_until_ms=discovered_until_ms)
+    async def load_positions(self, domain: str) -> dict[str, str]:
+        return self.sync.load_positions(domain)
+
+    async def commit(self, domain: str, changes: Changes, **options: Unpack[CommitOptions]) -> None:
+        self.sync.commit_streams(domain, changes, **options)
 
     async def forget_retired(self, domain: str, stream: str, started_before_floor_ms: int) -> int:
         return self.sync.forget_retired(domain, stream, started_before_floor_ms)
 
     async def add_dead_letter(self, letter: DeadLetter) -> bool:
         return self.sync.add_dead_letter(letter)
+
+    async def inbox_add(
+        self, domain: str, event_id: str, body: EventBody, received_at: float, dedupe_window: float
+    ) -> bool:
+        return self.sync.inbox_add(domain, event_id, body, received_at, dedupe_window)
+
+    async def inbox_pending(self, domain: str, limit: int) -> list[InboxEvent]:
+        return self.sync.inbox_pending(domain, limit)
+
+    async def inbox_stats(self, domain: str) -> tuple[int, float | None]:
+        return self.sync.inbox_stats(domain)
 
     async def close(self) -> None:
         self.sync.close()
@@ -504,3 +355,9 @@ class SqliteStateStore:
 
     async def reset(self, domain: str, session_id: str | None = None) -> int:
         return self.sync.reset(domain, session_id)
+
+
+def as_cursor_store(store: CursorStore | SqliteCursorStore) -> CursorStore:
+    """The pipeline's store: a `SqliteCursorStore` (what in-process tests and benches hold,
+    to look at it synchronously) behind the async protocol; any other store as it is."""
+    return SqliteStateStore(store) if isinstance(store, SqliteCursorStore) else store

@@ -242,6 +242,35 @@ async def test_a_commit_with_a_stale_epoch_raises_lease_lost_and_writes_nothing(
         await a.close()
 
 
+async def test_inbox_done_is_fenced_while_accepting_needs_no_lease(
+    stores: StoreFactory, pg_dsn: str
+) -> None:
+    ra = Recorder("A")
+    a = await manager(stores, "A", ra, lease=30.0)
+    await a.start(settle=0)
+    try:
+        store = a.store
+        assert isinstance(store, PostgresStateStore)
+        # Any replica accepts for any domain: this one owns no "elsewhere".
+        assert await store.inbox_add("elsewhere", "w1", b"{}", 1.0, 60.0) is True
+        await store.load_domain("a", 0)
+        for event in ("e1", "e2"):
+            assert await store.inbox_add("a", event, b"{}", 1.0, 60.0) is True
+        await store.commit("a", {}, positions={"api": "p1"}, inbox_done=["e1"])
+        assert [e.event_id for e in await store.inbox_pending("a", 10)] == ["e2"]
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute("UPDATE leases SET owner='B', epoch=epoch+1 WHERE domain='a'")
+        with pytest.raises(LeaseLost, match="nothing was written"):
+            await store.commit("a", {}, positions={"api": "p2"}, inbox_done=["e2"])
+        assert [e.event_id for e in await store.inbox_pending("a", 10)] == ["e2"]
+        assert await store.load_positions("a") == {"api": "p1"}
+        # Still accepting for the domain it lost: the new owner exports it.
+        assert await store.inbox_add("a", "e3", b"{}", 2.0, 60.0) is True
+        assert await store.inbox_stats("a") == (2, 1.0)
+    finally:
+        await a.close()
+
+
 async def test_same_owner_but_an_older_epoch_is_fenced_too(
     stores: StoreFactory, pg_dsn: str
 ) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,16 @@ def fill_sqlite(path: Path) -> None:
     store.close()
 
 
+def fill_inbox(path: Path, now: float) -> None:
+    """One webhook event waiting, one exported (remembered), one source position."""
+    store = SqliteCursorStore(path)
+    store.load_domain("acme", 1000)
+    store.inbox_add("acme", "e-waiting", b'{"n": 1}', now - 30, 600)
+    store.inbox_add("acme", "e-done", b'{"n": 2}', now - 10, 600)
+    store.commit_streams("acme", {}, positions={"api": "log-7"}, inbox_done=["e-done"])
+    store.close()
+
+
 # -- SQLite -------------------------------------------------------------------------------
 
 
@@ -100,6 +112,25 @@ def test_sqlite_commands_need_no_daily_api_key(
     assert [line.count('"uid"') for line in out.splitlines()] == [1, 1]
     code, out, _ = run(capsys, "reset", "--config", str(config), "--domain", "acme", "--yes")
     assert (code, out) == (0, "reset domain 'acme': 5 row(s) removed\n")
+
+
+def test_show_counts_waiting_webhook_events_and_reset_drops_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fill_sqlite(tmp_path / "state.db")
+    fill_inbox(tmp_path / "state.db", time.time())
+    config = write_config(tmp_path, state_path=str(tmp_path / "state.db"))
+    code, out, err = run(capsys, "show", "--config", str(config))
+    assert code == 0, err
+    (line,) = [x for x in out.splitlines() if x.startswith("inbox")]
+    assert re.fullmatch(
+        r"inbox acme: 1 webhook event\(s\) waiting, the oldest received 3\ds ago", line
+    )
+    # Cursors (2 delivered, 3 sessions), the position and both inbox rows.
+    code, out, _ = run(capsys, "reset", "--config", str(config), "--domain", "acme", "--yes")
+    assert (code, out) == (0, "reset domain 'acme': 8 row(s) removed\n")
+    code, out, _ = run(capsys, "show", "--config", str(config))
+    assert "inbox" not in out
 
 
 @pytest.mark.parametrize(
@@ -179,12 +210,15 @@ def test_migrate_copies_sqlite_into_postgres_and_show_lists_owners(
 ) -> None:
     sqlite_path = tmp_path / "state.db"
     fill_sqlite(sqlite_path)
+    now = time.time()
+    fill_inbox(sqlite_path, now)
     config = pg_config(tmp_path, pg_server_session, pg_dsn)
     code, out, err = run(capsys, "migrate", "--config", str(config), "--from", str(sqlite_path))
     assert code == 0, err
     assert out.startswith(
         "copied 1 domain(s), 3 session cursor(s), 2 delivered identities and 2 dead letter(s)"
     )
+    assert out.splitlines()[1].startswith("and 1 source position(s), 2 webhook event(s)")
     assert pg_server_session.password not in out + err
 
     async def compare() -> None:
@@ -196,6 +230,11 @@ def test_migrate_copies_sqlite_into_postgres_and_show_lists_owners(
             for stream in ("logs", "metrics"):
                 assert await pg.load_cursors("acme", stream) == ref.load_cursors("acme", stream)
             assert await pg.load_domain("acme", 0) == ref.load_domain("acme", 0)
+            assert await pg.load_positions("acme") == ref.load_positions("acme")
+            assert await pg.inbox_pending("acme", 10) == ref.inbox_pending("acme", 10)
+            assert [e.event_id for e in await pg.inbox_pending("acme", 10)] == ["e-waiting"]
+            # The exported event is remembered there too: Daily's retry of it is a repeat.
+            assert await pg.inbox_add("acme", "e-done", b"{}", now, 600) is False
         finally:
             await pg.close()
             ref.close()
@@ -237,7 +276,7 @@ def test_migrate_copies_sqlite_into_postgres_and_show_lists_owners(
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute("UPDATE leases SET owner=NULL, expires_at=NULL")
     code, out, _ = run(capsys, "reset", "--config", str(config), "--domain", "acme", "--yes")
-    assert (code, out) == (0, "reset domain 'acme': 5 row(s) removed\n")
+    assert (code, out) == (0, "reset domain 'acme': 8 row(s) removed\n")
     code, out, _ = run(capsys, "dead-letters", "--config", str(config))
     assert code == 0
     assert len(out.splitlines()) == 2

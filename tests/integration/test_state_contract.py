@@ -184,6 +184,14 @@ async def test_dead_letters_keep_hostile_text(store: Store) -> None:
     nul = DeadLetter("acme", "logs", "s", "u-nul", "nul", "a\x00b", 1.0)
     assert await store.add_dead_letter(nul) is True
     assert len(await store.dead_letters()) == 2
+    # Both backends keep the same text: NUL (which PostgreSQL refuses) escaped on SQLite too,
+    # and the uid (an id from Daily's data for some sources) made storable like the rest.
+    hostile_uid = DeadLetter("acme", "logs", "s", "id\x00\udfff", "r", "{}", 1.0)
+    assert await store.add_dead_letter(hostile_uid) is True
+    assert await store.add_dead_letter(hostile_uid) is False  # the same letter, once
+    kept_all = await store.dead_letters()
+    assert [d.raw for d in kept_all][1] == "a\\u0000b"
+    assert kept_all[2].uid == "id\\u0000\\udfff"
 
 
 async def test_session_rows_and_reset(store: Store) -> None:
