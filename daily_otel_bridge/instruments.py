@@ -289,7 +289,6 @@ class BridgeMetrics:
             registry=r,
         )
 
-<<<<<<< HEAD
         # -- the sources beside the call logs (issue 17) ----------------------------------
         # The `room` label is always there, so each is one family whatever the config: the
         # room's name with `room_label: true` (one series per room: unbounded, so opt-in),
@@ -343,7 +342,6 @@ class BridgeMetrics:
         )
         # (gauge, domain) -> the rooms its last update set, to remove the ones emptied.
         self._rooms_set: dict[tuple[int, str], set[str]] = {}
-=======
         # -- webhooks (the receiver) ------------------------------------------------------
         self.webhook_events_accepted = Counter(
             f"{PREFIX}_webhook_events_accepted",
@@ -403,7 +401,6 @@ class BridgeMetrics:
                 if reason != "unknown_domain":
                     self.webhook_events_refused.labels(domain, reason)
             self.webhook_accept_duration.labels(domain)
->>>>>>> h-webhooks
 
     def init_domain(
         self,

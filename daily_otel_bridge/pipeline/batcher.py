@@ -40,7 +40,7 @@ from daily_otel_bridge.core.metrics_mapping import MetricsBatch
 from daily_otel_bridge.instruments import BridgeMetrics, Signal
 from daily_otel_bridge.otlp.transport import ExportError, ExportOutcome
 from daily_otel_bridge.pipeline.counts import PassReport
-from daily_otel_bridge.state.base import CursorStore, CursorUpdate
+from daily_otel_bridge.state.base import CommitOptions, CursorStore, CursorUpdate
 
 # A metrics sample carries a few dozen data points: the metrics request is bounded by points.
 POINTS_PER_RECORD = 10
@@ -410,7 +410,7 @@ class Batcher:
             if self.persist and (
                 any(batch.updates.values()) or batch.positions or batch.inbox_done
             ):
-                extra: dict[str, Any] = {}  # only what a domain source noted
+                extra: CommitOptions = {}  # only what a domain source noted
                 if batch.positions:
                     extra["positions"] = batch.positions
                 if batch.inbox_done:

@@ -90,10 +90,10 @@ class DomainPolling:
         await self._records.flush_dead_letters()
 
     async def positions(self) -> Mapping[str, str]:
-        return await self._store.load_positions(self.domain)  # type: ignore[attr-defined,no-any-return]
+        return await self._store.load_positions(self.domain)
 
     async def inbox_pending(self, limit: int) -> Sequence[Any]:
-        return await self._store.inbox_pending(self.domain, limit)  # type: ignore[attr-defined,no-any-return]
+        return await self._store.inbox_pending(self.domain, limit)
 
     def dead_letter(self, stream: str, key: str, uid: str, reason: str, record: Any) -> None:
         self._records.keep(stream, key, uid, reason, record)
