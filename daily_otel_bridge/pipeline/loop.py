@@ -186,6 +186,15 @@ class ReadLoop:
         last = self._last_pushed_mono
         return last is not None and self.monotonic() - last <= PUSHED_HEALTHY_FOR
 
+    def discovery_delay(self) -> float:
+        """Seconds between two healthy discoveries: `poll_interval` spread over the quick
+        ones, times `discovery_stretch` while webhooks announce meetings as they start and
+        end. Discovery stays the truth (a lost webhook loses nothing), only later."""
+        delay = self.settings.poll_interval / (QUICK_DISCOVERIES + 1)
+        if self.pushed_events_flow():
+            delay *= self.discovery_stretch
+        return delay
+
     async def meeting_started(self, session_id: str, room: str, start_ms: int | None) -> None:
         self._last_pushed_mono = self.monotonic()
         now_ms = int(self.progress.clock() * 1000)
@@ -357,9 +366,5 @@ class ReadLoop:
                     )
             else:
                 failures = 0
-                delay = self.settings.poll_interval / (QUICK_DISCOVERIES + 1)
-                if self.pushed_events_flow():
-                    # Webhooks announce meetings as they start and end; discovery stays the
-                    # truth (a lost webhook loses nothing), only later.
-                    delay *= self.discovery_stretch
+                delay = self.discovery_delay()
             await asyncio.sleep(delay)
