@@ -339,6 +339,7 @@ def test_daily_simulator_hooks_are_verified_and_every_acknowledged_event_exporte
     sim_args = (
         "--meetings", "0", "--churn-meetings", "3", "--churn-delay", "2", "--churn-over", "3",
         "--churn-min-duration", "2", "--churn-max-duration", "4", "--churn-late-ratio", "0",
+        "--webhook-tick", "100ms", "--webhook-backoff", "500ms",
     )  # fmt: skip
     with hook_daemon(tmp_path, sim_args=sim_args) as (daemon, sim):
         verified = daemon.metric("webhook_verifications_total")  # our own start-up probe
@@ -409,3 +410,27 @@ def test_meeting_started_reads_the_session_within_two_seconds(tmp_path: Path) ->
         )
         assert max(delays) <= 2.0
         assert len(re.findall("session tracked from a pushed event", daemon.log())) == 3
+
+
+def test_the_simulator_takes_its_webhook_flags() -> None:
+    from daily_otel_bridge.testing.simulator import _config_from_args, _parser
+
+    args = _parser().parse_args(
+        [
+            "--webhook-timeout",
+            "2s",
+            "--webhook-backoff",
+            "500ms",
+            "--webhook-max-attempts",
+            "3",
+            "--webhook-failure-threshold",
+            "4",
+            "--webhook-tick",
+            "100ms",
+        ]
+    )
+    config = _config_from_args(args)
+    assert (config.webhook_timeout, config.webhook_backoff, config.webhook_tick) == (2, 0.5, 0.1)
+    assert (config.webhook_max_attempts, config.webhook_failure_threshold) == (3, 4)
+    defaults = _config_from_args(_parser().parse_args([]))
+    assert (defaults.webhook_backoff, defaults.webhook_failure_threshold) == (60.0, 3)
