@@ -2,7 +2,7 @@
 store, the real pipeline exporting to our OTLP receiver (gRPC). The simulator plays Daily's
 REST API (and, in one test, Daily's webhook sender with its signing and retries).
 
-What each test shows is the README's "Guarantees > Webhooks" list, line by line.
+What each test shows is a line of the README's "Webhooks" table (under Guarantees).
 """
 
 from __future__ import annotations
