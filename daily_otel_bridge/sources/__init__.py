@@ -4,7 +4,7 @@
 a `Source` plus one `REGISTRY.register` line here.
 """
 
-from daily_otel_bridge.sources import logs, samples
+from daily_otel_bridge.sources import logs, samples, webhooks
 from daily_otel_bridge.sources.base import (
     DomainSource,
     PageContext,
@@ -16,6 +16,7 @@ from daily_otel_bridge.sources.base import (
 )
 
 REGISTRY = Registry([logs.SOURCE, samples.SOURCE])
+REGISTRY.register(webhooks.SOURCE)
 
 __all__ = [
     "REGISTRY",
