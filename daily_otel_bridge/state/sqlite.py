@@ -2,10 +2,12 @@
 
 SQLite in WAL mode with `synchronous=NORMAL`: a process crash (even SIGKILL) loses no
 committed transaction; a power loss may lose the last few, which re-sends records that the
-backend already has (duplicates, never losses). Calls are short and made from the event
-loop directly: one transaction per acknowledged export is far below a millisecond, and so
-is a webhook's `inbox_add` (one statement). Being on the loop's thread is also what keeps
-them apart: one connection, and no call yields in the middle of a transaction.
+backend already has (duplicates, never losses); a webhook's `inbox_add`, whose 200 nobody
+asks about again, is written with `synchronous=FULL` and survives a power loss too. Calls
+are short and made from the event loop directly: one transaction per acknowledged export is
+far below a millisecond, and so is a webhook's `inbox_add` (one statement). Being on the
+loop's thread is also what keeps them apart: one connection, and no call yields in the
+middle of a transaction.
 
 The SQL is `state.sql`'s, shared with PostgreSQL; what is SQLite's own is here: the file,
 its lock, the pragmas, the schema version in `meta`.
@@ -189,9 +191,18 @@ class SqliteCursorStore:
         self, domain: str, event_id: str, body: EventBody, received_at: float, dedupe_window: float
     ) -> bool:
         """See `CursorStore.inbox_add`: one statement in autocommit, committed (WAL) when
-        this returns."""
+        this returns.
+
+        With `synchronous=FULL` for this statement alone: the 200 it allows is a promise
+        Daily will not ask about again, so the event must survive a power loss too, not
+        only a crash (the cursors' NORMAL may lose the last commits to a power loss, which
+        re-sends records, never loses them)."""
         args = sql.inbox_add_args(domain, event_id, body, received_at, dedupe_window)
-        added = self._write(sql.INBOX_ADD, args).rowcount > 0
+        self._db.execute("PRAGMA synchronous=FULL")
+        try:
+            added = self._write(sql.INBOX_ADD, args).rowcount > 0
+        finally:
+            self._db.execute("PRAGMA synchronous=NORMAL")
         if self._prune.due(domain, received_at):
             self._write(sql.INBOX_PRUNE, (domain, False, received_at - dedupe_window))
         return added
