@@ -10,6 +10,7 @@ scrubbed from the final text. Pure, no I/O.
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable, Mapping
 from typing import Any, get_args, get_origin
 
@@ -187,3 +188,14 @@ def pydantic_problems(
             message = f"key {message}"
         out.append((loc, message))
     return out
+
+
+def listen_reason(error: OSError) -> str:
+    """Why an address cannot be bound, in words that say what to change (any `listen` key)."""
+    if error.errno == errno.EADDRINUSE:
+        return "address already in use (another process listens there; pick another port)"
+    if error.errno == errno.EADDRNOTAVAIL:
+        return "this host has no such address"
+    if error.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges)"
+    return error.strerror or type(error).__name__

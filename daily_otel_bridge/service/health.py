@@ -6,7 +6,6 @@ a server's message, and nothing here may ever show a secret.
 
 from __future__ import annotations
 
-import errno
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,6 +14,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from daily_otel_bridge.config.errors import listen_reason
 from daily_otel_bridge.config.settings import ConfigError, Settings
 from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.pipeline.runner import DomainRunner
@@ -30,14 +30,7 @@ class HealthListenError(ConfigError):
     """
 
     def __init__(self, listen: str, error: OSError) -> None:
-        if error.errno == errno.EADDRINUSE:
-            reason = "address already in use (another process listens there; pick another port)"
-        elif error.errno == errno.EADDRNOTAVAIL:
-            reason = "this host has no such address"
-        elif error.errno == errno.EACCES:
-            reason = "permission denied (ports below 1024 need privileges)"
-        else:
-            reason = error.strerror or type(error).__name__
+        reason = listen_reason(error)
         super().__init__([("health.listen", f"cannot listen on {listen}: {reason}")])
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import errno
 import hmac
 import os
 import ssl
@@ -45,7 +44,7 @@ from typing import Final, Protocol
 import structlog
 from aiohttp import web
 
-from daily_otel_bridge.config.errors import ConfigError
+from daily_otel_bridge.config.errors import ConfigError, listen_reason
 from daily_otel_bridge.config.loading import read_secret_file
 from daily_otel_bridge.config.model import DomainSettings, Settings, WebhookSettings
 from daily_otel_bridge.core.webhook_events import (
@@ -422,15 +421,7 @@ def server_tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
 
 
 def _listen_error(listen: str, error: OSError) -> ConfigError:
-    if error.errno == errno.EADDRINUSE:
-        reason = "address already in use (another process listens there; pick another port)"
-    elif error.errno == errno.EADDRNOTAVAIL:
-        reason = "this host has no such address"
-    elif error.errno == errno.EACCES:
-        reason = "permission denied (ports below 1024 need privileges)"
-    else:
-        reason = error.strerror or type(error).__name__
-    return ConfigError([("webhooks.listen", f"cannot listen on {listen}: {reason}")])
+    return ConfigError([("webhooks.listen", f"cannot listen on {listen}: {listen_reason(error)}")])
 
 
 class WebhookServer:
