@@ -39,6 +39,9 @@ NAME: Final = "summaries"
 MAX_FETCHES: Final = 10
 # Daily's start times are accurate to about 15 s; the fetch asks for a window around it.
 FETCH_MARGIN_S: Final = 120
+# A meeting the fetch did not find (Daily still lists it ongoing, or its start was not
+# known closely) is asked for again after a doubling wait, at most this long.
+MAX_FETCH_BACKOFF_S: Final = 600.0
 
 _log = structlog.get_logger(__name__)
 
@@ -91,6 +94,8 @@ class SummaryPoller:
         self.context = context
         self.done = done
         self.counted: set[str] = set()  # meetings counted in `meetings_started`
+        # meeting id -> (fetches that found nothing, monotonic time of the next one)
+        self.not_found: dict[str, tuple[int, float]] = {}
         self.log = _log.bind(domain=context.domain)
 
     async def poll(self) -> int:
@@ -106,13 +111,18 @@ class SummaryPoller:
             entry = meeting.entry
             if entry is None:
                 params = fetch_params(meeting)
-                if params is None or fetches >= MAX_FETCHES:
+                misses, next_at = self.not_found.get(meeting.id, (0, 0.0))
+                if params is None or fetches >= MAX_FETCHES or time.monotonic() < next_at:
                     continue
                 fetches += 1
                 answer = await context.daily.get_json("meetings", params)
                 entry = entry_in(answer, meeting.id)
                 if entry is None:
-                    continue  # Daily lists it ongoing still: the next poll asks again
+                    # Not listed ended (yet): asked again later, less and less often.
+                    wait = min(context.settings.poll_interval * 2**misses, MAX_FETCH_BACKOFF_S)
+                    self.not_found[meeting.id] = (misses + 1, time.monotonic() + wait)
+                    continue
+                self.not_found.pop(meeting.id, None)
             try:
                 summary = parse_meeting(dict(entry))
             except MalformedRecord as exc:
@@ -128,6 +138,8 @@ class SummaryPoller:
             await context.room()
         # Forget what discovery forgot: it lists those meetings no more.
         tracked = {m.id for m in seen}
+        for gone in set(self.not_found) - tracked:
+            del self.not_found[gone]
         if self.done - tracked:
             self.done &= tracked
             changed = True
