@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import structlog
@@ -187,7 +187,7 @@ class ApiLogsPoller:
             context.batcher.after_commit(self._counter(entry))
             delivered.append(Key(entry.id, entry.time_ns))
 
-    def _counter(self, entry: ApiLogEntry) -> Any:
+    def _counter(self, entry: ApiLogEntry) -> Callable[[], None]:
         metrics, domain = self.context.metrics, self.context.domain
         return lambda: metrics.api_log_entry(domain, entry)
 
