@@ -7,11 +7,12 @@ Two measurements, one process each side of the loopback:
 2. the sustained accept rate: as many events as `--concurrency` senders get through in
    `--seconds` (target: >= 1,000 events/s).
 
-The inbox is the test suite's SQLite one (tests/webhook_inbox.py: WAL, synchronous=FULL)
-until the state stores' `inbox_add` lands; then the inbox below is swapped for the real
-stores (SQLite and PostgreSQL) and the same two runs repeated.
+The inbox is the daemon's own state store: SQLite (a file in a temporary directory, as
+`state_path`) and/or PostgreSQL (a throwaway server on 127.0.0.1, `testing/pg_server.py`,
+with the daemon's connection pool), the same `inbox_add` the daemon's receiver calls.
 
-    .venv/bin/python bench/webhooks_accept.py [--rate 200] [--seconds 10] [--concurrency 32]
+    .venv/bin/python bench/webhooks_accept.py [--store sqlite|postgresql|both] [--rate 200]
+        [--seconds 10] [--concurrency 32]
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -34,7 +37,15 @@ if str(ROOT) not in sys.path:
 from daily_otel_bridge.config.settings import parse_settings  # noqa: E402
 from daily_otel_bridge.instruments import BridgeMetrics  # noqa: E402
 from daily_otel_bridge.service.webhooks import start_webhook_server  # noqa: E402
-from tests.webhook_inbox import SECRET, SqliteInbox, event_body, signed_headers  # noqa: E402
+from daily_otel_bridge.testing.pg_server import pg_server  # noqa: E402
+from tests.webhook_inbox import (  # noqa: E402
+    SECRET,
+    Inbox,
+    SqliteInbox,
+    event_body,
+    postgres_inbox,
+    signed_headers,
+)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -42,8 +53,32 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run(rate: float, seconds: float, concurrency: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+@asynccontextmanager
+async def opened_inbox(store: str) -> AsyncIterator[Inbox]:
+    if store == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            inbox = SqliteInbox(Path(tmp) / "state.db")
+            try:
+                yield inbox
+            finally:
+                inbox.close()
+        return
+    with pg_server(max_seconds=600) as server:
+        inbox = await postgres_inbox(server.create_database("bench"))
+        try:
+            yield inbox
+        finally:
+            await inbox.aclose()
+
+
+async def pending(inbox: Inbox) -> int:
+    count, _ = await inbox.store.inbox_stats("acme")
+    return count
+
+
+async def run(store: str, rate: float, seconds: float, concurrency: int) -> None:
+    print(f"-- {store}")
+    async with opened_inbox(store) as inbox:
         settings = parse_settings(
             {
                 "domains": [{"name": "acme", "api_key": "k", "webhook_secret": SECRET}],
@@ -51,7 +86,6 @@ async def run(rate: float, seconds: float, concurrency: int) -> None:
             },
             environ={},
         )
-        inbox = SqliteInbox(Path(tmp) / "inbox.db")
         server = await start_webhook_server(settings, inbox, BridgeMetrics(CollectorRegistry()))
         url = server.url("acme")
         connector = aiohttp.TCPConnector(limit=concurrency)
@@ -104,20 +138,24 @@ async def run(rate: float, seconds: float, concurrency: int) -> None:
                     f"sustained: {done} events in {elapsed:.1f}s = {done / elapsed:,.0f} events/s "
                     f"({concurrency} senders)"
                 )
-            stored = len(inbox.rows("acme"))
+            stored = await pending(inbox)
             print(f"stored: {stored} of {count + done} (each answered 200 only once stored)")
         finally:
             await server.stop()
-            inbox.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--store", choices=("sqlite", "postgresql", "both"), default="both", help="state store"
+    )
     parser.add_argument("--rate", type=float, default=200.0, help="events/s of the latency run")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each run")
     parser.add_argument("--concurrency", type=int, default=32, help="senders of the rate run")
     args = parser.parse_args()
-    asyncio.run(run(args.rate, args.seconds, args.concurrency))
+    stores = ("sqlite", "postgresql") if args.store == "both" else (args.store,)
+    for store in stores:
+        asyncio.run(run(store, args.rate, args.seconds, args.concurrency))
 
 
 if __name__ == "__main__":

@@ -384,6 +384,13 @@ class BridgeMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )
+        self.webhook_inbox_oldest_age = Gauge(
+            f"{PREFIX}_webhook_inbox_oldest_age_seconds",
+            "Age of the oldest webhook event stored and not yet exported (0: none waits), as "
+            "the replica that owns the domain saw it at its last look at the inbox.",
+            ["domain"],
+            registry=r,
+        )
 
     def init_webhooks(self, domains: Sequence[str]) -> None:
         """Create every webhook series of the served `domains` at 0 (and the refusals of
@@ -401,6 +408,7 @@ class BridgeMetrics:
                 if reason != "unknown_domain":
                     self.webhook_events_refused.labels(domain, reason)
             self.webhook_accept_duration.labels(domain)
+            self.webhook_inbox_oldest_age.labels(domain)
 
     def init_domain(
         self,

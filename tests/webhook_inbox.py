@@ -1,8 +1,6 @@
-"""A minimal durable webhook inbox on SQLite, and Daily-like signed posts, for the receiver's
-tests and `bench/webhooks_accept.py`.
-
-The state stores (SQLite and PostgreSQL) are gaining the real `inbox_add`; until then this is
-the same contract on a real file (WAL, synchronous=FULL: committed means on disk), not a mock.
+"""The webhook inbox for the receiver's tests and `bench/webhooks_accept.py`: the real state
+stores (`SqliteInbox` is the SQLite store's own `inbox_add`, `open_inbox` also gives the
+PostgreSQL one), with two levers a test needs, and Daily-like signed posts.
 """
 
 from __future__ import annotations
@@ -11,77 +9,68 @@ import asyncio
 import base64
 import json
 import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from daily_otel_bridge.core.webhook_signature import decode_secret, sign
+from daily_otel_bridge.state.base import CursorStore, EventBody
+from daily_otel_bridge.state.sqlite import SqliteCursorStore, SqliteStateStore
 
 SECRET = base64.b64encode(b"test webhook secret, 32 bytes!!!").decode()
 OTHER_SECRET = base64.b64encode(b"another secret of thirty-two b.s").decode()
 
 
-class SqliteInbox:
-    """`inbox_add` on a SQLite file: one row per (domain, event id)."""
+class Inbox:
+    """A real store's `inbox_add`, plus `fail` (set: the next calls raise it, as a store
+    that cannot write) and `delay` (seconds each call takes on top, as a slow store)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS inbox (domain TEXT, event_id TEXT, body BLOB,"
-            " received_at REAL, PRIMARY KEY (domain, event_id))"
-        )
-        self._lock = threading.Lock()
-        self.fail: Exception | None = None  # set to make the next calls raise it
-        self.delay = 0.0  # seconds each call takes on top
-
-    def _add(
-        self, domain: str, event_id: str, body: bytes, received_at: float, window: float
-    ) -> bool:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(
-                    "SELECT received_at FROM inbox WHERE domain = ? AND event_id = ?",
-                    (domain, event_id),
-                ).fetchone()
-                if row is not None and received_at - row[0] < window:
-                    self._db.execute("ROLLBACK")
-                    return False
-                self._db.execute(
-                    "INSERT OR REPLACE INTO inbox VALUES (?, ?, ?, ?)",
-                    (domain, event_id, body, received_at),
-                )
-                self._db.execute("COMMIT")
-                return True
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+    def __init__(self, store: CursorStore) -> None:
+        self.store = store
+        self.fail: Exception | None = None
+        self.delay = 0.0
 
     async def inbox_add(
-        self, domain: str, event_id: str, body: bytes, received_at: float, dedupe_window: float
+        self, domain: str, event_id: str, body: EventBody, received_at: float, dedupe_window: float
     ) -> bool:
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.fail is not None:
             raise self.fail
-        return await asyncio.to_thread(
-            self._add, domain, event_id, body, received_at, dedupe_window
-        )
+        return await self.store.inbox_add(domain, event_id, body, received_at, dedupe_window)
+
+    async def aclose(self) -> None:
+        await self.store.close()
+
+
+class SqliteInbox(Inbox):
+    """The SQLite state store at `path` (WAL; committed when `inbox_add` returns)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sqlite = SqliteCursorStore(path, lock=False)
+        super().__init__(SqliteStateStore(self.sqlite))
 
     def rows(self, domain: str | None = None) -> list[tuple[str, str, bytes]]:
-        """What a fresh connection reads back from the file (what survived)."""
+        """The events waiting, as a fresh connection reads them back (what survived)."""
         with sqlite3.connect(self.path) as db:
-            query = "SELECT domain, event_id, body FROM inbox"
+            query = "SELECT domain, event_id, body FROM inbox WHERE pending"
             if domain is not None:
-                return list(db.execute(query + " WHERE domain = ?", (domain,)))
-            return list(db.execute(query))
+                rows = db.execute(query + " AND domain = ? ORDER BY received_at", (domain,))
+            else:
+                rows = db.execute(query + " ORDER BY received_at")
+            return [(str(d), str(e), bytes(b)) for d, e, b in rows]
 
     def close(self) -> None:
-        self._db.close()
+        self.sqlite.close()
+
+
+async def postgres_inbox(dsn: str) -> Inbox:
+    """The PostgreSQL state store at `dsn` with the daemon's pool (schema created if need
+    be); `aclose()` it."""
+    from daily_otel_bridge.state.postgres import PostgresStateStore
+
+    return Inbox(await PostgresStateStore.open(dsn, application_name="webhook-inbox-test"))
 
 
 def event_body(event_id: str, event_type: str = "meeting.started", **payload: Any) -> bytes:

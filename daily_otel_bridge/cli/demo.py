@@ -9,6 +9,7 @@ endpoint must not look like a success.
 from __future__ import annotations
 
 import asyncio
+import base64
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -31,6 +32,45 @@ DEMO_EXPORT_TIMEOUT = "2s"
 DEMO_MAX_RETRY_TIME = "2s"
 
 log = structlog.get_logger("daily_otel_bridge.cli.demo")
+
+# Webhooks in the demo: the simulator, as Daily, pushes its meetings' events (signed with
+# this, a demo value) to the bridge's receiver on a free loopback port; they are printed
+# beside the polled records (EventName daily.meeting.started, ...).
+DEMO_WEBHOOK_SECRET = base64.b64encode(b"demo webhook secret, not secret").decode()
+WEBHOOK_STREAM = "webhooks"
+
+
+def with_webhooks(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` with the receiver on (a free loopback port) and the demo domain's secret."""
+    config["webhooks"] = {"listen": "127.0.0.1:0"}
+    for domain in config["domains"]:
+        domain["webhook_secret"] = DEMO_WEBHOOK_SECRET
+    return config
+
+
+async def register_demo_hook(bridge: Any, api_url: str) -> None:
+    """Once the receiver listens, create a hook at the simulator (`POST /webhooks`, as
+    `daily-otel-bridge webhooks register` would at Daily); the demo goes on without
+    webhooks if that fails."""
+    import aiohttp
+
+    for _ in range(200):
+        if bridge.webhooks is not None:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        return
+    body = {"url": bridge.webhooks.url("demo"), "hmac": DEMO_WEBHOOK_SECRET}
+    headers = {"Authorization": f"Bearer {DEMO_KEY}"}
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{api_url}/webhooks", json=body, headers=headers) as resp,
+        ):
+            if resp.status != 200:
+                log.warning("demo webhook not registered", status=resp.status)
+    except aiohttp.ClientError as exc:
+        log.warning("demo webhook not registered", error=type(exc).__name__)
 
 
 def demo_config(
@@ -125,6 +165,18 @@ def sources_line(metrics: BridgeMetrics) -> str:
     )
 
 
+def webhook_events(metrics: BridgeMetrics) -> int:
+    """Webhook events exported (the simulator pushed them, the receiver stored them)."""
+    return int(
+        sum(
+            sample.value
+            for family in metrics.records_exported.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total") and sample.labels.get("stream") == WEBHOOK_STREAM
+        )
+    )
+
+
 def summarize(metrics: BridgeMetrics) -> DemoSummary:
     samples = [s for f in metrics.requests_per_read.collect() for s in f.samples]
     requests = int(sum(s.value for s in samples if s.name.endswith("_sum")))
@@ -157,13 +209,20 @@ async def _demo(endpoint: str | None, protocol: str, duration: float | None, see
         presence_lag=0.0,
         api_log_history=2,  # a few REST API records, enough to see one of each
         webhook_log_history=1,
+        # Meetings that start and end while the demo runs: their webhooks are pushed.
+        churn_meetings=2,
+        churn_delay=2.0,
+        churn_over=6.0,
+        churn_min_duration=3.0,
+        churn_max_duration=6.0,
+        webhook_tick=0.1,
     )
     destination = f"{endpoint} ({protocol})" if endpoint else "the console"
     metrics = BridgeMetrics()
     with tempfile.TemporaryDirectory(prefix="daily-otel-bridge-demo-") as tmp:
         simulator = await start_simulator(sim_config)
         settings = parse_settings(
-            demo_config(simulator.url, Path(tmp) / "state.db", endpoint, protocol),
+            with_webhooks(demo_config(simulator.url, Path(tmp) / "state.db", endpoint, protocol)),
             environ={},
         )
         err = sys.stderr
@@ -175,16 +234,23 @@ async def _demo(endpoint: str | None, protocol: str, duration: float | None, see
         )
         bridge = Bridge(settings, metrics=metrics)
         log.debug("demo starting", simulator=simulator.url, destination=destination)
+        hook = asyncio.create_task(register_demo_hook(bridge, simulator.url))
         try:
             if duration is not None:
                 asyncio.get_running_loop().call_later(duration, bridge.request_stop)
             await bridge.run_forever()
         finally:
+            hook.cancel()
+            await asyncio.gather(hook, return_exceptions=True)
             await bridge.close()
             await simulator.close()
     summary = summarize(metrics)
     sys.stderr.write("\n" + summary.line(destination) + "\n")
     sys.stderr.write(sources_line(metrics) + "\n")
+    sys.stderr.write(
+        f"demo webhooks: {webhook_events(metrics)} events pushed by the simulator and "
+        f"delivered to {destination} beside the polled records\n"
+    )
     if summary.delivered == 0:
         sys.stderr.write(
             "nothing could be delivered"

@@ -60,8 +60,11 @@ class DomainPipeline:
         persist: bool = True,
         guard: Callable[[], object] | None = None,
         registry: Registry = REGISTRY,
+        discovery_stretch: float = 1.0,
     ) -> None:
         self.settings = settings
+        # `webhooks.discovery_stretch` when the receiver runs (see `ReadLoop`), else 1.
+        self.discovery_stretch = discovery_stretch
         self.name = settings.name
         self.client = client
         self.exporter = exporter
@@ -164,6 +167,7 @@ class DomainPipeline:
             metrics=self.metrics,
             succeeded=self._succeeded,
             monotonic=self.monotonic,
+            discovery_stretch=self.discovery_stretch,
         )
 
     def _polling(self, loop: ReadLoop) -> DomainPolling:
@@ -232,6 +236,13 @@ class DomainPipeline:
         end of its window and every batch is committed; returns what the pass did."""
         return await self.run(asyncio.Event(), once=True)
 
+    def wake_source(self, name: str) -> None:
+        """Poll domain source `name` now (the webhook inbox, when this process stored an
+        event for the domain); nothing when the domain does not poll it."""
+        polling = self.loop.polling
+        if polling is not None:
+            polling.wake(name)
+
     def request_stop(self) -> None:
         """Reads end after their current page (the loop then exports and commits)."""
         self.loop.stop_requested = True
@@ -269,6 +280,7 @@ def build_pipeline(
     persist: bool = True,
     user_agent: str | None = None,
     guard: Callable[[], object] | None = None,
+    discovery_stretch: float = 1.0,
 ) -> DomainPipeline:
     """A domain's pipeline with its own Daily client and exporter, as configured.
 
@@ -295,6 +307,7 @@ def build_pipeline(
         metrics=metrics,
         persist=persist,
         guard=guard,
+        discovery_stretch=discovery_stretch,
     )
 
 

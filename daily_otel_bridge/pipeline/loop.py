@@ -47,6 +47,11 @@ MAX_READS_PER_PASS = 20
 QUICK_DISCOVERIES = 2
 # Longest a worker sleeps without looking at the queue (new sessions also wake it).
 IDLE_WAIT = 1.0
+# A meeting's start or end pushed (a webhook) this recently says that pushed events flow:
+# discovery may then run `discovery_stretch` times less often. Only `meeting.started` and
+# `meeting.ended` count, the events that tell what discovery would; a hook registered for
+# errors alone never stretches it.
+PUSHED_HEALTHY_FOR = 600.0
 
 
 class ReadLoop:
@@ -65,8 +70,12 @@ class ReadLoop:
         metrics: BridgeMetrics,
         succeeded: Callable[[], None],
         monotonic: Callable[[], float] = time.monotonic,
+        discovery_stretch: float = 1.0,
     ) -> None:
         self.settings = settings
+        # How many times less often discovery may run while pushed events flow (1: never).
+        self.discovery_stretch = discovery_stretch
+        self._last_pushed_mono: float | None = None
         self.name = settings.name
         self.client = client
         self.table = table
@@ -172,7 +181,22 @@ class ReadLoop:
 
     # -- hints from pushed events (`sources.base.SessionHints`) ------------------------------
 
+    def pushed_events_flow(self) -> bool:
+        """True when a meeting's start or end was pushed within `PUSHED_HEALTHY_FOR`."""
+        last = self._last_pushed_mono
+        return last is not None and self.monotonic() - last <= PUSHED_HEALTHY_FOR
+
+    def discovery_delay(self) -> float:
+        """Seconds between two healthy discoveries: `poll_interval` spread over the quick
+        ones, times `discovery_stretch` while webhooks announce meetings as they start and
+        end. Discovery stays the truth (a lost webhook loses nothing), only later."""
+        delay = self.settings.poll_interval / (QUICK_DISCOVERIES + 1)
+        if self.pushed_events_flow():
+            delay *= self.discovery_stretch
+        return delay
+
     async def meeting_started(self, session_id: str, room: str, start_ms: int | None) -> None:
+        self._last_pushed_mono = self.monotonic()
         now_ms = int(self.progress.clock() * 1000)
         session = await self.table.track_hinted(session_id, room, start_ms, now_ms)
         if session is not None:
@@ -181,6 +205,7 @@ class ReadLoop:
             self.progress.update_gauges()
 
     async def meeting_ended(self, session_id: str, end_ms: int | None) -> None:
+        self._last_pushed_mono = self.monotonic()
         session = self.table.sessions.get(session_id)
         if session is None:
             return
@@ -341,5 +366,5 @@ class ReadLoop:
                     )
             else:
                 failures = 0
-                delay = self.settings.poll_interval / (QUICK_DISCOVERIES + 1)
+                delay = self.discovery_delay()
             await asyncio.sleep(delay)

@@ -157,10 +157,12 @@ class DomainPolling:
     async def _run_source(self, source: DomainSource) -> None:
         wake = self._wake[source.name]
         while True:
+            # Cleared before the poll, not after: a wake that comes while it runs (an event
+            # stored meanwhile) must poll again at once, not wait for the interval.
+            wake.clear()
             ok = await self.poll_once(source)
             interval = source.interval(self._settings)
             if not ok:
                 interval = max(interval, MIN_RETRY_INTERVAL)
-            wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=interval)

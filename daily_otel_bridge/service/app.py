@@ -11,6 +11,11 @@ With `state_url` (PostgreSQL, several replicas) this process runs only the domai
 lease it holds: the `LeaseManager` starts each one (`_own_domain`) when it acquires the
 lease and drains or cancels it when the lease goes; every Daily request and every export
 first checks the lease (fencing), and every commit is conditional on its epoch.
+
+With `webhooks`, the receiver (`service.webhooks`) stores each event in the state store's
+inbox before it answers 200, then wakes the inbox poller of the event's domain
+(`sources.webhooks`) if this process runs that domain. With replicas, a replica that does
+not own the domain only stores: the owner's poller finds the event at its next look.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from collections.abc import Callable
 import structlog
 
 from daily_otel_bridge.config.settings import ConfigError, DomainSettings, Settings, load_settings
+from daily_otel_bridge.core.webhook_events import WebhookEvent
 from daily_otel_bridge.daily.client import user_agent_for
 from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.otlp.transport import Exporter, build_transport
@@ -32,7 +38,13 @@ from daily_otel_bridge.service.health import HealthServer
 from daily_otel_bridge.service.logging import register_secrets
 from daily_otel_bridge.service.startup import startup_fields
 from daily_otel_bridge.service.systemd import SystemdNotifier
+from daily_otel_bridge.service.webhooks import (
+    WebhookServer,
+    start_webhook_server,
+    webhook_secrets_of,
+)
 from daily_otel_bridge.sources import Registry
+from daily_otel_bridge.sources import webhooks as webhook_source
 from daily_otel_bridge.state.base import CursorStore, StateError
 from daily_otel_bridge.state.factory import StateBackend, open_state, state_secrets
 
@@ -41,7 +53,7 @@ log = structlog.get_logger("daily_otel_bridge.service.app")
 # After SIGTERM, how long the in-flight work may take on top of the export timeout.
 SHUTDOWN_SLACK = 5.0
 # Settings that a reload cannot apply to a running process.
-RESTART_ONLY = ("state_path", "health", "self_telemetry")
+RESTART_ONLY = ("state_path", "health", "self_telemetry", "webhooks")
 
 
 def secrets_of(settings: Settings) -> list[str]:
@@ -49,7 +61,15 @@ def secrets_of(settings: Settings) -> list[str]:
     values.extend(state_secrets(settings))
     for export in [settings.export, *(d.export for d in settings.domains)]:
         values.extend(v for _, v in export.header_items())
+    values.extend(webhook_secrets_of(settings))
     return values
+
+
+def discovery_stretch_of(settings: Settings) -> float:
+    """How many times less often discovery may run while webhooks flow: the configured
+    `webhooks.discovery_stretch` when the receiver runs, else 1 (never)."""
+    hooks = settings.webhooks
+    return hooks.discovery_stretch if hooks is not None and hooks.enabled else 1.0
 
 
 class _Running:
@@ -76,6 +96,7 @@ class Bridge:
         self._running: dict[str, _Running] = {}
         self.stop = asyncio.Event()
         self.health: HealthServer | None = None
+        self.webhooks: WebhookServer | None = None
         self.notifier = SystemdNotifier()
         self._reload = reload or self._load_again
         self._reloading: asyncio.Task[None] | None = None
@@ -115,6 +136,7 @@ class Bridge:
             metrics=self.metrics,
             user_agent=user_agent_for(backend.replica_id),
             guard=(lambda: leases.check(domain.name)) if leases is not None else None,
+            discovery_stretch=discovery_stretch_of(self.settings),
         )
         self.metrics.init_domain(
             domain.name,
@@ -167,6 +189,11 @@ class Bridge:
     async def run_forever(self) -> None:
         await self.open()
         self._install_signal_handlers(reload=True)
+        if self.settings.webhooks_enabled:
+            # Before anything else starts: a port that cannot be bound is a config error.
+            self.webhooks = await start_webhook_server(
+                self.settings, self.store, self.metrics, on_stored=self._webhook_stored
+            )
         if self.settings.health.enabled:
             self.health = HealthServer(
                 self.settings, self.runners, self.metrics, ownership=self._ownership
@@ -207,6 +234,9 @@ class Bridge:
         finally:
             self.notifier.stopping()
             self.request_stop()
+            # Accept nothing more (Daily retries what gets no answer); what was accepted is
+            # in the store, and exported by the next run if not by this one.
+            await self._stop_webhooks()
             if leases is not None:
                 # Drains every owned domain (their exports acknowledged and committed), then
                 # releases the leases, so that a peer takes over at once.
@@ -223,6 +253,19 @@ class Bridge:
             if self.health is not None:
                 await self.health.stop()
             log.info("bridge stopped")
+
+    async def _stop_webhooks(self) -> None:
+        if self.webhooks is not None:
+            server, self.webhooks = self.webhooks, None
+            await server.stop()
+
+    def _webhook_stored(self, domain: str, event: WebhookEvent) -> None:
+        """An event was stored for `domain`: its inbox poller looks now, if it runs here
+        (with replicas, the owner finds it at its next look)."""
+        for runner in self.runners:
+            if runner.pipeline.name == domain:
+                runner.pipeline.wake_source(webhook_source.NAME)
+                return
 
     def _start(self, runner: DomainRunner) -> None:
         stop = asyncio.Event()
@@ -304,6 +347,10 @@ class Bridge:
         self.settings = new
         if self.health is not None:
             self.health.settings = new
+        if self.webhooks is not None:
+            # The domains served and their secrets follow the file; `webhooks` itself
+            # (listen, TLS, ...) needs a restart.
+            self.webhooks.receiver.update_domains([d for d in new.domains if d.enabled])
         for name in added + changed:
             await self.start_domain(new_domains[name])
         log.info(

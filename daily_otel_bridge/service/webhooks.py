@@ -222,6 +222,13 @@ class WebhookReceiver:
     def domains(self) -> list[str]:
         return list(self._domains)
 
+    def update_domains(self, domains: Sequence[DomainSettings]) -> None:
+        """Serve these domains from now on (a reload: domains added or removed, secrets
+        changed)."""
+        self._domains = _served(domains)
+        self._by_lower = {name.lower(): entry for name, entry in self._domains.items()}
+        self.metrics.init_webhooks(list(self._domains))
+
     def app(self) -> web.Application:
         app = web.Application()
         prefix = self.settings.path_prefix

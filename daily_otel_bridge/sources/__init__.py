@@ -4,7 +4,7 @@
 a `Source` plus one `REGISTRY.register` line here.
 """
 
-from daily_otel_bridge.sources import api_logs, logs, presence, samples, summaries
+from daily_otel_bridge.sources import api_logs, logs, presence, samples, summaries, webhooks
 from daily_otel_bridge.sources.base import (
     DomainSource,
     PageContext,
@@ -20,6 +20,7 @@ REGISTRY = Registry([logs.SOURCE, samples.SOURCE])
 REGISTRY.register(summaries.SOURCE)
 REGISTRY.register(presence.SOURCE)
 REGISTRY.register(api_logs.SOURCE)
+REGISTRY.register(webhooks.SOURCE)
 
 __all__ = [
     "REGISTRY",

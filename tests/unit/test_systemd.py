@@ -123,6 +123,8 @@ def test_reads_os_environ_by_default(
         "/" + "x" * 200,  # longer than sun_path
         "/tmp/nul\0byte",
     ],
+    # Ids that do not change between collections (several pytest workers must agree).
+    ids=["relative", "enoent", "refused", "too-long", "nul"],
 )
 def test_socket_errors_return_false(value: str) -> None:
     assert notify("READY=1", {"NOTIFY_SOCKET": value}) is False

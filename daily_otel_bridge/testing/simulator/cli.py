@@ -64,6 +64,7 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     add_churn_arguments(p)
     add_domain_sources_arguments(p)
+    add_webhook_arguments(p)
     p.add_argument("--no-metrics", action="store_true", help="includeMetrics gives []")
     p.add_argument("--rate-limit", type=float, default=None, help="requests/s per domain")
     p.add_argument("--rate-burst", type=float, default=None)
@@ -153,6 +154,52 @@ def domain_sources_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def add_webhook_arguments(p: argparse.ArgumentParser) -> None:
+    """``--webhook-*``: how the simulated Daily pushes webhooks to the hooks created with
+    ``POST /v1/webhooks`` (``retryType`` chooses the mode per hook)."""
+    p.add_argument(
+        "--webhook-timeout",
+        type=_duration_arg,
+        default=5.0,
+        help="a delivery not answered within this is a failure (default 5s)",
+    )
+    p.add_argument(
+        "--webhook-backoff",
+        type=_duration_arg,
+        default=60.0,
+        help="exponential mode: first retry after this, doubling (default 60s)",
+    )
+    p.add_argument(
+        "--webhook-max-attempts",
+        type=int,
+        default=5,
+        help="exponential mode: tries per event before it is dropped (default 5)",
+    )
+    p.add_argument(
+        "--webhook-failure-threshold",
+        type=int,
+        default=3,
+        help="circuit-breaker mode: failures in a row that put the hook in FAILED (default 3)",
+    )
+    p.add_argument(
+        "--webhook-tick",
+        type=_duration_arg,
+        default=0.25,
+        help="how often new events are looked for (default 250ms)",
+    )
+
+
+def webhook_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The webhook keys of ``SimulatorConfig`` from the ``--webhook-*`` flags."""
+    return {
+        "webhook_timeout": args.webhook_timeout,
+        "webhook_backoff": args.webhook_backoff,
+        "webhook_max_attempts": args.webhook_max_attempts,
+        "webhook_failure_threshold": args.webhook_failure_threshold,
+        "webhook_tick": args.webhook_tick,
+    }
+
+
 def churn_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The churn keys of ``SimulatorConfig`` from the ``--churn-*`` flags (shared with the
     bench's simulator server)."""
@@ -192,6 +239,7 @@ def _config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         live_silent_meetings=args.live_silent_meetings,
         **churn_kwargs(args),
         **domain_sources_kwargs(args),
+        **webhook_kwargs(args),
         include_metrics_samples=not args.no_metrics,
         rate_limit_per_second=args.rate_limit,
         rate_burst=args.rate_burst,
