@@ -101,6 +101,12 @@ def demo_config(
                 "session_grace": "1m",
                 "max_quiet_interval": "10s",
                 "requests_per_second": 10,
+                # Issue 17's sources, each shown once: summaries of the ended meetings (on by
+                # default), who is present now, the REST API's logs with scrubbed bodies.
+                "meeting_summaries": True,
+                "presence": True,
+                "api_logs": True,
+                "api_logs_bodies": True,
             }
         ],
     }
@@ -127,14 +133,35 @@ class DemoSummary:
         )
 
 
-def _total(counter: Counter) -> int:
+def _total(counter: Counter, streams: tuple[str, ...] | None = None) -> int:
     return int(
         sum(
             sample.value
             for family in counter.collect()
             for sample in family.samples
             if sample.name.endswith("_total")
+            and (streams is None or sample.labels.get("stream") in streams)
         )
+    )
+
+
+# The streams read per session from GET /logs (what "records read" counts).
+SESSION_STREAMS = ("logs", "metrics")
+
+
+def sources_line(metrics: BridgeMetrics) -> str:
+    """What the sources beside the call logs delivered (issue 17), one line."""
+    present = sum(
+        sample.value
+        for family in metrics.participants_present.collect()
+        for sample in family.samples
+    )
+    summaries = _total(metrics.records_exported, ("summaries",))
+    api_logs = _total(metrics.records_exported, ("api_logs",))
+    return (
+        f"demo sources: {summaries} meeting summary records (one per ended meeting and one "
+        f"per participant session), {api_logs} REST API log records (bodies scrubbed), "
+        f"{present:g} participants present at the last GET /presence"
     )
 
 
@@ -158,8 +185,7 @@ def summarize(metrics: BridgeMetrics) -> DemoSummary:
         read=_total(metrics.records_fetched),
         reread=_total(metrics.records_reread),
         anchors=_total(metrics.records_anchor),
-        # The polled records only: webhook events are not read, and have their own line.
-        delivered=_total(metrics.records_exported) - webhook_events(metrics),
+        delivered=_total(metrics.records_exported, SESSION_STREAMS),
         failed_exports=_total(metrics.export_failures_by_kind),
         requests=requests,
         reads=reads,
@@ -180,6 +206,9 @@ async def _demo(endpoint: str | None, protocol: str, duration: float | None, see
         live=True,
         live_meetings=1,
         live_records_per_second=2.0,
+        presence_lag=0.0,
+        api_log_history=2,  # a few REST API records, enough to see one of each
+        webhook_log_history=1,
         # Meetings that start and end while the demo runs: their webhooks are pushed.
         churn_meetings=2,
         churn_delay=2.0,
@@ -217,6 +246,7 @@ async def _demo(endpoint: str | None, protocol: str, duration: float | None, see
             await simulator.close()
     summary = summarize(metrics)
     sys.stderr.write("\n" + summary.line(destination) + "\n")
+    sys.stderr.write(sources_line(metrics) + "\n")
     sys.stderr.write(
         f"demo webhooks: {webhook_events(metrics)} events pushed by the simulator and "
         f"delivered to {destination} beside the polled records\n"

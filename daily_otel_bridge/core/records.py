@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # A Daily log record exactly as decoded from the JSON response. Kept as a dict rather than
@@ -19,6 +19,9 @@ class Meeting:
     start_time: int  # Unix seconds
     duration: int | None  # seconds; None while ongoing
     ongoing: bool
+    # The `/meetings` entry as Daily sent it, kept only when discovery asked for the
+    # participants (`meeting_summaries`): the summary of an ended meeting is built from it.
+    entry: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def end_time(self) -> int | None:

@@ -153,13 +153,19 @@ class DailyClient:
         timeframe_start: int | None = None,
         ongoing: bool | None = None,
         room: str | None = None,
+        participants: bool = False,
     ) -> list[Meeting]:
-        """Every meeting matching the filters, following `starting_after` paging."""
+        """Every meeting matching the filters, following `starting_after` paging.
+
+        `participants`: ask for each meeting's participant list and keep the raw entry
+        (`Meeting.entry`) for the meeting summaries; the same requests, larger answers."""
         meetings: list[Meeting] = []
         seen: set[str] = set()
         starting_after: str | None = None
         while True:
-            params: dict[str, str] = {"limit": str(MEETINGS_PAGE_LIMIT), "no_participants": "true"}
+            params: dict[str, str] = {"limit": str(MEETINGS_PAGE_LIMIT)}
+            if not participants:
+                params["no_participants"] = "true"
             if timeframe_start is not None:
                 params["timeframe_start"] = str(timeframe_start)
             if ongoing is not None:
@@ -174,7 +180,7 @@ class DailyClient:
                 raise TransientError("GET /meetings: response has no 'data' list")
             fresh = 0
             for item in data:
-                meeting = _parse_meeting(item)
+                meeting = _parse_meeting(item, keep_entry=participants)
                 if meeting is None or meeting.id in seen:
                     continue
                 seen.add(meeting.id)
@@ -369,7 +375,7 @@ def _classify(error: Exception) -> Failure | None:
     return None
 
 
-def _parse_meeting(item: object) -> Meeting | None:
+def _parse_meeting(item: object, *, keep_entry: bool = False) -> Meeting | None:
     if not isinstance(item, dict):
         return None
     mid = item.get("id")
@@ -384,4 +390,5 @@ def _parse_meeting(item: object) -> Meeting | None:
         start_time=int(start),
         duration=int(duration) if isinstance(duration, int | float) else None,
         ongoing=bool(item.get("ongoing", False)),
+        entry=item if keep_entry else None,
     )

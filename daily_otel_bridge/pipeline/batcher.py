@@ -95,6 +95,7 @@ class _Open:
     domain_records: dict[str, int] = field(default_factory=dict)
     positions: dict[str, str] = field(default_factory=dict)
     inbox_done: list[str] = field(default_factory=list)
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
     opened_at: float | None = None  # monotonic, when the first content came in
     oldest_ns: int | None = None  # `time` of the oldest record in the batch
 
@@ -114,6 +115,7 @@ class Sealed:
     positions: dict[str, str]
     inbox_done: list[str]
     committed: asyncio.Future[None]
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
     previous: asyncio.Future[None] | None = None  # the batch before: commits wait for it
 
 
@@ -253,6 +255,11 @@ class Batcher:
             self._touch()
             self._open.inbox_done.extend(event_ids)
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """`callback` runs once the open batch is committed (not at all if it fails)."""
+        self._touch()
+        self._open.after_commit.append(callback)
+
     def update_for(self, stream: str, cursor: SessionCursor) -> CursorUpdate:
         """The pending update of `cursor` in the open batch (committed with it)."""
         self._touch()
@@ -355,6 +362,7 @@ class Batcher:
             positions=opened.positions,
             inbox_done=opened.inbox_done,
             committed=asyncio.get_running_loop().create_future(),
+            after_commit=opened.after_commit,
             previous=self._last,
         )
         self._last = sealed.committed
@@ -417,6 +425,8 @@ class Batcher:
                     extra["inbox_done"] = batch.inbox_done
                 await self.store.commit(self.domain, batch.updates, **extra)
             self._count_committed(batch, outcomes)
+            for callback in batch.after_commit:
+                callback()
             if self.on_commit is not None:
                 self.on_commit(batch)
             batch.committed.set_result(None)

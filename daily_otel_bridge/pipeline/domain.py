@@ -103,6 +103,7 @@ class DomainPipeline:
             session_grace=s.session_grace,
             persist=self.persist,
             clock=self.clock,
+            participants=self._summarised(),
         )
         self.batcher = Batcher(
             domain=self.name,
@@ -178,9 +179,15 @@ class DomainPipeline:
             daily=self.client,
             store=self.store,
             hints=loop,
+            meetings=loop.table,
             metrics=self.metrics,
             monotonic=self.monotonic,
         )
+
+    def _summarised(self) -> bool:
+        """Whether a domain source reads what discovery saw of ended meetings (the
+        summaries): only then does discovery ask for the participants."""
+        return any(source.needs_participants for source in self.domain_sources)
 
     async def reset(self) -> None:
         """Drop everything in memory (after a failure); the next run reloads the store."""

@@ -23,7 +23,13 @@ from daily_otel_bridge.core.trouble import clip
 from daily_otel_bridge.instruments import BridgeMetrics
 from daily_otel_bridge.pipeline.batcher import Batcher
 from daily_otel_bridge.pipeline.records import RecordPath
-from daily_otel_bridge.sources.base import DailyGet, DomainSource, Poller, SessionHints
+from daily_otel_bridge.sources.base import (
+    DailyGet,
+    DomainSource,
+    MeetingsSeen,
+    Poller,
+    SessionHints,
+)
 from daily_otel_bridge.state.base import CursorStore
 
 # A poll that keeps failing is retried at its interval, but at least this far apart.
@@ -43,6 +49,7 @@ class DomainPolling:
         daily: DailyGet,
         store: CursorStore,
         hints: SessionHints,
+        meetings: MeetingsSeen,
         metrics: BridgeMetrics,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -53,6 +60,7 @@ class DomainPolling:
         self._daily = daily
         self._store = store
         self._hints = hints
+        self._meetings = meetings
         self._metrics = metrics
         self.monotonic = monotonic
         self._pollers: dict[str, Poller] = {}
@@ -84,6 +92,10 @@ class DomainPolling:
     @property
     def hints(self) -> SessionHints:
         return self._hints
+
+    @property
+    def meetings(self) -> MeetingsSeen:
+        return self._meetings
 
     async def room(self) -> None:
         await self._batcher.room()

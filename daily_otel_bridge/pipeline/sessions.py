@@ -13,12 +13,14 @@ import fnmatch
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
 from daily_otel_bridge.core.cursor import SessionCursor
 from daily_otel_bridge.core.records import Meeting
 from daily_otel_bridge.daily.client import DailyClient
+from daily_otel_bridge.sources.base import MeetingSeen
 from daily_otel_bridge.state.base import CursorStore, CursorUpdate
 
 # Meeting start times are accurate to about 15 s, and a client may upload its first lines a
@@ -51,6 +53,11 @@ class TrackedSession:
     # endTime of the newest complete read all of whose records were acknowledged (the
     # committed `drained_until_ms`): everything visible at Daily before it has shipped.
     acked_until_ms: int | None = None
+    # For the meeting summaries: the raw `/meetings` entry once discovery listed the meeting
+    # ended (with its participants), and whether this process's discovery (or a pushed
+    # event) tracked it first, rather than the store.
+    entry: dict[str, Any] | None = None
+    new: bool = False
 
     @property
     def retired(self) -> bool:
@@ -85,6 +92,7 @@ class SessionTable:
         session_grace: float,
         persist: bool = True,
         clock: Callable[[], float] = time.time,
+        participants: bool = False,
     ) -> None:
         self.domain = domain
         self.streams = tuple(streams)
@@ -94,6 +102,8 @@ class SessionTable:
         self.session_grace = session_grace
         self.persist = persist
         self.clock = clock
+        # Ask discovery's recent listings for the participants (the meeting summaries).
+        self.participants = participants
         self.sessions: dict[str, TrackedSession] = {}
         self.floor_ms = 0
         self.discovered_until_ms: int | None = None
@@ -170,7 +180,8 @@ class SessionTable:
             # a tracked meeting missing from the ongoing list ended meanwhile (below).
             since_s = self.discovered_until_ms // 1000 - DISCOVERY_MARGIN_S
             since_s = max(since_s, self.floor_ms // 1000 - DISCOVERY_MARGIN_S)
-        recent = await client.list_meetings(timeframe_start=since_s)
+        recent = await client.list_meetings(timeframe_start=since_s, participants=self.participants)
+        # Ongoing meetings have no summary yet: their participants are not asked for.
         ongoing = await client.list_meetings(ongoing=True)
         self.listed_at_ms = int(now * 1000)
         listed: dict[str, Meeting] = {m.id: m for m in recent}
@@ -192,10 +203,13 @@ class SessionTable:
                         )
                         for s in self.streams
                     },
+                    new=True,
                 )
                 new.append(tracked)
                 self.log.debug("session discovered", session=meeting.id, room=meeting.room)
             tracked.started_ms = meeting.start_time * 1000
+            if meeting.entry is not None and not meeting.ongoing:
+                tracked.entry = meeting.entry
             end = meeting.end_time
             for cursor in tracked.cursors.values():
                 if not cursor.retired:
@@ -226,7 +240,7 @@ class SessionTable:
         Daily's start times, accurate to about 15 s)."""
         assert self.listed_at_ms is not None
         since_s = self.listed_at_ms // 1000 - QUICK_MARGIN_S
-        recent = await client.list_meetings(timeframe_start=since_s)
+        recent = await client.list_meetings(timeframe_start=since_s, participants=self.participants)
         self.listed_at_ms = int(now * 1000)
         new: list[TrackedSession] = []
         for meeting in recent:
@@ -247,6 +261,8 @@ class SessionTable:
                         )
                         for s in self.streams
                     },
+                    entry=meeting.entry if not meeting.ongoing else None,
+                    new=True,
                 )
             )
         if not new:
@@ -275,11 +291,30 @@ class SessionTable:
                 s: SessionCursor(session_id=session_id, room=room, start_floor_ms=floor)
                 for s in self.streams
             },
+            new=True,
         )
         await self._commit_new([tracked], self.discovered_until_ms)
         self.sessions[session_id] = tracked
         self.log.info("session tracked from a pushed event", session=session_id, room=room)
         return tracked
+
+    def meetings_seen(self) -> list[MeetingSeen]:
+        """Every tracked meeting, as the meeting summaries see it (`MeetingsSeen`)."""
+        seen = []
+        for session in self.sessions.values():
+            cursor = next(iter(session.cursors.values()), None)
+            started = session.started_ms
+            seen.append(
+                MeetingSeen(
+                    id=session.session_id,
+                    room=cursor.room if cursor is not None else "",
+                    start_time=started // 1000 if started is not None else None,
+                    ended=session.retired or not session.ongoing,
+                    entry=session.entry,
+                    new=session.new,
+                )
+            )
+        return seen
 
     async def _commit_new(self, new: list[TrackedSession], discovered_until_ms: int | None) -> None:
         """The sessions found, with the time discovery covered, in one transaction."""

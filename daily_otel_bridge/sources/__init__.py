@@ -4,7 +4,7 @@
 a `Source` plus one `REGISTRY.register` line here.
 """
 
-from daily_otel_bridge.sources import logs, samples, webhooks
+from daily_otel_bridge.sources import api_logs, logs, presence, samples, summaries, webhooks
 from daily_otel_bridge.sources.base import (
     DomainSource,
     PageContext,
@@ -16,6 +16,10 @@ from daily_otel_bridge.sources.base import (
 )
 
 REGISTRY = Registry([logs.SOURCE, samples.SOURCE])
+# Issue 17: what discovery saw of ended meetings, who is present now, the REST API's logs.
+REGISTRY.register(summaries.SOURCE)
+REGISTRY.register(presence.SOURCE)
+REGISTRY.register(api_logs.SOURCE)
 REGISTRY.register(webhooks.SOURCE)
 
 __all__ = [

@@ -129,6 +129,31 @@ class DomainBatch(Protocol):
         """Inbox events whose records are in the open batch: removed when it commits."""
         ...
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the open batch is acknowledged and committed (never if it
+        fails): for what must count a record once, such as a metric observed per record."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingSeen:
+    """A meeting discovery tracks (`pipeline.sessions.SessionTable.meetings_seen`)."""
+
+    id: str  # the mtgSessionId
+    room: str
+    start_time: int | None  # Unix seconds, Daily's (about 15 s accurate)
+    ended: bool
+    # The raw `GET /meetings` entry, with its participants, when discovery listed the
+    # meeting ended (None: it saw the meeting leave the ongoing list, or was restarted).
+    entry: Mapping[str, Any] | None
+    new: bool  # first tracked by this process, not loaded from the store
+
+
+class MeetingsSeen(Protocol):
+    """What discovery tracks, for the sources built on it (meeting summaries)."""
+
+    def meetings_seen(self) -> Sequence[MeetingSeen]: ...
+
 
 class DailyGet(Protocol):
     """One paced, retried GET of a Daily endpoint (`daily.client.DailyClient.get_json`)."""
@@ -175,6 +200,9 @@ class PollContext(Protocol):
     @property
     def hints(self) -> SessionHints: ...
 
+    @property
+    def meetings(self) -> MeetingsSeen: ...
+
     async def room(self) -> None:
         """Wait for room in the batch (backpressure); raises an earlier batch's failure."""
         ...
@@ -209,6 +237,9 @@ class DomainSource:
     interval: Callable[[DomainSettings], float]  # seconds between two polls
     open: Callable[[PollContext], Awaitable[Poller]]
     signals: tuple[Signal, ...] = ("logs",)
+    # Discovery lists meetings with their participants (`PollContext.meetings` then holds
+    # each ended meeting's entry): larger answers, no more requests.
+    needs_participants: bool = False
 
 
 class Registry:

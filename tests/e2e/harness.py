@@ -123,6 +123,8 @@ def domain(name: str, key: str, api_url: str, **overrides: Any) -> dict[str, Any
         "lookback": "2m",
         "initial_lookback": "2h",
         "session_grace": "1m",
+        # /logs alone, counted exactly (the summaries have their own tests).
+        "meeting_summaries": False,
     }
     base.update(overrides)
     return base

@@ -53,6 +53,8 @@ class Rig:
             "session_grace": "10m",
             "initial_lookback": "2h",
             "request_timeout": "2s",
+            # /logs alone, counted exactly (the summaries have their own tests).
+            "meeting_summaries": False,
         }
         doc.update(domain)
         exp: dict[str, Any] = {

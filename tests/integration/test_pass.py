@@ -49,6 +49,8 @@ class Rig:
             "settle_lag": "1s",
             "session_grace": "1m",
             "initial_lookback": "2h",
+            # /logs alone, counted exactly (the summaries have their own tests).
+            "meeting_summaries": False,
         }
         domain.update(overrides)
         doc = {

@@ -181,6 +181,8 @@ class Model:
                 "settle_lag": 0,
                 "initial_lookback": 3600,
                 "session_grace": 3600,
+                # /logs alone, counted exactly (the summaries have their own tests).
+                "meeting_summaries": False,
                 "page_size": self.limit,
                 "max_concurrent_reads": 2,
                 "export": {

@@ -63,6 +63,7 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--live-silent-meetings", type=int, default=0, help="ongoing meetings without records"
     )
     add_churn_arguments(p)
+    add_domain_sources_arguments(p)
     add_webhook_arguments(p)
     p.add_argument("--no-metrics", action="store_true", help="includeMetrics gives []")
     p.add_argument("--rate-limit", type=float, default=None, help="requests/s per domain")
@@ -121,6 +122,36 @@ def add_churn_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--churn-late-delay", type=float, default=10.0, help="seconds after the end it appears"
     )
+
+
+def add_domain_sources_arguments(p: argparse.ArgumentParser) -> None:
+    """What `GET /presence` and `GET /logs/api` serve (issue 17's sources)."""
+    p.add_argument(
+        "--presence-lag",
+        type=float,
+        default=15.0,
+        help="seconds /presence lags behind (answers as of the last multiple; default 15)",
+    )
+    p.add_argument(
+        "--api-log-history",
+        type=int,
+        default=30,
+        help="past REST API calls /logs/api lists at start (source=api; default 30)",
+    )
+    p.add_argument(
+        "--webhook-log-history",
+        type=int,
+        default=12,
+        help="past webhook deliveries /logs/api lists at start (source=webhook; default 12)",
+    )
+
+
+def domain_sources_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "presence_lag": args.presence_lag,
+        "api_log_history": args.api_log_history,
+        "webhook_log_history": args.webhook_log_history,
+    }
 
 
 def add_webhook_arguments(p: argparse.ArgumentParser) -> None:
@@ -207,6 +238,7 @@ def _config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         live_duration=args.live_duration,
         live_silent_meetings=args.live_silent_meetings,
         **churn_kwargs(args),
+        **domain_sources_kwargs(args),
         **webhook_kwargs(args),
         include_metrics_samples=not args.no_metrics,
         rate_limit_per_second=args.rate_limit,

@@ -20,8 +20,9 @@ FAULT_KEYS = frozenset(
         "clear",
     }
 )
-# The API endpoints a fault can be scoped to ("any": the next API request whatever it is).
-FAULT_ENDPOINTS = ("any", "logs", "meetings")
+# The API endpoints a fault can be scoped to ("any": the next API request whatever it is);
+# the names `Simulator.api` counts requests under.
+FAULT_ENDPOINTS = ("any", "logs", "meetings", "presence", "participants", "logs_api")
 
 
 @dataclass(slots=True)
@@ -89,7 +90,7 @@ class Faults:
         count = int(body.get("count", 1))
         endpoint = str(body.get("endpoint", "any"))
         if endpoint not in FAULT_ENDPOINTS:
-            raise ValueError("endpoint must be any, logs or meetings")
+            raise ValueError(f"endpoint must be one of {', '.join(FAULT_ENDPOINTS)}")
         if "status" in body:
             status = int(body["status"])
             if not 400 <= status <= 599:
