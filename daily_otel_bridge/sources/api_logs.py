@@ -41,7 +41,7 @@ from daily_otel_bridge.instruments import API_LOGS_ENDPOINT
 from daily_otel_bridge.sources.base import DomainSource, PollContext, Poller
 
 NAME: Final = "api_logs"
-# Daily's lists cap `limit` at 100 (`daily.lists.MAX_API_LOGS_LIMIT`).
+# Daily caps the `limit` of its lists at 100.
 PAGE_LIMIT: Final = 100
 _NS: Final = 1_000_000_000
 

@@ -7,9 +7,6 @@ series.
 A failed poll (Daily answering 5xx past the retries, an unreadable answer) is counted in
 `source_polls_failed_total` and leaves the gauge where it was; the poller asks again at its
 next interval, and nothing else of the domain waits for it.
-
-(`daily.lists.get_presence` does the same for callers in the pipeline layer; a source may not
-import `daily`, a sibling layer, so it counts the answer of `PollContext.daily` itself.)
 """
 
 from __future__ import annotations
