@@ -122,31 +122,46 @@ def _epoch_seconds(prefix: str) -> int:
     return _day_seconds(prefix[:10]) + hour * 3600 + minute * 60 + second
 
 
+# Daily's `YYYY-MM-DDTHH:MM` -> that minute's Unix nanoseconds, for the minutes the checked
+# path below accepted. Records of a session mostly share their minute with the previous
+# ones (a per-second cache missed almost always), so the usual record costs one lookup and
+# one int(); bounded like the encoder's caches.
+_MINUTES: Final[dict[str, int]] = {}
+
+
 def parse_time_ns(value: object) -> int:
     """ISO-8601 with up to nine fractional digits -> Unix nanoseconds, without rounding.
 
     Daily sends `2026-03-23T16:32:55.473000000Z`; `datetime` stops at microseconds, which
     would merge records that Daily keeps apart, so the fraction is read as digits.
     """
-    if (
-        type(value) is str
-        and len(value) == 30
-        and value[29] == "Z"
-        and value[19] == "."
-        and value[4] == "-"
-        and value[7] == "-"
-        and value[10] == "T"
-        and value[13] == ":"
-        and value[16] == ":"
-    ):
-        # Daily's own form, `2026-03-23T16:32:55.473000000Z`: the nine digits as they are.
-        digits = value[20:29]
-        if digits.isdigit():
-            try:
-                seconds = _epoch_seconds(value)
-            except (ValueError, OverflowError) as exc:
-                raise MalformedRecord(f"unparsable time {value[:40]!r}") from exc
-            return seconds * 1_000_000_000 + int(digits)
+    if type(value) is str and len(value) == 30 and value[29] == "Z" and value[19] == ".":
+        minute_ns = _MINUTES.get(value[:16])
+        if minute_ns is not None:
+            # Seconds and the nine digits of the fraction as one number: SS * 10**9 + ns.
+            # isdecimal() is what int() accepts (isdigit() also lets "²" through); a first
+            # digit below "6" keeps the second below 60.
+            rest = value[17:19] + value[20:29]
+            if value[16] == ":" and value[17] < "6" and rest.isdecimal():
+                return minute_ns + int(rest)
+        if (
+            value[4] == "-"
+            and value[7] == "-"
+            and value[10] == "T"
+            and value[13] == ":"
+            and value[16] == ":"
+        ):
+            # Daily's own form, `2026-03-23T16:32:55.473000000Z`: the nine digits as they are.
+            digits = value[20:29]
+            if digits.isdecimal():
+                try:
+                    seconds = _epoch_seconds(value)
+                except (ValueError, OverflowError) as exc:
+                    raise MalformedRecord(f"unparsable time {value[:40]!r}") from exc
+                if len(_MINUTES) >= _MAX_CACHED:
+                    _MINUTES.clear()
+                _MINUTES[value[:16]] = (seconds - int(value[17:19])) * 1_000_000_000
+                return seconds * 1_000_000_000 + int(digits)
     if not isinstance(value, str):
         raise MalformedRecord(f"time is {type(value).__name__}, expected an ISO-8601 string")
     text = value
@@ -166,7 +181,7 @@ def parse_time_ns(value: object) -> int:
         rest = text[19:-1]
         if not rest:
             return seconds * 1_000_000_000
-        if rest[0] == "." and 1 < len(rest) <= 10 and rest[1:].isdigit():
+        if rest[0] == "." and 1 < len(rest) <= 10 and rest[1:].isdecimal():
             digits = rest[1:]
             scale: int = 10 ** (9 - len(digits))
             return seconds * 1_000_000_000 + int(digits) * scale
@@ -181,7 +196,7 @@ def _parse_time_slow(text: str) -> int:
     dot = text.find(".", 19)
     if dot != -1:
         end = dot + 1
-        while end < len(text) and text[end].isdigit():
+        while end < len(text) and text[end].isdecimal():
             end += 1
         digits = text[dot + 1 : end]
         if not digits or len(digits) > 9:
@@ -432,6 +447,19 @@ def _unique_string_attribute(key_field: bytes, value: str) -> bytes:
     return length_delimited(b"\x32", key_field + length_delimited(b"\x12", any_value))
 
 
+def _attribute_prefixes(key_field: bytes) -> tuple[bytes, ...]:
+    """For each value length n whose attribute's lengths all fit one byte: everything of the
+    attribute before the value's bytes (as `_unique_string_attribute` writes it)."""
+    return tuple(
+        b"\x32" + _SMALL_VARINTS[len(key_field) + n + 4] + key_field + _STRING_VALUE_HEADERS[n]
+        for n in range(min(len(_STRING_VALUE_HEADERS), 0x80 - 4 - len(key_field)))
+    )
+
+
+_CLIENT_TIME_PREFIXES: Final = _attribute_prefixes(_CLIENT_TIME_KEY)
+_UID_PREFIXES: Final = _attribute_prefixes(_UID_KEY)
+
+
 def encode_log_record(
     record: DailyRecord,
     *,
@@ -447,19 +475,39 @@ def encode_log_record(
     Raises ValueError where filling the message would (an integer beyond int64, text that
     UTF-8 cannot hold).
     """
+    # Everything a usual record needs is inlined (a call per field shows in profiles); the
+    # helpers above take the unusual values (long texts, times out of range).
     get = record.get
     level = get("level")
     if level is not None:
-        severity_fields, level_attr = severity.encoded_level(level)
+        encoded_level = severity.encoded.get(level)
+        if encoded_level is None:
+            encoded_level = severity.encoded_level(level)
+        severity_fields, level_attr = encoded_level
     else:
         severity_fields = level_attr = b""
     message = get("message")
     peer = get("peerId")
     code = get("code")
     client_time = get("clientTime")
+    if client_time is not None:
+        data = client_time.encode("utf-8")
+        client_time_attr = (
+            _CLIENT_TIME_PREFIXES[len(data)] + data
+            if len(data) < len(_CLIENT_TIME_PREFIXES)
+            else _unique_string_attribute(_CLIENT_TIME_KEY, client_time)
+        )
+    else:
+        client_time_attr = b""
+    data = uid.encode("utf-8")
+    uid_attr = (
+        _UID_PREFIXES[len(data)] + data
+        if len(data) < len(_UID_PREFIXES)
+        else _unique_string_attribute(_UID_KEY, uid)
+    )
     return b"".join(
         (
-            # time_unix_nano = 1 (the usual case inline: a call per field shows in profiles)
+            # time_unix_nano = 1
             b"\x09" + pack_fixed64(time_ns)
             if 0 < time_ns < _UINT64_LIMIT
             else _fixed64(b"\x09", time_ns),
@@ -470,11 +518,9 @@ def encode_log_record(
             _PEER_ATTR[peer] if peer is not None else b"",
             _CODE_ATTR[code] if code is not None else b"",
             level_attr,
-            _unique_string_attribute(_CLIENT_TIME_KEY, client_time)
-            if client_time is not None
-            else b"",
+            client_time_attr,
             _ROOM_ATTR[room] if room else b"",
-            _unique_string_attribute(_UID_KEY, uid),
+            uid_attr,
             b"\x59" + pack_fixed64(observed_ns)  # observed_time_unix_nano = 11
             if 0 < observed_ns < _UINT64_LIMIT
             else _fixed64(b"\x59", observed_ns),

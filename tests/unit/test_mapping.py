@@ -74,11 +74,39 @@ def test_parse_time_keeps_nanoseconds(text: str, expected: int) -> None:
         "2026-03-23T16:32:55",
         "2026-03-23T16:32:55.1234567890Z",
         "2026-03-23T16:32:55.abcZ",
+        # isdigit() is true of "²", int() refuses it: a MalformedRecord, not a ValueError.
+        "2026-03-23T16:32:55.47300000²Z",
+        "2026-03-23T16:32:5².473000000Z",
+        "2026-03-23T16:32:55.4²Z",
+        "2026-03-23T16:32:55.4²+00:00",
     ],
 )
 def test_parse_time_rejects(bad: object) -> None:
+    parse_time_ns("2026-03-23T16:32:00.000000000Z")  # the minute known to the fast path
     with pytest.raises(MalformedRecord):
         parse_time_ns(bad)
+
+
+def test_parse_time_of_a_known_minute_agrees_with_the_checked_path() -> None:
+    """The second record of a minute is read from the minute's cached start; every second
+    (and the out-of-range ones), fraction and odd character must come out as on the first."""
+    minute = "2026-03-23T16:32:"
+    parse_time_ns(minute + "00.000000000Z")
+    for second in [*(f"{s:02d}" for s in range(62)), "+5", " 5", "5 ", "٣5", "5٣", "-1"]:
+        for fraction in ("000000000", "473000001", "999999999", "47300000²", "4730000 1"):
+            text = f"{minute}{second}.{fraction}Z"
+            try:
+                moment = datetime(2026, 3, 23, 16, 32, int(second), tzinfo=UTC)
+                expected: int | None = calendar.timegm(moment.utctimetuple()) * 10**9 + int(
+                    fraction
+                )
+            except ValueError:
+                expected = None
+            if expected is None:
+                with pytest.raises(MalformedRecord):
+                    parse_time_ns(text)
+            else:
+                assert parse_time_ns(text) == expected, text
 
 
 def mapped(record: dict[str, Any], **kw: Any) -> LogRecord:
