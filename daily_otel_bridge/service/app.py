@@ -21,6 +21,7 @@ not own the domain only stores: the owner's poller finds the event at its next l
 from __future__ import annotations
 
 import asyncio
+import gc
 import contextlib
 import signal
 from collections.abc import Callable
@@ -202,6 +203,10 @@ class Bridge:
         leases = self.backend.leases if self.backend is not None else None
         if leases is not None:
             await leases.start()
+        # What start-up built (modules, config, pipelines) lives as long as the process:
+        # out of the cyclic collector's sight, each collection scans only what the reads
+        # allocate since (a capped drain spends ~3 % of its CPU in the collector otherwise).
+        gc.freeze()
         self.notifier.ready()
         background = [asyncio.create_task(self.notifier.run_watchdog(self.stop))]
         if self.settings.self_telemetry.otlp:
