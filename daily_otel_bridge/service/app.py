@@ -21,8 +21,8 @@ not own the domain only stores: the owner's poller finds the event at its next l
 from __future__ import annotations
 
 import asyncio
-import gc
 import contextlib
+import gc
 import signal
 from collections.abc import Callable
 
