@@ -316,7 +316,8 @@ class BridgeMetrics:
         )
         self.meetings_ongoing = Gauge(
             f"{PREFIX}_meetings_ongoing",
-            "Meetings Daily lists as ongoing at the last discovery.",
+            "Meetings tracked as ongoing (of the rooms selected), set at each meeting-summaries "
+            "poll.",
             ["domain", "room"],
             registry=r,
         )

@@ -100,7 +100,6 @@ METRICS_SIGNAL = SignalSpec(
     render=_render_metrics,
 )
 SIGNALS: dict[str, SignalSpec] = {s.name: s for s in (LOGS_SIGNAL, METRICS_SIGNAL)}
-LOGS_EXPORT_METHOD = LOGS_SIGNAL.grpc_method
 
 
 _RETRYABLE_GRPC = {

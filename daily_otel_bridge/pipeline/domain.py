@@ -181,7 +181,6 @@ class DomainPipeline:
             hints=loop,
             meetings=loop.table,
             metrics=self.metrics,
-            monotonic=self.monotonic,
         )
 
     def _summarised(self) -> bool:

@@ -197,8 +197,7 @@ class ReadLoop:
 
     async def meeting_started(self, session_id: str, room: str, start_ms: int | None) -> None:
         self._last_pushed_mono = self.monotonic()
-        now_ms = int(self.progress.clock() * 1000)
-        session = await self.table.track_hinted(session_id, room, start_ms, now_ms)
+        session = await self.table.track_hinted(session_id, room, start_ms)
         if session is not None:
             self.scheduler.first_read(session)
             self._wake_workers()
@@ -209,7 +208,7 @@ class ReadLoop:
         session = self.table.sessions.get(session_id)
         if session is None:
             return
-        end = end_ms if end_ms is not None else int(self.progress.clock() * 1000)
+        end = end_ms if end_ms is not None else int(self.table.clock() * 1000)
         mono = self.monotonic()
         for cursor in session.cursors.values():
             if not cursor.retired and cursor.ended_at_ms is None:

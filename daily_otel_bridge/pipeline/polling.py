@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -51,7 +50,6 @@ class DomainPolling:
         hints: SessionHints,
         meetings: MeetingsSeen,
         metrics: BridgeMetrics,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self.sources = tuple(sources)
@@ -62,7 +60,6 @@ class DomainPolling:
         self._hints = hints
         self._meetings = meetings
         self._metrics = metrics
-        self.monotonic = monotonic
         self._pollers: dict[str, Poller] = {}
         self._wake: dict[str, asyncio.Event] = {s.name: asyncio.Event() for s in self.sources}
         self.log = structlog.get_logger(__name__).bind(domain=settings.name)

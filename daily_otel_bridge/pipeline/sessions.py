@@ -274,7 +274,7 @@ class SessionTable:
         return new
 
     async def track_hinted(
-        self, session_id: str, room: str, start_ms: int | None, now_ms: int
+        self, session_id: str, room: str, start_ms: int | None
     ) -> TrackedSession | None:
         """Track a meeting a pushed event announced, before discovery lists it; None when it
         is tracked already or its room is not selected. Discovery remains the truth: it
@@ -282,7 +282,7 @@ class SessionTable:
         await self.load()
         if session_id in self.sessions or not room_selected(room, self.rooms):
             return None
-        started = start_ms if start_ms is not None else now_ms
+        started = start_ms if start_ms is not None else int(self.clock() * 1000)
         floor = max(started - START_MARGIN_MS, self.floor_ms)
         tracked = TrackedSession(
             session_id=session_id,
