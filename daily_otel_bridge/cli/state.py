@@ -198,8 +198,8 @@ async def _migrate(settings: Settings, source: Path) -> int:
     counts, target = await copy_sqlite_into_postgres(settings, source)
     sys.stdout.write(
         f"copied {counts['domains']} domain(s), {counts['sessions']} session cursor(s), "
-        f"{counts['delivered']} delivered identities and {counts['dead_letters']} dead "
-        f"letter(s) from {source} to {target}\n"
+        f"{counts['delivered_blocks']} block(s) of delivered identities and "
+        f"{counts['dead_letters']} dead letter(s) from {source} to {target}\n"
     )
     if counts["positions"] or counts["inbox"]:
         sys.stdout.write(

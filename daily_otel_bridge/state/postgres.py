@@ -86,6 +86,11 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         sql.render(sql.TABLES_V1, sql.POSTGRES) + _LEASE_TABLES,
     ),
     (2, "source positions, webhook inbox", sql.render(sql.TABLES_V2, sql.POSTGRES)),
+    (
+        3,
+        "delivered identities in blocks",
+        sql.render(sql.TABLES_V3, sql.POSTGRES) + sql.MOVE_DELIVERED_PG,
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -428,7 +433,17 @@ class PostgresStateStore:
         return [sql.dead_letter(r) for r in rows]
 
     async def session_rows(self, domain: str | None = None) -> list[SessionRow]:
-        return [sql.session_row(r) for r in await self._fetchall(*sql.session_rows_query(domain))]
+        async def read(conn: psycopg.AsyncConnection[TupleRow]) -> list[SessionRow]:
+            async with conn.transaction():
+                # One snapshot for both reads, like SQLite's single connection.
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                query, args = sql.session_rows_query(domain)
+                rows = await conn.execute(_pg(query), args)
+                query, args = sql.seen_blocks_query(domain)
+                blocks = await conn.execute(_pg(query), args)
+                return sql.session_rows_from(await rows.fetchall(), await blocks.fetchall())
+
+        return await self._retrying(read)
 
     async def domains(self) -> list[str]:
         return [r[0] for r in await self._fetchall(sql.SELECT_DOMAINS, ())]

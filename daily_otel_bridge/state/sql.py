@@ -13,6 +13,7 @@ Both backends run the same statements, so they answer alike; the contract tests
 from __future__ import annotations
 
 import enum
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -132,8 +133,39 @@ CREATE TABLE IF NOT EXISTS inbox (
 CREATE INDEX IF NOT EXISTS inbox_by_age ON inbox (domain, pending, received_at);
 """
 
+# Version 3: the delivered identities of a session in blocks, one row per session and
+# commit, instead of one row per identity (`delivered`, kept empty: a B-tree insert per
+# record and a delete per record at retirement were the commit's main cost). `uids` is the
+# block's identities joined by newlines (ours are hex digests, with `-N` for twins: never a
+# newline); `times` their times, 8 bytes each, big-endian (PostgreSQL's `int8send`, which
+# its migration uses). A prune deletes the blocks wholly older than its horizon and raises
+# `floor_ns` of the others: identities below a block's floor count as pruned.
+TABLES_V3 = """
+CREATE TABLE IF NOT EXISTS delivered_blocks (
+    id {serial_key},
+    domain TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    last_ns {integer} NOT NULL,
+    floor_ns {integer} NOT NULL,
+    uids TEXT NOT NULL,
+    times {blob} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS delivered_blocks_by_session
+    ON delivered_blocks (domain, stream, session_id, last_ns);
+"""
+
+# Version 2 -> 3 on PostgreSQL: the rows of `delivered`, one block per session.
+MOVE_DELIVERED_PG = """
+INSERT INTO delivered_blocks (domain, stream, session_id, last_ns, floor_ns, uids, times)
+SELECT domain, stream, session_id, MAX(time_ns), MIN(time_ns),
+    string_agg(uid, E'\\n' ORDER BY uid), string_agg(int8send(time_ns), ''::bytea ORDER BY uid)
+FROM delivered GROUP BY domain, stream, session_id;
+DELETE FROM delivered;
+"""
+
 # The tables of both backends, in the order `state migrate` copies them, with the columns
-# it copies (dead letters are renumbered by the target).
+# it copies (dead letters and identity blocks are renumbered by the target).
 EXPORT_COLUMNS: dict[str, tuple[str, ...]] = {
     "domains": ("domain", "floor_ms", "discovered_until_ms", "updated_at"),
     "sessions": (
@@ -148,7 +180,15 @@ EXPORT_COLUMNS: dict[str, tuple[str, ...]] = {
         "retired",
         "updated_at",
     ),
-    "delivered": ("domain", "stream", "session_id", "uid", "time_ns"),
+    "delivered_blocks": (
+        "domain",
+        "stream",
+        "session_id",
+        "last_ns",
+        "floor_ns",
+        "uids",
+        "times",
+    ),
     "dead_letters": ("domain", "stream", "session_id", "uid", "reason", "raw", "created_at"),
     "positions": ("domain", "stream", "position", "updated_at"),
     "inbox": ("domain", "event_id", "body", "received_at", "pending"),
@@ -158,8 +198,9 @@ BOOL_COLUMNS = {("sessions", "retired"), ("inbox", "pending")}
 
 
 def export_query(table: str) -> str:
-    # Dead letters keep their order (PostgreSQL numbers them as they come).
-    order = " ORDER BY id" if table == "dead_letters" else ""
+    # Dead letters and identity blocks keep their order (PostgreSQL numbers them as they
+    # come; a block read later wins nothing over an earlier one, but keep them alike).
+    order = " ORDER BY id" if table in ("dead_letters", "delivered_blocks") else ""
     return f"SELECT {', '.join(EXPORT_COLUMNS[table])} FROM {table}{order}"  # noqa: S608
 
 
@@ -174,7 +215,10 @@ SELECT_SESSIONS = (
     "SELECT session_id, room, start_floor_ms, watermark_ns, drained_until_ms, ended_at_ms,"
     " retired FROM sessions WHERE domain = ? AND stream = ?"
 )
-SELECT_DELIVERED = "SELECT session_id, uid, time_ns FROM delivered WHERE domain = ? AND stream = ?"
+SELECT_DELIVERED = (
+    "SELECT session_id, floor_ns, uids, times FROM delivered_blocks"
+    " WHERE domain = ? AND stream = ? ORDER BY id"
+)
 SELECT_POSITIONS = "SELECT stream, position FROM positions WHERE domain = ?"
 SET_DISCOVERED = "UPDATE domains SET discovered_until_ms = ?, updated_at = ? WHERE domain = ?"
 UPSERT_SESSION = (
@@ -186,11 +230,16 @@ UPSERT_SESSION = (
     " updated_at = excluded.updated_at"
 )
 INSERT_DELIVERED = (
-    "INSERT INTO delivered (domain, stream, session_id, uid, time_ns) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT DO NOTHING"
+    "INSERT INTO delivered_blocks (domain, stream, session_id, last_ns, floor_ns, uids, times)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-FORGET_DELIVERED = "DELETE FROM delivered WHERE domain = ? AND stream = ? AND session_id = ?"
-PRUNE_DELIVERED = FORGET_DELIVERED + " AND time_ns < ?"
+FORGET_DELIVERED = "DELETE FROM delivered_blocks WHERE domain = ? AND stream = ? AND session_id = ?"
+# A prune: the blocks wholly before the horizon go, the others' floor rises to it.
+PRUNE_DELIVERED = FORGET_DELIVERED + " AND last_ns < ?"
+RAISE_DELIVERED_FLOOR = (
+    "UPDATE delivered_blocks SET floor_ns = ?"
+    " WHERE domain = ? AND stream = ? AND session_id = ? AND floor_ns < ?"
+)
 UPSERT_POSITION = (
     "INSERT INTO positions (domain, stream, position, updated_at) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (domain, stream) DO UPDATE SET position = excluded.position,"
@@ -281,26 +330,53 @@ def commit_steps(commit: Commit, now: float) -> list[Step]:
             )
         )
         seen: list[tuple[object, ...]] = [
-            (domain, stream, u.cursor.session_id, uid, t) for u in updates for uid, t in u.new_seen
+            delivered_block(domain, stream, u.cursor.session_id, u.new_seen)
+            for u in updates
+            if u.new_seen and not u.cursor.retired
         ]
-        # A retired session forgets every identity (those just written too); a live one
+        # A retired session forgets every identity (a retired one writes none); a live one
         # those older than the overlap.
         retired: list[tuple[object, ...]] = [
             (domain, stream, u.cursor.session_id) for u in updates if u.cursor.retired
         ]
-        pruned: list[tuple[object, ...]] = [
-            (domain, stream, u.cursor.session_id, u.prune_before_ms * NS_PER_MS)
-            for u in updates
-            if not u.cursor.retired and u.prune_before_ms is not None
-        ]
+        pruned: list[tuple[object, ...]] = []
+        floors: list[tuple[object, ...]] = []
+        for u in updates:
+            if not u.cursor.retired and u.prune_before_ms is not None:
+                before_ns = u.prune_before_ms * NS_PER_MS
+                pruned.append((domain, stream, u.cursor.session_id, before_ns))
+                floors.append((before_ns, domain, stream, u.cursor.session_id, before_ns))
         for sql, rows in (
             (INSERT_DELIVERED, seen),
             (FORGET_DELIVERED, retired),
             (PRUNE_DELIVERED, pruned),
+            (RAISE_DELIVERED_FLOOR, floors),
         ):
             if rows:
                 steps.append(Step(sql, rows))
     return steps
+
+
+def delivered_block(
+    domain: str, stream: str, session_id: str, seen: Sequence[tuple[str, int]]
+) -> tuple[object, ...]:
+    """The row of `INSERT_DELIVERED` holding `seen` (identity, time ns): see TABLES_V3."""
+    times = [t for _, t in seen]
+    return (
+        domain,
+        stream,
+        session_id,
+        max(times),
+        min(times),
+        "\n".join([uid for uid, _ in seen]),
+        struct.pack(f">{len(times)}q", *times),
+    )
+
+
+def block_identities(floor_ns: int, uids: str, times: bytes) -> Iterable[tuple[str, int]]:
+    """A block's identities (uid, time ns) not pruned, in the order they were written."""
+    values = struct.unpack(f">{len(times) // 8}q", bytes(times))
+    return ((u, t) for u, t in zip(uids.split("\n"), values, strict=True) if t >= floor_ns)
 
 
 def reset_steps(domain: str, session_id: str | None) -> list[Step]:
@@ -309,12 +385,12 @@ def reset_steps(domain: str, session_id: str | None) -> list[Step]:
     if session_id is not None:
         args = [(domain, session_id)]
         return [
-            Step("DELETE FROM delivered WHERE domain = ? AND session_id = ?", args),
+            Step("DELETE FROM delivered_blocks WHERE domain = ? AND session_id = ?", args),
             Step("DELETE FROM sessions WHERE domain = ? AND session_id = ?", args, counted=True),
         ]
     steps = [
         Step(f"DELETE FROM {table} WHERE domain = ?", [(domain,)], counted=True)  # noqa: S608
-        for table in ("delivered", "sessions", "positions", "inbox")
+        for table in ("delivered_blocks", "sessions", "positions", "inbox")
     ]
     return [*steps, Step("DELETE FROM domains WHERE domain = ?", [(domain,)])]
 
@@ -362,14 +438,20 @@ def session_rows_query(domain: str | None) -> tuple[str, tuple[object, ...]]:
     where, args = _where_domain("s.", domain)
     sql = (
         "SELECT s.domain, s.stream, s.session_id, s.room, s.watermark_ns, s.drained_until_ms,"
-        " s.ended_at_ms, s.retired, (SELECT COUNT(*) FROM delivered d WHERE d.domain = s.domain"
-        " AND d.stream = s.stream AND d.session_id = s.session_id), s.updated_at FROM sessions s"
+        " s.ended_at_ms, s.retired, 0, s.updated_at FROM sessions s"
     )
     # Byte order on both backends, so that both list rows alike.
     order = " ORDER BY " + ", ".join(
         f"s.{c} COLLATE {{byte_order}}" for c in ("domain", "stream", "session_id")
     )
     return f"{sql}{where}{order}", args
+
+
+def seen_blocks_query(domain: str | None) -> tuple[str, tuple[object, ...]]:
+    """The identity blocks `session_rows` counts (see `session_rows_from`)."""
+    where, args = _where_domain("", domain)
+    sql = "SELECT domain, stream, session_id, floor_ns, uids, times FROM delivered_blocks"
+    return f"{sql}{where}", args
 
 
 def _where_domain(prefix: str, domain: str | None) -> tuple[str, tuple[object, ...]]:
@@ -407,26 +489,40 @@ def cursors_from_rows(
         )
         for r in sessions
     }
-    for session_id, uid, time_ns in delivered:
+    for session_id, floor_ns, uids, times in delivered:
         cursor = cursors.get(session_id)
         if cursor is not None:
-            cursor.seen[uid] = int(time_ns)
+            seen = cursor.seen
+            for uid, time_ns in block_identities(int(floor_ns), uids, times):
+                # The first time written wins, as the one-row-per-identity table kept it.
+                seen.setdefault(uid, time_ns)
     return cursors
 
 
-def session_row(r: Sequence[Any]) -> SessionRow:
-    return SessionRow(
-        r[0],
-        r[1],
-        r[2],
-        r[3],
-        opt_int(r[4]),
-        opt_int(r[5]),
-        opt_int(r[6]),
-        bool(r[7]),
-        int(r[8]),
-        float(r[9]),
-    )
+def session_rows_from(
+    rows: Iterable[Sequence[Any]], blocks: Iterable[Sequence[Any]]
+) -> list[SessionRow]:
+    """The rows of `session_rows_query` with the number of identities each session keeps
+    (not pruned, each once), counted from the rows of `seen_blocks_query`."""
+    seen: dict[tuple[str, str, str], set[str]] = {}
+    for domain, stream, session_id, floor_ns, uids, times in blocks:
+        kept = seen.setdefault((domain, stream, session_id), set())
+        kept.update(uid for uid, _ in block_identities(int(floor_ns), uids, times))
+    return [
+        SessionRow(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            opt_int(r[4]),
+            opt_int(r[5]),
+            opt_int(r[6]),
+            bool(r[7]),
+            len(seen.get((r[0], r[1], r[2]), ())),
+            float(r[9]),
+        )
+        for r in rows
+    ]
 
 
 def dead_letter(r: Sequence[Any]) -> DeadLetter:

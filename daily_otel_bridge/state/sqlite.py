@@ -44,7 +44,8 @@ from daily_otel_bridge.state.base import (
 )
 
 # 2: positions and the webhook inbox (tables added to a version 1 file when it is opened).
-SCHEMA_VERSION = 2
+# 3: delivered identities in blocks (`sql.TABLES_V3`; an older file's rows are moved).
+SCHEMA_VERSION = 3
 
 # Errors of a value the driver cannot bind (an int beyond 64 bits, a lone surrogate): the
 # transaction is rolled back like on any SQLite error.
@@ -130,14 +131,41 @@ class SqliteCursorStore:
         # Every version's tables, each created unless it exists (a file of an older
         # version gets the newer tables; nothing of version 1 ever changes).
         self._db.executescript(
-            sql.render(sql.TABLES_V1, sql.SQLITE) + sql.render(sql.TABLES_V2, sql.SQLITE)
+            "".join(
+                sql.render(tables, sql.SQLITE)
+                for tables in (sql.TABLES_V1, sql.TABLES_V2, sql.TABLES_V3)
+            )
         )
         if row is None or int(row[0]) < SCHEMA_VERSION:
-            self._db.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(SCHEMA_VERSION),),
-            )
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if row is not None and int(row[0]) < 3:
+                    self._move_delivered_into_blocks()
+                self._db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(SCHEMA_VERSION),),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _move_delivered_into_blocks(self) -> None:
+        """Version 2 -> 3: the rows of `delivered`, one block per session (what
+        `sql.MOVE_DELIVERED_PG` does on PostgreSQL), then none left in `delivered`."""
+        rows = self._db.execute(
+            "SELECT domain, stream, session_id, uid, time_ns FROM delivered"
+            " ORDER BY domain, stream, session_id, uid"
+        ).fetchall()
+        sessions: dict[tuple[str, str, str], list[tuple[str, int]]] = {}
+        for domain, stream, session_id, uid, time_ns in rows:
+            sessions.setdefault((domain, stream, session_id), []).append((uid, int(time_ns)))
+        self._db.executemany(
+            sql.INSERT_DELIVERED,
+            [sql.delivered_block(*key, seen) for key, seen in sessions.items()],
+        )
+        self._db.execute("DELETE FROM delivered")
 
     def schema_version(self) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
@@ -218,7 +246,11 @@ class SqliteCursorStore:
         return [sql.dead_letter(r) for r in self._query(*sql.dead_letters_query(domain, limit))]
 
     def session_rows(self, domain: str | None = None) -> list[SessionRow]:
-        return [sql.session_row(r) for r in self._query(*sql.session_rows_query(domain))]
+        # One connection, no write in between: both reads see the same state.
+        return sql.session_rows_from(
+            self._query(*sql.session_rows_query(domain)),
+            self._query(*sql.seen_blocks_query(domain)),
+        )
 
     def domains(self) -> list[str]:
         return [r[0] for r in self._query(sql.SELECT_DOMAINS, ())]

@@ -95,6 +95,27 @@ async def test_prune_drops_seen_older_than_the_overlap(store: Store) -> None:
     assert got.seen == {"edge": 5 * NS_PER_MS, "new": 9 * NS_PER_MS}  # strictly before
 
 
+async def test_prune_across_blocks_is_exact_and_the_listing_counts_what_is_kept(
+    store: Store,
+) -> None:
+    """Identities are kept in blocks, one per session and commit: a prune drops the blocks
+    wholly before it and only the older identities of a block that straddles it."""
+    await store.load_domain("acme", 0)
+    ms = NS_PER_MS
+    first = [("a", 1 * ms), ("b", 4 * ms), ("c", 6 * ms)]
+    second = [("d", 2 * ms), ("e", 7 * ms), ("c", 6 * ms)]  # "c" again: counted once
+    await store.commit("acme", {"logs": [CursorUpdate(cursor("s1"), new_seen=first)]})
+    await store.commit("acme", {"logs": [CursorUpdate(cursor("s1"), new_seen=second)]})
+    await store.commit("acme", {"logs": [CursorUpdate(cursor("s1"), new_seen=[("z", 1 * ms)])]})
+    await store.commit("acme", {"logs": [CursorUpdate(cursor("s1"), prune_before_ms=5)]})
+    assert (await store.load_cursors("acme", "logs"))["s1"].seen == {"c": 6 * ms, "e": 7 * ms}
+    await store.commit("acme", {"logs": [CursorUpdate(cursor("s1"), prune_before_ms=3)]})
+    # A floor never moves back: what the prune at 5 ms dropped stays dropped.
+    assert (await store.load_cursors("acme", "logs"))["s1"].seen == {"c": 6 * ms, "e": 7 * ms}
+    (row,) = await store.session_rows("acme")
+    assert row.seen == 2
+
+
 async def test_retired_session_forgets_its_seen_and_then_its_row(store: Store) -> None:
     await store.load_domain("acme", 0)
     await store.commit("acme", {"logs": [CursorUpdate(cursor("s1"), new_seen=[("u", 1)])]})

@@ -123,6 +123,7 @@ def write_v1_file(path: Path) -> None:
             "INSERT INTO sessions VALUES ('acme', 'logs', 's1', 'r', 1000, 5, 6, NULL, 0, 1)"
         )
         db.execute("INSERT INTO delivered VALUES ('acme', 'logs', 's1', 'u1', 5)")
+        db.execute("INSERT INTO delivered VALUES ('acme', 'logs', 's1', 'u0-2', 7)")
     db.close()
 
 
@@ -134,7 +135,7 @@ def test_a_fresh_sqlite_file_has_the_version_1_tables_as_shipped(tmp_path: Path)
     try:
         new, old = sqlite_tables(fresh), sqlite_tables(reference)
         assert {t: new[t] for t in old} == old  # the same CREATE TABLE text, meta included
-        assert set(new) - set(old) == {"positions", "inbox"}
+        assert set(new) - set(old) == {"positions", "inbox", "delivered_blocks"}
         version = fresh.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         assert version == (str(SCHEMA_VERSION),)
     finally:
@@ -147,10 +148,13 @@ def test_a_version_1_sqlite_file_keeps_its_rows_and_gains_the_new_tables(tmp_pat
     write_v1_file(path)
     store = SqliteCursorStore(path)
     try:
-        assert store.schema_version() == SCHEMA_VERSION == 2
+        assert store.schema_version() == SCHEMA_VERSION == 3
         assert store.load_domain("acme", 0).discovered_until_ms == 1234
         cursors = store.load_cursors("acme", "logs")
-        assert cursors["s1"].seen == {"u1": 5}
+        assert cursors["s1"].seen == {"u1": 5, "u0-2": 7}  # moved into a block (v3) ...
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT COUNT(*) FROM delivered").fetchone() == (0,)  # ... all
+        db.close()
         assert (cursors["s1"].watermark_ns, cursors["s1"].retired) == (5, False)
         assert store.inbox_add("acme", "e1", b"{}", 1.0, 60.0) is True
         store.commit_streams("acme", {}, positions={"api": "p"}, inbox_done=["e1"])
@@ -164,9 +168,9 @@ def test_a_newer_sqlite_file_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     write_v1_file(path)
     with sqlite3.connect(path) as db:
-        db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     db.close()
-    with pytest.raises(StateError, match="schema version 3, newer than this program's 2"):
+    with pytest.raises(StateError, match="schema version 4, newer than this program's 3"):
         SqliteCursorStore(path)
     with sqlite3.connect(path) as db:
         assert "inbox" not in sqlite_tables(db)  # nothing created in a file not ours
@@ -206,7 +210,7 @@ def test_postgres_version_1_is_the_migration_as_shipped(pg_server_session: PgSer
     assert [c for c in pg_columns(fresh) if c[0] in old_tables] == pg_columns(reference)
     assert [c for c in pg_constraints(fresh) if c[0] in old_tables] == pg_constraints(reference)
     new_tables = {row[0] for row in pg_columns(fresh)} - old_tables
-    assert new_tables == {"leases", "replicas", "positions", "inbox"}
+    assert new_tables == {"leases", "replicas", "positions", "inbox", "delivered_blocks"}
 
 
 def test_a_version_1_postgres_database_migrates_and_keeps_its_rows(
@@ -228,13 +232,17 @@ def test_a_version_1_postgres_database_migrates_and_keeps_its_rows(
             "INSERT INTO sessions VALUES ('acme', 'logs', 's1', 'r', 1000, 5, 6, NULL, false, 1)"
         )
         conn.execute("INSERT INTO delivered VALUES ('acme', 'logs', 's1', 'u1', 5)")
+        conn.execute("INSERT INTO delivered VALUES ('acme', 'logs', 's1', 'u0-2', 7)")
 
     async def check() -> None:
         store = await PostgresStateStore.open(dsn)
         try:
-            assert await store.schema_version() == PG_VERSION == 2
+            assert await store.schema_version() == PG_VERSION == 3
             assert (await store.load_domain("acme", 0)).discovered_until_ms == 1234
-            assert (await store.load_cursors("acme", "logs"))["s1"].seen == {"u1": 5}
+            # Moved into a block by migration 3, and gone from `delivered`.
+            seen = (await store.load_cursors("acme", "logs"))["s1"].seen
+            assert seen == {"u1": 5, "u0-2": 7}
+            assert (await store.session_rows("acme"))[0].seen == 2
             assert await store.inbox_add("acme", "e1", b"{}", 1.0, 60.0) is True
             update = CursorUpdate(SessionCursor("s2", "r", 0))
             await store.commit("acme", {"logs": [update]}, positions={"api": "p"})
@@ -243,3 +251,5 @@ def test_a_version_1_postgres_database_migrates_and_keeps_its_rows(
             await store.close()
 
     asyncio.run(check())
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM delivered").fetchone() == (0,)

@@ -75,12 +75,15 @@ def test_a_commit_writes_positions_and_inbox_before_the_cursors() -> None:
         sql.INSERT_DELIVERED,
         sql.FORGET_DELIVERED,
         sql.PRUNE_DELIVERED,
+        sql.RAISE_DELIVERED_FLOOR,
     ]
     assert steps[1].rows == [("acme", "api", "p\\u0000", 100.0)]
     assert steps[2].rows == [(False, b"", "acme", "e1")]
-    assert steps[4].rows == [("acme", "logs", "new", "u", 1), ("acme", "logs", "old", "v", 2)]
-    assert steps[5].rows == [("acme", "logs", "old")]  # a retired session forgets them all
+    # One block of identities per live session; a retired one writes none ...
+    assert steps[4].rows == [("acme", "logs", "new", 1, 1, "u", (1).to_bytes(8, "big"))]
+    assert steps[5].rows == [("acme", "logs", "old")]  # ... and forgets them all
     assert steps[6].rows == [("acme", "logs", "new", 5 * NS_PER_MS)]
+    assert steps[7].rows == [(5 * NS_PER_MS, "acme", "logs", "new", 5 * NS_PER_MS)]
     assert not any(s.counted for s in steps)
 
 
@@ -91,8 +94,8 @@ def test_an_empty_commit_writes_nothing() -> None:
 @pytest.mark.parametrize(
     ("session", "tables"),
     [
-        (None, ["delivered", "sessions", "positions", "inbox", "domains"]),
-        ("s1", ["delivered", "sessions"]),
+        (None, ["delivered_blocks", "sessions", "positions", "inbox", "domains"]),
+        ("s1", ["delivered_blocks", "sessions"]),
     ],
 )
 def test_reset_forgets_a_domain_or_a_session(session: str | None, tables: list[str]) -> None:
