@@ -55,14 +55,18 @@ def run_profile(args: argparse.Namespace, workdir: Path, summary: Summary) -> No
             "-p",
             "processor_options.filter_threshold=0.01",
         ]
+    # `--page-cap N`: the simulator answers at most N records a page, as Daily may.
+    cap_args = [] if args.page_cap is None else ["--max-limit", str(args.page_cap)]
     print(
         f"\n## Profile ({tool}) of the daemon draining {meetings * 1000:,} records to the "
-        "in-process sink",
+        f"in-process sink, page cap {args.page_cap or 'none'}",
         flush=True,
     )
     with (
         start_sim(
-            ["--meetings", str(meetings), "--records", "1000"], max_seconds=900, workdir=workdir
+            ["--meetings", str(meetings), "--records", "1000", *cap_args],
+            max_seconds=900,
+            workdir=workdir,
         ) as sim,
         sink_for() as sink,
     ):

@@ -16,6 +16,8 @@
     python bench/run.py talking-quiet [--quick]  # 14.5: 100 talking + 1,000 that spoke once
     python bench/run.py requests-per-read [--quick]  # 14.5: talking only, page caps 200 and 100
     python bench/run.py naive-capped [--quick]  # 14.5: the CPU ratio row with the page cap on
+    python bench/run.py naive-instructions [--quick]  # the same ratio in instructions
+                                               # (valgrind callgrind; 20 sessions)
     python bench/run.py issue14 [--quick]      # the four above (--page-cap N, default 200)
     python bench/run.py stages [--quick]       # in-process cost of each hot-path step
     python bench/run.py profile [--tool pyinstrument|py-spy] [--quick]
@@ -55,6 +57,7 @@ from conditions import Conditions
 from figures import Summary
 from freshness import run_freshness
 from harness import machine_summary, new_keys_supported, print_table
+from instructions import run_instructions
 from issue9 import run_budget, run_fault_storm, run_many_meetings
 from issue14 import run_churn, run_naive_issue14, run_requests_per_read, run_talking_quiet
 from live import DEFAULT_PAGE_CAP
@@ -84,6 +87,7 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace, Path, Summary], None]] = {
     "talking-quiet": run_talking_quiet,
     "requests-per-read": run_requests_per_read,
     "naive-capped": run_naive_issue14,
+    "naive-instructions": run_instructions,
 }
 # Issue 9's rows, in the order of its table.
 ISSUE9 = ["budget", "many-meetings", "fault-storm", "naive", "memory", "api-cost"]
