@@ -21,8 +21,9 @@ from typing import Any
 
 from conditions import MAX_RPS, config_for, sink_for, start_sim
 from figures import Summary
-from harness import API_KEY, BENCH_DIR, PYTHON, Child, daemon, print_table
+from harness import Child, daemon, print_table
 from live import page_cap
+from throughput import naive_command
 
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
@@ -88,20 +89,7 @@ def run_instructions(args: argparse.Namespace, workdir: Path, summary: Summary) 
             before = sink.count()
             cmd = [
                 *_callgrind(workdir, name),
-                PYTHON,
-                str(BENCH_DIR / "naive_sdk.py"),
-                "--api-url",
-                sim.url,
-                "--api-key",
-                API_KEY,
-                "--endpoint",
-                sink.grpc_endpoint,
-                "--rps",
-                str(MAX_RPS),
-                "--page-size",
-                str(min(1000, cap)),
-                "--since",
-                str(since),
+                *naive_command(sim, sink, since=since, page=min(1000, cap)),
             ]
             log = workdir / f"{name}.log"
             result = Child(cmd, log_path=log, max_seconds=3000, capture_stdout=True).run()

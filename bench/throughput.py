@@ -298,11 +298,9 @@ def _throughput_row(label: str, m: dict[str, Any], startup_cpu: float | None) ->
     ]
 
 
-def measure_naive(
-    workdir: Path, sim: Simulator, sink: Any, since: int = 0, page: int = 1000
-) -> dict[str, Any]:
-    stats0, sim_cpu0, self0, count0 = sim.stats(), sim.cpu(), self_cpu(), sink.count()
-    cmd = [
+def naive_command(sim: Simulator, sink: Any, *, since: int = 0, page: int = 1000) -> list[str]:
+    """The naive baseline's command line against `sim`, exporting to `sink` over gRPC."""
+    return [
         PYTHON,
         str(BENCH_DIR / "naive_sdk.py"),
         "--api-url",
@@ -318,6 +316,13 @@ def measure_naive(
         "--since",
         str(since),
     ]
+
+
+def measure_naive(
+    workdir: Path, sim: Simulator, sink: Any, since: int = 0, page: int = 1000
+) -> dict[str, Any]:
+    stats0, sim_cpu0, self0, count0 = sim.stats(), sim.cpu(), self_cpu(), sink.count()
+    cmd = naive_command(sim, sink, since=since, page=page)
     result = Child(cmd, log_path=workdir / "naive.log", max_seconds=600, capture_stdout=True).run()
     if result.rc != 0:
         raise RuntimeError(f"naive baseline exited {result.rc}:\n{result.tail()}")
