@@ -438,7 +438,7 @@ def session_rows_query(domain: str | None) -> tuple[str, tuple[object, ...]]:
     where, args = _where_domain("s.", domain)
     sql = (
         "SELECT s.domain, s.stream, s.session_id, s.room, s.watermark_ns, s.drained_until_ms,"
-        " s.ended_at_ms, s.retired, 0, s.updated_at FROM sessions s"
+        " s.ended_at_ms, s.retired, s.updated_at FROM sessions s"
     )
     # Byte order on both backends, so that both list rows alike.
     order = " ORDER BY " + ", ".join(
@@ -519,7 +519,7 @@ def session_rows_from(
             opt_int(r[6]),
             bool(r[7]),
             len(seen.get((r[0], r[1], r[2]), ())),
-            float(r[9]),
+            float(r[8]),
         )
         for r in rows
     ]
