@@ -182,6 +182,7 @@ class Bridge:
                 "with state_url, run the daemon (it takes the domains whose lease is free)"
             )
         self._install_signal_handlers(reload=False)
+        gc.freeze()  # as the daemon does (see run_forever): a backlog drain is long too
         results = await asyncio.gather(*(r.run_once() for r in self.runners))
         return all(results)
 
