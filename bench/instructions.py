@@ -19,11 +19,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from conditions import MAX_RPS, config_for, sink_for, start_sim
+from conditions import sink_for, start_sim
 from figures import Summary
 from harness import Child, daemon, print_table
 from live import page_cap
-from throughput import naive_command
+from throughput import naive_command, throughput_config
 
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
@@ -66,12 +66,9 @@ def run_instructions(args: argparse.Namespace, workdir: Path, summary: Summary) 
     ):
         sim.warm_up()
         for name, rooms in (("bridge-startup", ["bench-selects-nothing"]), ("bridge", None)):
-            domain: dict[str, Any] = {"requests_per_second": MAX_RPS, "page_size": 1000}
-            if rooms is not None:
-                domain["rooms"] = rooms
-            config = config_for(
-                workdir, api_url=sim.url, endpoint=sink.grpc_endpoint, domain=domain
-            )
+            # The CPU row's own config (`throughput_config`), so both count the same daemon.
+            selected: dict[str, Any] = {} if rooms is None else {"rooms": rooms}
+            config = throughput_config(workdir, sim, sink.grpc_endpoint, **selected)
             before = sink.count()
             result = daemon(
                 config,
